@@ -1,0 +1,179 @@
+//! What this process runs on: versions, devices and CPU. Shown by `mvt info` and recorded in
+//! every manifest, so a result can be traced to the software and hardware that produced it.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `tch` version we are built against; Cargo.toml pins it exactly (a test checks).
+pub const TCH_VERSION: &str = "0.24.0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub mvt_version: String,
+    pub tch_version: String,
+    /// Read from the `version.py` beside the libtorch actually loaded, e.g. `2.11.0+cu130`.
+    pub libtorch_version: Option<String>,
+    /// The CUDA version libtorch was built with, if any.
+    pub libtorch_cuda: Option<String>,
+    pub libtorch_dir: Option<PathBuf>,
+    pub cuda_available: bool,
+    pub cuda_devices: usize,
+    pub cudnn_version: Option<i64>,
+    pub gpu_names: Vec<String>,
+    pub cpu_model: String,
+    pub cpu_cores: usize,
+    /// libtorch's intra-op thread count at the time of collection.
+    pub torch_threads: i64,
+    pub os: String,
+}
+
+impl Environment {
+    pub fn collect() -> Self {
+        let libtorch_dir = loaded_libtorch_dir();
+        let version_py = libtorch_dir
+            .as_deref()
+            .and_then(|lib| std::fs::read_to_string(lib.parent()?.join("version.py")).ok())
+            .unwrap_or_default();
+        let cuda_devices = tch::Cuda::device_count().max(0) as usize;
+        Self {
+            mvt_version: env!("CARGO_PKG_VERSION").to_owned(),
+            tch_version: TCH_VERSION.to_owned(),
+            libtorch_version: python_string(&version_py, "__version__"),
+            libtorch_cuda: python_string(&version_py, "cuda"),
+            libtorch_dir,
+            cuda_available: tch::Cuda::is_available(),
+            cuda_devices,
+            cudnn_version: (cuda_devices > 0 && tch::Cuda::cudnn_is_available())
+                .then(tch::utils::version_cudnn),
+            gpu_names: if cuda_devices > 0 {
+                gpu_names()
+            } else {
+                Vec::new()
+            },
+            cpu_model: cpu_model(),
+            cpu_cores: std::thread::available_parallelism().map_or(1, usize::from),
+            torch_threads: i64::from(tch::get_num_threads()),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        }
+    }
+}
+
+/// The folder of the `libtorch_cpu.so` mapped into this process (Linux), which may differ
+/// from the one we were built against when `LD_LIBRARY_PATH` points elsewhere.
+fn loaded_libtorch_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+}
+
+/// The value of `name = '...'` in a Python source file.
+fn python_string(source: &str, name: &str) -> Option<String> {
+    source.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        // `cuda: Optional[str] = '13.0'` carries a type annotation.
+        if key.split(':').next().map(str::trim) != Some(name) {
+            return None;
+        }
+        let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+        (value != "None" && !value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// GPU names from `nvidia-smi`, which every NVIDIA driver installs; libtorch's C API has none.
+fn gpu_names() -> Vec<String> {
+    Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The git commit of the working tree at `dir` and whether it has uncommitted changes.
+pub fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let dirty = commit
+        .as_ref()
+        .and(git(&["status", "--porcelain"]))
+        .map(|s| !s.is_empty());
+    (commit, dirty)
+}
+
+/// Seconds since the Unix epoch as an RFC 3339 UTC timestamp, e.g. `2026-11-29T03:04:05Z`.
+pub fn rfc3339(unix_seconds: u64) -> String {
+    let (days, secs) = (unix_seconds / 86_400, unix_seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    rfc3339(now.map_or(0, |d| d.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_921_445), "2026-11-29T03:04:05Z");
+    }
+
+    #[test]
+    fn reads_python_version_strings() {
+        let src = "__version__ = '2.11.0+cu130'\ncuda: Optional[str] = '13.0'\nhip = None\n";
+        assert_eq!(
+            python_string(src, "__version__").as_deref(),
+            Some("2.11.0+cu130")
+        );
+        assert_eq!(python_string(src, "hip"), None);
+    }
+}

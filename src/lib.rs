@@ -1,0 +1,12 @@
+//! mamba-vs-transformer: measures Mamba (S6) against a Transformer with fused attention on the
+//! same hardware and the same work. The `mvt` binary is a thin shell over this library.
+
+pub mod device;
+pub mod environment;
+pub mod measure;
+pub mod models;
+pub mod plots;
+pub mod results;
+pub mod runner;
+pub mod scan;
+pub mod suite;

@@ -1,0 +1,199 @@
+//! `mvt`: the command line. Parses arguments, calls the library, prints errors with context.
+//!
+//! Exit codes: 0 success, 1 a failure while running, 2 invalid input (suite or arguments).
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use mamba_vs_transformer::environment::Environment;
+use mamba_vs_transformer::results::manifest::{Manifest, MANIFEST_FILE};
+use mamba_vs_transformer::results::store;
+use mamba_vs_transformer::runner::{self, Options};
+use mamba_vs_transformer::suite::{Machine, Plan, SuiteError};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mvt",
+    version,
+    about = "Mamba vs Transformer: measured, not argued"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every experiment of a suite and write tables, a manifest and charts.
+    #[command(
+        after_help = "Example:\n  mvt run experiments/smoke.yaml\n  mvt run experiments/smoke.yaml --out /tmp/smoke --resume"
+    )]
+    Run {
+        /// The YAML suite.
+        suite: PathBuf,
+        /// Results folder [default: results/<suite name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the rows already in the results folder and run only what is missing.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Check a suite without running it: every problem, with its line and column.
+    #[command(after_help = "Example:\n  mvt validate experiments/smoke.yaml")]
+    Validate { suite: PathBuf },
+    /// Re-render every chart of a results folder from its stored table.
+    #[command(after_help = "Example:\n  mvt plot results/smoke")]
+    Plot { results: PathBuf },
+    /// Show versions, devices, CPU and threads.
+    #[command(after_help = "Example:\n  mvt info\n  mvt info --json")]
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Input the user must fix: exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InvalidInput(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            let invalid = error
+                .chain()
+                .any(|e| e.is::<SuiteError>() || e.is::<InvalidInput>());
+            ExitCode::from(if invalid { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { suite, out, resume } => run_suite(&suite, out, resume),
+        Command::Validate { suite } => {
+            let plan = Plan::load(&suite, Machine::current())?;
+            println!(
+                "{}: valid; {} experiment(s), {} run(s) on {}",
+                suite.display(),
+                plan.suite.experiments.len(),
+                plan.runs.len(),
+                mamba_vs_transformer::device::device_name(plan.device)
+            );
+            Ok(())
+        }
+        Command::Plot { results } => plot(&results),
+        Command::Info { json } => info(json),
+    }
+}
+
+fn run_suite(suite_path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()> {
+    let plan = Plan::load(suite_path, Machine::current())?;
+    let out_dir = out.unwrap_or_else(|| Path::new("results").join(&plan.suite.name));
+    eprintln!(
+        "suite `{}`: {} run(s) on {} → {}",
+        plan.suite.name,
+        plan.runs.len(),
+        mamba_vs_transformer::device::device_name(plan.device),
+        out_dir.display()
+    );
+    let options = Options {
+        suite_path: suite_path.to_owned(),
+        out_dir: out_dir.clone(),
+        resume,
+    };
+    let summary = runner::run(&plan, &options)?;
+
+    let table = store::read_frame(&out_dir)?;
+    let shown = [
+        "experiment",
+        "model",
+        "d_model",
+        "seq_len",
+        "batch",
+        "status",
+        "latency_median_s",
+        "tokens_per_s",
+    ];
+    if let Ok(view) = table.select(shown) {
+        std::env::set_var("POLARS_FMT_MAX_ROWS", "40");
+        println!("{view}");
+    }
+    eprintln!(
+        "{} run(s): {} ran, {} resumed, {} failed; results in {} ({} chart file(s))",
+        summary.planned,
+        summary.ran,
+        summary.skipped,
+        summary.failed,
+        out_dir.display(),
+        summary.charts.len()
+    );
+    if summary.failed > 0 {
+        bail!(
+            "{} run(s) failed; their rows in {} say why (status, message)",
+            summary.failed,
+            out_dir.join(store::CSV_FILE).display()
+        );
+    }
+    Ok(())
+}
+
+fn plot(results: &Path) -> Result<()> {
+    let manifest_path = results.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        InvalidInput(format!(
+            "`{}` is not a results folder ({e} reading {MANIFEST_FILE})",
+            results.display()
+        ))
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("cannot parse `{}`", manifest_path.display()))?;
+    let plan = Plan {
+        device: tch::Device::Cpu,
+        runs: Vec::new(),
+        suite: manifest.resolved_suite,
+    };
+    let files = runner::render_plots(&plan, results)?;
+    for file in &files {
+        println!("{}", file.display());
+    }
+    Ok(())
+}
+
+fn info(json: bool) -> Result<()> {
+    let env = Environment::collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&env)?);
+        return Ok(());
+    }
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_owned());
+    println!("mvt               {}", env.mvt_version);
+    println!("tch               {}", env.tch_version);
+    println!("libtorch          {}", or_none(&env.libtorch_version));
+    println!("libtorch CUDA     {}", or_none(&env.libtorch_cuda));
+    if let Some(dir) = &env.libtorch_dir {
+        println!("libtorch lib      {}", dir.display());
+    }
+    println!(
+        "CUDA available    {} ({} device(s))",
+        env.cuda_available, env.cuda_devices
+    );
+    for (i, name) in env.gpu_names.iter().enumerate() {
+        println!("  cuda:{i}          {name}");
+    }
+    if let Some(cudnn) = env.cudnn_version {
+        println!("cuDNN             {cudnn}");
+    }
+    println!(
+        "CPU               {} ({} cores)",
+        env.cpu_model, env.cpu_cores
+    );
+    println!("torch threads     {}", env.torch_threads);
+    println!("OS                {}", env.os);
+    Ok(())
+}

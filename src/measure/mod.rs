@@ -1,0 +1,3 @@
+//! Measurement: timing and its statistics.
+
+pub mod timing;

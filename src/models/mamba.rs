@@ -1,0 +1,288 @@
+//! Mamba-1: the selective state-space (S6) block and language model.
+//!
+//! Paper: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces",
+//! arXiv 2312.00752 (Section 3, Algorithm 2, Figure 3).
+//! Reference implementation: state-spaces/mamba, `mamba_ssm/modules/mamba_simple.py`.
+//! Parameter names mirror HF transformers' `MambaForCausalLM`, so checkpoints load unrenamed.
+
+use super::norm::RmsNorm;
+use crate::scan::{ScanImpl, ScanInputs};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, Kind, Tensor};
+
+/// Δ is initialised log-uniformly in [DT_MIN, DT_MAX] (mamba_simple.py defaults).
+const DT_MIN: f64 = 1e-3;
+const DT_MAX: f64 = 0.1;
+const DT_INIT_FLOOR: f64 = 1e-4;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub d_model: i64,
+    #[serde(default = "defaults::n_layers")]
+    pub n_layers: i64,
+    #[serde(default = "defaults::vocab_size")]
+    pub vocab_size: i64,
+    /// N, the state size per channel.
+    #[serde(default = "defaults::d_state")]
+    pub d_state: i64,
+    #[serde(default = "defaults::d_conv")]
+    pub d_conv: i64,
+    /// E: d_inner = E · d_model.
+    #[serde(default = "defaults::expand")]
+    pub expand: i64,
+    /// Rank of Δ's projection; `None` means ceil(d_model / 16).
+    #[serde(default)]
+    pub dt_rank: Option<i64>,
+    #[serde(default = "defaults::norm_eps")]
+    pub norm_eps: f64,
+    #[serde(skip)]
+    pub scan: ScanImpl,
+}
+
+mod defaults {
+    pub fn n_layers() -> i64 {
+        2
+    }
+    pub fn vocab_size() -> i64 {
+        256
+    }
+    pub fn d_state() -> i64 {
+        16
+    }
+    pub fn d_conv() -> i64 {
+        4
+    }
+    pub fn expand() -> i64 {
+        2
+    }
+    pub fn norm_eps() -> f64 {
+        1e-5
+    }
+}
+
+impl Config {
+    pub fn new(d_model: i64) -> Self {
+        Self {
+            d_model,
+            n_layers: defaults::n_layers(),
+            vocab_size: defaults::vocab_size(),
+            d_state: defaults::d_state(),
+            d_conv: defaults::d_conv(),
+            expand: defaults::expand(),
+            dt_rank: None,
+            norm_eps: defaults::norm_eps(),
+            scan: ScanImpl::default(),
+        }
+    }
+
+    pub fn d_inner(&self) -> i64 {
+        self.expand * self.d_model
+    }
+
+    pub fn dt_rank(&self) -> i64 {
+        self.dt_rank.unwrap_or((self.d_model + 15) / 16)
+    }
+
+    /// Parameters of one mixer, by the shapes in [`Mixer::new`].
+    pub fn mixer_params(&self) -> i64 {
+        let (d, di, n, r) = (self.d_model, self.d_inner(), self.d_state, self.dt_rank());
+        let in_proj = d * 2 * di;
+        let conv1d = di * self.d_conv + di;
+        let x_proj = di * (r + 2 * n);
+        let dt_proj = r * di + di;
+        let a_log_and_d = di * n + di;
+        let out_proj = di * d;
+        in_proj + conv1d + x_proj + dt_proj + a_log_and_d + out_proj
+    }
+
+    /// Parameters of one residual block: its norm and mixer.
+    pub fn block_params(&self) -> i64 {
+        self.d_model + self.mixer_params()
+    }
+
+    /// Parameters of the language model; the LM head is tied to the embedding.
+    pub fn model_params(&self) -> i64 {
+        self.vocab_size * self.d_model + self.n_layers * self.block_params() + self.d_model
+    }
+}
+
+/// The selective SSM mixer (paper Figure 3, right; `Mamba` in mamba_simple.py).
+#[derive(Debug)]
+pub struct Mixer {
+    in_proj: nn::Linear,
+    conv1d: nn::Conv1D,
+    x_proj: nn::Linear,
+    dt_proj: nn::Linear,
+    a_log: Tensor,
+    d: Tensor,
+    out_proj: nn::Linear,
+    d_inner: i64,
+    d_state: i64,
+    dt_rank: i64,
+    scan: ScanImpl,
+}
+
+impl Mixer {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        let (d, di, n, r) = (cfg.d_model, cfg.d_inner(), cfg.d_state, cfg.dt_rank());
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, no_bias);
+        let conv_cfg = nn::ConvConfig {
+            groups: di,
+            padding: cfg.d_conv - 1,
+            ..Default::default()
+        };
+        let conv1d = nn::conv1d(&p / "conv1d", di, di, cfg.d_conv, conv_cfg);
+        let x_proj = nn::linear(&p / "x_proj", di, r + 2 * n, no_bias);
+
+        // Δ's projection: weight ~ U(±r^-½); bias = softplus⁻¹(dt) with dt log-uniform in
+        // [DT_MIN, DT_MAX], so that softplus(bias) starts in that range.
+        let dt_std = (r as f64).powf(-0.5);
+        let dt_cfg = nn::LinearConfig {
+            ws_init: nn::Init::Uniform {
+                lo: -dt_std,
+                up: dt_std,
+            },
+            ..Default::default()
+        };
+        let dt_proj = nn::linear(&p / "dt_proj", r, di, dt_cfg);
+        tch::no_grad(|| {
+            let log_span = DT_MAX.ln() - DT_MIN.ln();
+            let dt = (Tensor::rand([di], (Kind::Float, p.device())) * log_span + DT_MIN.ln())
+                .exp()
+                .clamp_min(DT_INIT_FLOOR);
+            // softplus⁻¹(dt) = dt + log(1 − exp(−dt))
+            let inv_softplus = &dt + (-(-&dt).expm1()).log();
+            if let Some(bias) = &dt_proj.bs {
+                bias.shallow_clone().copy_(&inv_softplus);
+            }
+        });
+
+        // S4D-real initialisation: A = −(1, 2, …, N) for every channel, stored as log(−A).
+        let a = Tensor::arange_start(1, n + 1, (Kind::Float, p.device())).repeat([di, 1]);
+        let a_log = p.var_copy("A_log", &a.log());
+        let d_skip = p.var("D", &[di], nn::Init::Const(1.0));
+        let out_proj = nn::linear(&p / "out_proj", di, d, no_bias);
+        Self {
+            in_proj,
+            conv1d,
+            x_proj,
+            dt_proj,
+            a_log,
+            d: d_skip,
+            out_proj,
+            d_inner: di,
+            d_state: n,
+            dt_rank: r,
+            scan: cfg.scan,
+        }
+    }
+}
+
+impl Module for Mixer {
+    /// (batch, seq_len, d_model) → (batch, seq_len, d_model).
+    fn forward(&self, hidden: &Tensor) -> Tensor {
+        let seq_len = hidden.size()[1];
+        // (batch, 2·d_inner, seq_len): the SSM branch x and the gate z.
+        let xz = self.in_proj.forward(hidden).transpose(1, 2);
+        let (x, z) = (
+            xz.narrow(1, 0, self.d_inner),
+            xz.narrow(1, self.d_inner, self.d_inner),
+        );
+        // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
+        let x = self.conv1d.forward(&x).narrow(2, 0, seq_len).silu();
+
+        // Selection (Algorithm 2, lines 2-4): Δ, B, C are functions of the input.
+        let x_dbl = self.x_proj.forward(&x.transpose(1, 2)); // (batch, seq_len, r + 2N)
+        let dt = x_dbl.narrow(2, 0, self.dt_rank);
+        let b = x_dbl.narrow(2, self.dt_rank, self.d_state).transpose(1, 2);
+        let c = x_dbl
+            .narrow(2, self.dt_rank + self.d_state, self.d_state)
+            .transpose(1, 2);
+        // dt_proj without its bias: the scan adds the bias inside the softplus.
+        let delta = dt.matmul(&self.dt_proj.ws.tr()).transpose(1, 2); // (batch, d_inner, seq_len)
+
+        // A = −exp(A_log), kept in fp32.
+        let a = -self.a_log.to_kind(Kind::Float).exp();
+        let y = self.scan.scan(&ScanInputs {
+            u: &x,
+            delta: &delta,
+            a: &a,
+            b: &b,
+            c: &c,
+            d: Some(&self.d),
+            z: Some(&z),
+            delta_bias: self.dt_proj.bs.as_ref(),
+            delta_softplus: true,
+        });
+        self.out_proj.forward(&y.transpose(1, 2))
+    }
+}
+
+/// Pre-norm residual block: h + Mixer(RMSNorm(h)) (mamba_ssm's `Block`).
+#[derive(Debug)]
+pub struct ResidualBlock {
+    norm: RmsNorm,
+    mixer: Mixer,
+}
+
+impl ResidualBlock {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        Self {
+            norm: RmsNorm::new(&p / "norm", cfg.d_model, cfg.norm_eps),
+            mixer: Mixer::new(&p / "mixer", cfg),
+        }
+    }
+}
+
+impl Module for ResidualBlock {
+    fn forward(&self, hidden: &Tensor) -> Tensor {
+        hidden + self.mixer.forward(&self.norm.forward(hidden))
+    }
+}
+
+/// The Mamba language model with a tied LM head (`MambaForCausalLM`).
+#[derive(Debug)]
+pub struct MambaLm {
+    embeddings: nn::Embedding,
+    layers: Vec<ResidualBlock>,
+    norm_f: RmsNorm,
+}
+
+impl MambaLm {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        let backbone = &p / "backbone";
+        let embeddings = nn::embedding(
+            &backbone / "embeddings",
+            cfg.vocab_size,
+            cfg.d_model,
+            Default::default(),
+        );
+        let layers = (0..cfg.n_layers)
+            .map(|i| ResidualBlock::new(&backbone / "layers" / i, cfg))
+            .collect();
+        let norm_f = RmsNorm::new(&backbone / "norm_f", cfg.d_model, cfg.norm_eps);
+        Self {
+            embeddings,
+            layers,
+            norm_f,
+        }
+    }
+}
+
+impl Module for MambaLm {
+    /// Token ids (batch, seq_len) → logits (batch, seq_len, vocab_size).
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        let mut hidden = self.embeddings.forward(ids);
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden);
+        }
+        self.norm_f
+            .forward(&hidden)
+            .matmul(&self.embeddings.ws.tr())
+    }
+}

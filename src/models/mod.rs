@@ -1,0 +1,170 @@
+//! The two model families and what the runner needs to build either one uniformly.
+
+pub mod mamba;
+pub mod norm;
+pub mod transformer;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Which family a model belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Mamba,
+    Transformer,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Mamba, Family::Transformer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Mamba => "mamba",
+            Family::Transformer => "transformer",
+        }
+    }
+}
+
+/// How much of a model a measurement covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    /// One residual block (norm + mixer for Mamba, norm + attention + norm + MLP for Llama)
+    /// on hidden states of shape (batch, seq_len, d_model).
+    Block,
+    /// The whole language model on token ids: embedding, `n_layers` blocks, final norm, LM head.
+    Model,
+}
+
+impl Component {
+    pub const ALL: [Component; 2] = [Component::Block, Component::Model];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Block => "block",
+            Component::Model => "model",
+        }
+    }
+}
+
+/// A fully resolved model configuration of either family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Mamba(mamba::Config),
+    Transformer(transformer::Config),
+}
+
+impl ModelConfig {
+    pub fn family(&self) -> Family {
+        match self {
+            ModelConfig::Mamba(_) => Family::Mamba,
+            ModelConfig::Transformer(_) => Family::Transformer,
+        }
+    }
+
+    pub fn d_model(&self) -> i64 {
+        match self {
+            ModelConfig::Mamba(cfg) => cfg.d_model,
+            ModelConfig::Transformer(cfg) => cfg.d_model,
+        }
+    }
+
+    pub fn n_layers(&self) -> i64 {
+        match self {
+            ModelConfig::Mamba(cfg) => cfg.n_layers,
+            ModelConfig::Transformer(cfg) => cfg.n_layers,
+        }
+    }
+
+    pub fn vocab_size(&self) -> i64 {
+        match self {
+            ModelConfig::Mamba(cfg) => cfg.vocab_size,
+            ModelConfig::Transformer(cfg) => cfg.vocab_size,
+        }
+    }
+
+    /// Parameter count of `component`, from the configuration alone.
+    pub fn params(&self, component: Component) -> i64 {
+        match (self, component) {
+            (ModelConfig::Mamba(cfg), Component::Block) => cfg.block_params(),
+            (ModelConfig::Mamba(cfg), Component::Model) => cfg.model_params(),
+            (ModelConfig::Transformer(cfg), Component::Block) => cfg.block_params(),
+            (ModelConfig::Transformer(cfg), Component::Model) => cfg.model_params(),
+        }
+    }
+}
+
+/// A model instance with its parameters, ready to run.
+pub struct BuiltModel {
+    pub vars: nn::VarStore,
+    pub module: Box<dyn nn::Module>,
+    component: Component,
+    d_model: i64,
+    vocab_size: i64,
+}
+
+impl BuiltModel {
+    /// Builds `component` of `cfg` with freshly initialised weights on `device` in `kind`.
+    /// Parameters that mamba_ssm keeps in fp32 (`A_log`, `D`) stay fp32 whatever `kind` is.
+    pub fn new(cfg: &ModelConfig, component: Component, device: Device, kind: Kind) -> Self {
+        let vars = nn::VarStore::new(device);
+        let root = vars.root();
+        let module: Box<dyn nn::Module> = match (cfg, component) {
+            (ModelConfig::Mamba(c), Component::Block) => {
+                Box::new(mamba::ResidualBlock::new(root, c))
+            }
+            (ModelConfig::Mamba(c), Component::Model) => Box::new(mamba::MambaLm::new(root, c)),
+            (ModelConfig::Transformer(c), Component::Block) => {
+                Box::new(transformer::DecoderBlock::new(root, c))
+            }
+            (ModelConfig::Transformer(c), Component::Model) => {
+                Box::new(transformer::TransformerLm::new(root, c))
+            }
+        };
+        if kind != Kind::Float {
+            cast_except_fp32_params(&vars, kind);
+        }
+        Self {
+            vars,
+            module,
+            component,
+            d_model: cfg.d_model(),
+            vocab_size: cfg.vocab_size(),
+        }
+    }
+
+    /// Random input of the right kind: hidden states for a block, token ids for a model.
+    pub fn random_input(&self, batch: i64, seq_len: i64, kind: Kind) -> Tensor {
+        let device = self.vars.device();
+        match self.component {
+            Component::Block => Tensor::randn([batch, seq_len, self.d_model], (kind, device)),
+            Component::Model => {
+                Tensor::randint(self.vocab_size, [batch, seq_len], (Kind::Int64, device))
+            }
+        }
+    }
+
+    pub fn param_count(&self) -> i64 {
+        self.vars
+            .trainable_variables()
+            .iter()
+            .map(Tensor::numel)
+            .sum::<usize>() as i64
+    }
+}
+
+fn is_fp32_param(name: &str) -> bool {
+    name.ends_with("A_log") || name.ends_with(".D") || name == "D"
+}
+
+fn cast_except_fp32_params(vars: &nn::VarStore, kind: Kind) {
+    tch::no_grad(|| {
+        for (name, var) in vars.variables() {
+            if !is_fp32_param(&name) {
+                var.shallow_clone().set_data(&var.to_kind(kind));
+            }
+        }
+    });
+}

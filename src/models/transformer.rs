@@ -1,0 +1,322 @@
+//! A Llama-style decoder-only Transformer with fused attention.
+//!
+//! Papers: Touvron et al., "LLaMA", arXiv 2302.13971 (pre-RMSNorm, SwiGLU, RoPE);
+//! Su et al., "RoFormer", arXiv 2104.09864 (rotary embeddings, Eq. 34);
+//! Shazeer, "GLU Variants Improve Transformer", arXiv 2002.05202 (SwiGLU).
+//! Reference implementation: HF transformers' `modeling_llama.py`, whose parameter names we
+//! mirror. Attention is libtorch's fused `scaled_dot_product_attention` (FlashAttention-2 or
+//! memory-efficient kernels on CUDA, a fused flash kernel on CPU).
+
+use super::norm::RmsNorm;
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, Kind, Tensor};
+
+pub const DEFAULT_HEAD_DIM: i64 = 64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub d_model: i64,
+    #[serde(default = "defaults::n_layers")]
+    pub n_layers: i64,
+    #[serde(default = "defaults::vocab_size")]
+    pub vocab_size: i64,
+    #[serde(default = "defaults::head_dim")]
+    pub head_dim: i64,
+    /// Key/value heads for grouped-query attention; `None` means one per query head.
+    #[serde(default)]
+    pub n_kv_heads: Option<i64>,
+    /// SwiGLU hidden width; `None` means `mlp_ratio · d_model`.
+    #[serde(default)]
+    pub intermediate_size: Option<i64>,
+    #[serde(default = "defaults::mlp_ratio")]
+    pub mlp_ratio: f64,
+    #[serde(default = "defaults::rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "defaults::norm_eps")]
+    pub norm_eps: f64,
+}
+
+mod defaults {
+    pub fn n_layers() -> i64 {
+        2
+    }
+    pub fn vocab_size() -> i64 {
+        256
+    }
+    pub fn head_dim() -> i64 {
+        super::DEFAULT_HEAD_DIM
+    }
+    pub fn mlp_ratio() -> f64 {
+        4.0
+    }
+    pub fn rope_theta() -> f64 {
+        10_000.0
+    }
+    pub fn norm_eps() -> f64 {
+        1e-5
+    }
+}
+
+impl Config {
+    pub fn new(d_model: i64, head_dim: i64) -> Self {
+        Self {
+            d_model,
+            n_layers: defaults::n_layers(),
+            vocab_size: defaults::vocab_size(),
+            head_dim,
+            n_kv_heads: None,
+            intermediate_size: None,
+            mlp_ratio: defaults::mlp_ratio(),
+            rope_theta: defaults::rope_theta(),
+            norm_eps: defaults::norm_eps(),
+        }
+    }
+
+    pub fn n_heads(&self) -> i64 {
+        self.d_model / self.head_dim
+    }
+
+    pub fn n_kv_heads(&self) -> i64 {
+        self.n_kv_heads.unwrap_or_else(|| self.n_heads())
+    }
+
+    pub fn intermediate_size(&self) -> i64 {
+        self.intermediate_size
+            .unwrap_or_else(|| (self.mlp_ratio * self.d_model as f64).round() as i64)
+    }
+
+    /// Parameters of one attention layer: q, k, v and o projections, no biases.
+    pub fn attention_params(&self) -> i64 {
+        let (q, kv) = (
+            self.n_heads() * self.head_dim,
+            self.n_kv_heads() * self.head_dim,
+        );
+        self.d_model * q + 2 * self.d_model * kv + q * self.d_model
+    }
+
+    /// Parameters of one SwiGLU MLP: gate, up and down projections.
+    pub fn mlp_params(&self) -> i64 {
+        3 * self.d_model * self.intermediate_size()
+    }
+
+    /// Parameters of one decoder block: two norms, attention and MLP.
+    pub fn block_params(&self) -> i64 {
+        2 * self.d_model + self.attention_params() + self.mlp_params()
+    }
+
+    /// Parameters of the language model; the LM head is tied to the embedding.
+    pub fn model_params(&self) -> i64 {
+        self.vocab_size * self.d_model + self.n_layers * self.block_params() + self.d_model
+    }
+}
+
+/// Rotary position embedding, rotate-half convention (HF Llama).
+#[derive(Debug)]
+struct Rotary {
+    inv_freq: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &Config, device: tch::Device) -> Self {
+        // θ_i = base^(−2i/d), i = 0 … d/2 − 1 (RoFormer Eq. 15).
+        let exponents = Tensor::arange_start_step(0, cfg.head_dim, 2, (Kind::Float, device));
+        let inv_freq = (exponents * (-cfg.rope_theta.ln() / cfg.head_dim as f64)).exp();
+        Self { inv_freq }
+    }
+
+    /// Rotates q or k, (batch, heads, seq_len, head_dim), whose first position is `offset`.
+    fn apply(&self, xs: &Tensor, offset: i64) -> Tensor {
+        let seq_len = xs.size()[2];
+        let positions = Tensor::arange_start(offset, offset + seq_len, (Kind::Float, xs.device()));
+        let freqs = positions.outer(&self.inv_freq); // (seq_len, head_dim / 2)
+        let angles = Tensor::cat(&[&freqs, &freqs], -1);
+        let (cos, sin) = (
+            angles.cos().to_kind(xs.kind()),
+            angles.sin().to_kind(xs.kind()),
+        );
+        let half = xs.size()[3] / 2;
+        let rotated = Tensor::cat(&[-xs.narrow(3, half, half), xs.narrow(3, 0, half)], -1);
+        xs * cos + rotated * sin
+    }
+}
+
+/// Causal multi-head (or grouped-query) self-attention.
+#[derive(Debug)]
+pub struct Attention {
+    q_proj: nn::Linear,
+    k_proj: nn::Linear,
+    v_proj: nn::Linear,
+    o_proj: nn::Linear,
+    rotary: Rotary,
+    n_heads: i64,
+    n_kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let (q, kv) = (
+            cfg.n_heads() * cfg.head_dim,
+            cfg.n_kv_heads() * cfg.head_dim,
+        );
+        Self {
+            q_proj: nn::linear(&p / "q_proj", cfg.d_model, q, no_bias),
+            k_proj: nn::linear(&p / "k_proj", cfg.d_model, kv, no_bias),
+            v_proj: nn::linear(&p / "v_proj", cfg.d_model, kv, no_bias),
+            o_proj: nn::linear(&p / "o_proj", q, cfg.d_model, no_bias),
+            rotary: Rotary::new(cfg, p.device()),
+            n_heads: cfg.n_heads(),
+            n_kv_heads: cfg.n_kv_heads(),
+            head_dim: cfg.head_dim,
+        }
+    }
+
+    /// (batch, seq_len, width) → (batch, heads, seq_len, head_dim).
+    fn split_heads(&self, xs: &Tensor, heads: i64) -> Tensor {
+        let (batch, seq_len, _) = xs.size3().expect("(batch, seq_len, width)");
+        xs.view([batch, seq_len, heads, self.head_dim])
+            .transpose(1, 2)
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, hidden: &Tensor) -> Tensor {
+        let (batch, seq_len, _) = hidden.size3().expect("(batch, seq_len, d_model)");
+        let q = self.rotary.apply(
+            &self.split_heads(&self.q_proj.forward(hidden), self.n_heads),
+            0,
+        );
+        let k = self.rotary.apply(
+            &self.split_heads(&self.k_proj.forward(hidden), self.n_kv_heads),
+            0,
+        );
+        let v = self.split_heads(&self.v_proj.forward(hidden), self.n_kv_heads);
+        // softmax(QKᵀ/√d_head + causal mask) V, fused: the (L, L) scores never reach memory.
+        let attn = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            true,
+            None,
+            self.n_kv_heads != self.n_heads,
+        );
+        let merged = attn.transpose(1, 2).contiguous().view([batch, seq_len, -1]);
+        self.o_proj.forward(&merged)
+    }
+}
+
+/// SwiGLU feed-forward: down(SiLU(gate(x)) ⊙ up(x)).
+#[derive(Debug)]
+pub struct Mlp {
+    gate_proj: nn::Linear,
+    up_proj: nn::Linear,
+    down_proj: nn::Linear,
+}
+
+impl Mlp {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let hidden = cfg.intermediate_size();
+        Self {
+            gate_proj: nn::linear(&p / "gate_proj", cfg.d_model, hidden, no_bias),
+            up_proj: nn::linear(&p / "up_proj", cfg.d_model, hidden, no_bias),
+            down_proj: nn::linear(&p / "down_proj", hidden, cfg.d_model, no_bias),
+        }
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let gated = self.gate_proj.forward(xs).silu() * self.up_proj.forward(xs);
+        self.down_proj.forward(&gated)
+    }
+}
+
+/// Pre-norm decoder block: h += Attn(RMSNorm(h)); h += MLP(RMSNorm(h)).
+#[derive(Debug)]
+pub struct DecoderBlock {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderBlock {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        Self {
+            input_layernorm: RmsNorm::new(&p / "input_layernorm", cfg.d_model, cfg.norm_eps),
+            self_attn: Attention::new(&p / "self_attn", cfg),
+            post_attention_layernorm: RmsNorm::new(
+                &p / "post_attention_layernorm",
+                cfg.d_model,
+                cfg.norm_eps,
+            ),
+            mlp: Mlp::new(&p / "mlp", cfg),
+        }
+    }
+}
+
+impl Module for DecoderBlock {
+    fn forward(&self, hidden: &Tensor) -> Tensor {
+        let hidden = hidden
+            + self
+                .self_attn
+                .forward(&self.input_layernorm.forward(hidden));
+        &hidden
+            + self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&hidden))
+    }
+}
+
+/// The Transformer language model with a tied LM head (`LlamaForCausalLM`).
+#[derive(Debug)]
+pub struct TransformerLm {
+    embed_tokens: nn::Embedding,
+    layers: Vec<DecoderBlock>,
+    norm: RmsNorm,
+}
+
+impl TransformerLm {
+    pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        let model = &p / "model";
+        let embed_tokens = nn::embedding(
+            &model / "embed_tokens",
+            cfg.vocab_size,
+            cfg.d_model,
+            Default::default(),
+        );
+        let layers = (0..cfg.n_layers)
+            .map(|i| DecoderBlock::new(&model / "layers" / i, cfg))
+            .collect();
+        let norm = RmsNorm::new(&model / "norm", cfg.d_model, cfg.norm_eps);
+        Self {
+            embed_tokens,
+            layers,
+            norm,
+        }
+    }
+}
+
+impl Module for TransformerLm {
+    /// Token ids (batch, seq_len) → logits (batch, seq_len, vocab_size).
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        let mut hidden = self.embed_tokens.forward(ids);
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden);
+        }
+        self.norm
+            .forward(&hidden)
+            .matmul(&self.embed_tokens.ws.tr())
+    }
+}

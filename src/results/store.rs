@@ -1,0 +1,141 @@
+//! The results folder of one suite run. Every row is saved the moment it exists, atomically
+//! (temporary file, then rename), so a crash or kill keeps every finished row.
+//!
+//! - `rows.jsonl`: the rows, one JSON object a line; the source of truth that `--resume` reads;
+//! - `results.csv`, `results.parquet`: the same rows as a table, written through polars;
+//! - `manifest.json`: provenance (see [`super::manifest`]);
+//! - `plots/`: charts.
+
+use super::row::Row;
+use polars::prelude::*;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` line {line} is not a result row: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("cannot build the results table: {0}")]
+    Table(#[from] PolarsError),
+}
+
+pub const ROWS_FILE: &str = "rows.jsonl";
+pub const CSV_FILE: &str = "results.csv";
+pub const PARQUET_FILE: &str = "results.parquet";
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
+/// readers see the old or the new file, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let error = |source| StoreError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+    ));
+    let mut file = fs::File::create(&tmp).map_err(error)?;
+    file.write_all(bytes).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    fs::rename(&tmp, path).map_err(error)
+}
+
+/// Rows saved in `dir`; none if the folder holds no results yet.
+pub fn read_rows(dir: &Path) -> Result<Vec<Row>, StoreError> {
+    let path = dir.join(ROWS_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(StoreError::Read { path, source }),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Saves all `rows` to `dir`: the JSON lines, then the CSV and Parquet tables.
+pub fn write_rows(dir: &Path, rows: &[Row]) -> Result<(), StoreError> {
+    let mut jsonl = String::new();
+    for row in rows {
+        jsonl.push_str(&serde_json::to_string(row).expect("rows serialise"));
+        jsonl.push('\n');
+    }
+    write_atomic(&dir.join(ROWS_FILE), jsonl.as_bytes())?;
+
+    let mut frame = to_frame(rows)?;
+    let mut csv = Vec::new();
+    CsvWriter::new(&mut csv).finish(&mut frame)?;
+    write_atomic(&dir.join(CSV_FILE), &csv)?;
+    let mut parquet = Vec::new();
+    ParquetWriter::new(&mut parquet).finish(&mut frame)?;
+    write_atomic(&dir.join(PARQUET_FILE), &parquet)
+}
+
+/// Reads the Parquet table of `dir`, the form charts and analysis work on.
+pub fn read_frame(dir: &Path) -> Result<DataFrame, StoreError> {
+    let path = dir.join(PARQUET_FILE);
+    let file = fs::File::open(&path).map_err(|source| StoreError::Read { path, source })?;
+    Ok(ParquetReader::new(file).finish()?)
+}
+
+/// The rows as a polars table, one column per [`Row`] field, in field order.
+pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
+    fn col<T>(name: &str, rows: &[Row], get: impl Fn(&Row) -> T) -> Column
+    where
+        Series: NamedFrom<Vec<T>, [T]>,
+    {
+        Column::new(name.into(), rows.iter().map(get).collect::<Vec<T>>())
+    }
+    let columns = vec![
+        col("suite", rows, |r| r.suite.clone()),
+        col("experiment", rows, |r| r.experiment.clone()),
+        col("run_id", rows, |r| r.run_id.clone()),
+        col("model", rows, |r| r.model.clone()),
+        col("family", rows, |r| r.family.clone()),
+        col("component", rows, |r| r.component.clone()),
+        col("pass", rows, |r| r.pass.clone()),
+        col("device", rows, |r| r.device.clone()),
+        col("dtype", rows, |r| r.dtype.clone()),
+        col("batch", rows, |r| r.batch),
+        col("seq_len", rows, |r| r.seq_len),
+        col("d_model", rows, |r| r.d_model),
+        col("n_layers", rows, |r| r.n_layers),
+        col("params", rows, |r| r.params),
+        col("scan", rows, |r| r.scan.clone()),
+        col("threads", rows, |r| r.threads),
+        col("status", rows, |r| r.status.name().to_owned()),
+        col("latency_median_s", rows, |r| r.latency_median_s),
+        col("latency_min_s", rows, |r| r.latency_min_s),
+        col("latency_max_s", rows, |r| r.latency_max_s),
+        col("samples", rows, |r| r.samples),
+        col("tokens_per_s", rows, |r| r.tokens_per_s),
+        col("wall_s", rows, |r| r.wall_s),
+        col("message", rows, |r| r.message.clone()),
+    ];
+    DataFrame::new(rows.len(), columns)
+}

@@ -1,0 +1,132 @@
+//! Runs a plan: every spec in turn, each row saved the moment it exists, then the charts.
+
+pub mod execute;
+pub mod progress;
+
+use crate::environment::{git_state, now_rfc3339, Environment};
+use crate::plots::{self, PlotError};
+use crate::results::manifest::{Manifest, MANIFEST_FILE};
+use crate::results::store::{self, write_atomic, StoreError};
+use crate::results::{Row, Status};
+use crate::suite::Plan;
+use progress::Progress;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error("cannot create the results folder `{}`: {source}", path.display())]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub suite_path: PathBuf,
+    pub out_dir: PathBuf,
+    /// Keep the rows already in `out_dir` and skip their run ids.
+    pub resume: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub planned: usize,
+    pub skipped: usize,
+    pub ran: usize,
+    pub failed: usize,
+    pub charts: Vec<PathBuf>,
+}
+
+pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
+    let out = &options.out_dir;
+    std::fs::create_dir_all(out).map_err(|source| RunError::Folder {
+        path: out.clone(),
+        source,
+    })?;
+    if let Some(threads) = plan.suite.threads {
+        tch::set_num_threads(threads as i32);
+    }
+
+    let mut rows: Vec<Row> = if options.resume {
+        store::read_rows(out)?
+    } else {
+        Vec::new()
+    };
+    let finished: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
+    let pending: Vec<_> = plan
+        .runs
+        .iter()
+        .filter(|s| !finished.contains(&s.run_id))
+        .collect();
+    let mut summary = Summary {
+        planned: plan.runs.len(),
+        skipped: plan.runs.len() - pending.len(),
+        ..Summary::default()
+    };
+
+    let mut manifest = new_manifest(plan, options, rows.len());
+    write_manifest(out, &manifest)?;
+    let mut progress = Progress::new(plan.runs.len(), summary.skipped);
+    for spec in pending {
+        progress.begin(spec);
+        let row = execute::execute(spec, plan.device);
+        progress.end(spec, &row);
+        summary.ran += 1;
+        summary.failed += usize::from(row.status != Status::Ok);
+        rows.push(row);
+        store::write_rows(out, &rows)?;
+    }
+    progress.finish();
+    if rows.is_empty() {
+        store::write_rows(out, &rows)?;
+    }
+
+    manifest.finished_at = Some(now_rfc3339());
+    manifest.runs_finished = rows.len();
+    write_manifest(out, &manifest)?;
+    summary.charts = render_plots(plan, out)?;
+    Ok(summary)
+}
+
+/// Re-renders every chart the suite asks for from the stored table in `out`.
+pub fn render_plots(plan: &Plan, out: &Path) -> Result<Vec<PathBuf>, RunError> {
+    let table = store::read_frame(out)?;
+    let mut files = Vec::new();
+    for plot in &plan.suite.plots {
+        files.extend(plots::render(plot, &table, &out.join("plots"))?);
+    }
+    Ok(files)
+}
+
+fn new_manifest(plan: &Plan, options: &Options, already: usize) -> Manifest {
+    let suite_dir = options.suite_path.parent().unwrap_or(Path::new("."));
+    let (git_commit, git_dirty) = git_state(suite_dir);
+    Manifest {
+        suite: plan.suite.name.clone(),
+        description: plan.suite.description.clone(),
+        suite_path: options.suite_path.display().to_string(),
+        git_commit,
+        git_dirty,
+        started_at: now_rfc3339(),
+        finished_at: None,
+        device: crate::device::device_name(plan.device),
+        dtype: plan.suite.dtype.name().to_owned(),
+        seed: plan.suite.seed,
+        threads: i64::from(tch::get_num_threads()),
+        runs_planned: plan.runs.len(),
+        runs_finished: already,
+        environment: Environment::collect(),
+        resolved_suite: plan.suite.clone(),
+    }
+}
+
+fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+    let json = serde_json::to_string_pretty(manifest).expect("manifests serialise");
+    write_atomic(&out.join(MANIFEST_FILE), json.as_bytes())
+}

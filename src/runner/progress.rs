@@ -1,0 +1,85 @@
+//! Progress over a sweep: an indicatif bar with ETA on a terminal, plain lines otherwise (CI
+//! logs and pipes get one readable line per run instead of escape codes).
+
+use crate::measure::timing::format_seconds;
+use crate::results::Row;
+use crate::suite::RunSpec;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    done: usize,
+}
+
+/// `block-forward mamba d=64 L=128 b=1`
+pub fn describe(spec: &RunSpec) -> String {
+    format!(
+        "{} {} d={} L={} b={}",
+        spec.experiment,
+        spec.model,
+        spec.config.d_model(),
+        spec.seq_len,
+        spec.batch
+    )
+}
+
+impl Progress {
+    /// `done` runs of `total` were finished before (by an earlier, resumed sweep).
+    pub fn new(total: usize, done: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+                )
+                .expect("the template is valid"),
+            );
+            bar.set_position(done as u64);
+            bar
+        });
+        if bar.is_none() && done > 0 {
+            eprintln!("resuming: {done} of {total} runs already finished");
+        }
+        Self { bar, total, done }
+    }
+
+    pub fn begin(&self, spec: &RunSpec) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(describe(spec));
+        }
+    }
+
+    pub fn end(&mut self, spec: &RunSpec, row: &Row) {
+        self.done += 1;
+        let outcome = match (row.latency_median_s, &row.message) {
+            (Some(median), _) => format!("ok, median {}", format_seconds(median)),
+            (None, Some(message)) => format!("{}: {}", row.status.name(), first_line(message)),
+            (None, None) => row.status.name().to_owned(),
+        };
+        let line = format!(
+            "[{}/{}] {}: {outcome}",
+            self.done,
+            self.total,
+            describe(spec)
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.println(line);
+                bar.inc(1);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}

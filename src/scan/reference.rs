@@ -1,0 +1,60 @@
+//! The reference selective scan: a readable loop over time.
+//!
+//! Semantics follow mamba_ssm's `selective_scan_ref` (ops/selective_scan_interface.py):
+//! zero-order hold for A, Euler for B, everything computed in fp32.
+
+use super::ScanInputs;
+use tch::{Kind, Tensor};
+
+/// Runs the scan and returns `(y, last_state)`.
+///
+/// `initial_state` (batch, d_inner, d_state) continues a scan from where an earlier one stopped;
+/// the returned last state (fp32, same shape) lets step-mode decoding continue from here.
+pub fn selective_scan(inputs: &ScanInputs, initial_state: Option<&Tensor>) -> (Tensor, Tensor) {
+    let out_kind = inputs.u.kind();
+    let u = inputs.u.to_kind(Kind::Float);
+    let a = inputs.a.to_kind(Kind::Float);
+    let b = inputs.b.to_kind(Kind::Float);
+    let c = inputs.c.to_kind(Kind::Float);
+    let (batch, d_inner, seq_len) = u.size3().expect("u is (batch, d_inner, seq_len)");
+    let d_state = a.size()[1];
+
+    // Out-of-place throughout, so autograd can differentiate through the reference.
+    let delta = inputs.delta.to_kind(Kind::Float);
+    let delta = match inputs.delta_bias {
+        Some(bias) => delta + bias.to_kind(Kind::Float).unsqueeze(-1),
+        None => delta,
+    };
+    let delta = if inputs.delta_softplus {
+        delta.softplus()
+    } else {
+        delta
+    };
+
+    // Eq. (4), zero-order hold: Ā = exp(Δ A), (batch, d_inner, seq_len, d_state).
+    let delta_a = (delta.unsqueeze(-1) * a.unsqueeze(1)).exp();
+    // Euler step for B: B̄ u = Δ B u, (batch, d_inner, seq_len, d_state).
+    let delta_b_u = (&delta * &u).unsqueeze(-1) * b.transpose(1, 2).unsqueeze(1);
+
+    let mut h = match initial_state {
+        Some(state) => state.to_kind(Kind::Float),
+        None => Tensor::zeros([batch, d_inner, d_state], (Kind::Float, u.device())),
+    };
+    let mut ys = Vec::with_capacity(seq_len as usize);
+    for t in 0..seq_len {
+        // Eq. (2a): h_t = Ā_t h_{t-1} + B̄_t u_t
+        h = delta_a.select(2, t) * &h + delta_b_u.select(2, t);
+        // Eq. (2b): y_t = C_t h_t, (batch, d_inner)
+        ys.push(h.matmul(&c.select(2, t).unsqueeze(-1)).squeeze_dim(-1));
+    }
+    let y = Tensor::stack(&ys, 2);
+    let y = match inputs.d {
+        Some(d) => y + &u * d.to_kind(Kind::Float).unsqueeze(-1),
+        None => y,
+    };
+    let y = match inputs.z {
+        Some(z) => y * z.to_kind(Kind::Float).silu(),
+        None => y,
+    };
+    (y.to_kind(out_kind), h)
+}

@@ -1,0 +1,143 @@
+//! Expands a validated suite into a flat list of run specs, each with a stable `run_id`.
+
+use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite};
+use crate::models::{mamba, transformer, Component, Family, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+/// Depth of a `component: model` when the grid names none.
+pub const DEFAULT_MODEL_LAYERS: i64 = 2;
+
+/// One configuration to measure: everything needed to run it, and nothing else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// `experiment.model.dD.LL.bB.nN.HASH`: readable, and unique to every parameter below.
+    pub run_id: String,
+    pub suite: String,
+    pub experiment: String,
+    pub kind: ExperimentKind,
+    pub model: String,
+    pub config: ModelConfig,
+    pub component: Component,
+    pub pass: Pass,
+    /// `cpu` or `cuda:N`, already resolved from `auto`.
+    pub device: String,
+    pub dtype: DType,
+    pub batch: i64,
+    pub seq_len: i64,
+    pub warmup: usize,
+    pub repeats: usize,
+    pub seed: u64,
+    pub threads: Option<usize>,
+}
+
+/// Every grid point of every experiment, models outermost and sequence length innermost.
+pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
+    let mut runs = Vec::new();
+    for exp in &suite.experiments {
+        for model in &exp.models {
+            let entry = &suite.models[model];
+            for &d_model in &exp.grid.d_model {
+                for n_layers in layers(exp) {
+                    for &batch in &exp.grid.batch {
+                        for &seq_len in &exp.grid.seq_len {
+                            let config = resolve(entry, d_model, n_layers);
+                            runs.push(spec(suite, exp, model, config, device, batch, seq_len));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    runs
+}
+
+fn layers(exp: &Experiment) -> Vec<i64> {
+    match (exp.component, &exp.grid.n_layers) {
+        (Component::Block, _) => vec![1],
+        (Component::Model, Some(layers)) => layers.clone(),
+        (Component::Model, None) => vec![DEFAULT_MODEL_LAYERS],
+    }
+}
+
+/// The model configuration at one grid point: the entry's options over the family defaults.
+pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
+    match entry.family {
+        Family::Mamba => {
+            let mut cfg = mamba::Config::new(d_model);
+            cfg.n_layers = n_layers;
+            cfg.vocab_size = entry.vocab_size.unwrap_or(cfg.vocab_size);
+            cfg.norm_eps = entry.norm_eps.unwrap_or(cfg.norm_eps);
+            cfg.d_state = entry.d_state.unwrap_or(cfg.d_state);
+            cfg.d_conv = entry.d_conv.unwrap_or(cfg.d_conv);
+            cfg.expand = entry.expand.unwrap_or(cfg.expand);
+            cfg.dt_rank = entry.dt_rank;
+            ModelConfig::Mamba(cfg)
+        }
+        Family::Transformer => {
+            let head_dim = entry.head_dim.unwrap_or(transformer::DEFAULT_HEAD_DIM);
+            let mut cfg = transformer::Config::new(d_model, head_dim);
+            cfg.n_layers = n_layers;
+            cfg.vocab_size = entry.vocab_size.unwrap_or(cfg.vocab_size);
+            cfg.norm_eps = entry.norm_eps.unwrap_or(cfg.norm_eps);
+            cfg.n_kv_heads = entry.n_kv_heads;
+            cfg.mlp_ratio = entry.mlp_ratio.unwrap_or(cfg.mlp_ratio);
+            cfg.intermediate_size = entry.intermediate_size;
+            cfg.rope_theta = entry.rope_theta.unwrap_or(cfg.rope_theta);
+            ModelConfig::Transformer(cfg)
+        }
+    }
+}
+
+fn spec(
+    suite: &Suite,
+    exp: &Experiment,
+    model: &str,
+    config: ModelConfig,
+    device: &str,
+    batch: i64,
+    seq_len: i64,
+) -> RunSpec {
+    let mut spec = RunSpec {
+        run_id: String::new(),
+        suite: suite.name.clone(),
+        experiment: exp.name.clone(),
+        kind: exp.kind,
+        model: model.to_owned(),
+        component: exp.component,
+        pass: exp.pass,
+        device: device.to_owned(),
+        dtype: suite.dtype,
+        batch,
+        seq_len,
+        warmup: exp.warmup,
+        repeats: exp.repeats,
+        seed: suite.seed,
+        threads: suite.threads,
+        config,
+    };
+    spec.run_id = run_id(&spec);
+    spec
+}
+
+/// Readable prefix plus a hash of every parameter, so that changing any option (say `d_state`)
+/// gives a new id and `--resume` never reuses a stale result.
+fn run_id(spec: &RunSpec) -> String {
+    let canonical = serde_json::to_string(spec).expect("run specs serialise");
+    format!(
+        "{}.{}.d{}.L{}.b{}.n{}.{:08x}",
+        spec.experiment,
+        spec.model,
+        spec.config.d_model(),
+        spec.seq_len,
+        spec.batch,
+        spec.config.n_layers(),
+        fnv1a(canonical.as_bytes()) as u32
+    )
+}
+
+/// FNV-1a, 64-bit: stable across Rust versions and platforms, unlike `DefaultHasher`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

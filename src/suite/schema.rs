@@ -1,0 +1,190 @@
+//! The YAML suite format, as written by users. Every struct denies unknown keys: zoology silently
+//! ignored misspelled ones, and a typo must never turn into a default.
+//!
+//! ```yaml
+//! name: smoke
+//! description: Forward latency of one Mamba block vs one Transformer block on tiny shapes.
+//! device: auto            # auto | cpu | cuda | cuda:N
+//! dtype: f32              # f32 | bf16 | f16
+//! seed: 0
+//! threads: 2              # CPU intra-op threads; default: all cores
+//! models:
+//!   mamba:       { family: mamba, d_state: 16, d_conv: 4, expand: 2 }
+//!   transformer: { family: transformer, head_dim: 32, mlp_ratio: 4 }
+//! experiments:
+//!   - name: block-forward
+//!     kind: speed
+//!     pass: forward
+//!     component: block      # block | model
+//!     models: [mamba, transformer]
+//!     grid: { d_model: [64, 128], seq_len: [64, 128, 256], batch: [1] }
+//!     warmup: 2
+//!     repeats: 5
+//! plots:
+//!   - { kind: latency_vs_seq_len, experiment: block-forward }
+//! ```
+
+use crate::models::{Component, Family};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    pub name: String,
+    /// What question the suite answers; shown in results and reports.
+    #[serde(default)]
+    pub description: String,
+    /// `auto` (CUDA if present, else CPU), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default)]
+    pub dtype: DType,
+    #[serde(default)]
+    pub seed: u64,
+    /// CPU intra-op threads; all cores when absent.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    pub models: BTreeMap<String, ModelEntry>,
+    pub experiments: Vec<Experiment>,
+    #[serde(default)]
+    pub plots: Vec<PlotEntry>,
+}
+
+fn default_device() -> String {
+    "auto".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Bf16 => "bf16",
+            DType::F16 => "f16",
+        }
+    }
+
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            DType::F32 => tch::Kind::Float,
+            DType::Bf16 => tch::Kind::BFloat16,
+            DType::F16 => tch::Kind::Half,
+        }
+    }
+}
+
+/// One named model. Options of the other family are rejected during validation; sizes that a
+/// grid sweeps (`d_model`, `n_layers`) come from the experiment's grid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub family: Family,
+    pub vocab_size: Option<i64>,
+    pub norm_eps: Option<f64>,
+    // Mamba only.
+    pub d_state: Option<i64>,
+    pub d_conv: Option<i64>,
+    pub expand: Option<i64>,
+    pub dt_rank: Option<i64>,
+    // Transformer only.
+    pub head_dim: Option<i64>,
+    pub n_kv_heads: Option<i64>,
+    pub mlp_ratio: Option<f64>,
+    pub intermediate_size: Option<i64>,
+    pub rope_theta: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentKind {
+    /// Latency and throughput of a pass over a grid of shapes.
+    Speed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    /// Inference forward, without autograd.
+    Forward,
+}
+
+impl Pass {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Forward => "forward",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    pub kind: ExperimentKind,
+    pub pass: Pass,
+    pub component: Component,
+    pub models: Vec<String>,
+    pub grid: Grid,
+    /// Untimed calls before the samples.
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    /// Timed samples; the median is the headline number.
+    #[serde(default = "default_repeats")]
+    pub repeats: usize,
+}
+
+fn default_warmup() -> usize {
+    2
+}
+
+fn default_repeats() -> usize {
+    10
+}
+
+/// Every combination of these lists is one run per model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    pub d_model: Vec<i64>,
+    pub seq_len: Vec<i64>,
+    #[serde(default = "default_batch")]
+    pub batch: Vec<i64>,
+    /// Depth of a `component: model`; blocks are always one layer deep.
+    #[serde(default)]
+    pub n_layers: Option<Vec<i64>>,
+}
+
+fn default_batch() -> Vec<i64> {
+    vec![1]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlotKind {
+    /// Latency against sequence length, log-log, one line per model and width.
+    LatencyVsSeqLen,
+}
+
+impl PlotKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlotKind::LatencyVsSeqLen => "latency_vs_seq_len",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlotEntry {
+    pub kind: PlotKind,
+    pub experiment: String,
+}

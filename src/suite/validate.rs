@@ -1,0 +1,313 @@
+//! Checks a deserialised suite for values that parse but cannot run. Every problem is collected,
+//! so one `mvt validate` shows them all.
+
+use super::error::Issue;
+use super::locate::Locations;
+use super::schema::{DType, ExperimentKind, ModelEntry, Suite};
+use crate::device::DeviceSpec;
+use crate::models::{transformer, Component, Family};
+use std::collections::HashSet;
+
+/// What the machine offers, passed in so that validation is testable without a GPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Machine {
+    pub cuda_devices: usize,
+}
+
+impl Machine {
+    pub fn current() -> Self {
+        Self {
+            cuda_devices: tch::Cuda::device_count().max(0) as usize,
+        }
+    }
+}
+
+struct Checker<'a> {
+    locations: &'a Locations,
+    issues: Vec<Issue>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let location = self.locations.find(&path);
+        self.issues.push(Issue {
+            path,
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn positive(&mut self, path: String, values: &[i64]) {
+        if values.is_empty() {
+            self.fail(path, "the list is empty; give at least one value");
+            return;
+        }
+        for (i, value) in values.iter().enumerate() {
+            if *value < 1 {
+                self.fail(
+                    format!("{path}[{i}]"),
+                    format!("{value} is not allowed; expected an integer ≥ 1"),
+                );
+            }
+        }
+    }
+
+    fn at_least(&mut self, path: String, value: Option<i64>, min: i64) {
+        if let Some(value) = value.filter(|v| *v < min) {
+            self.fail(
+                path,
+                format!("{value} is not allowed; expected an integer ≥ {min}"),
+            );
+        }
+    }
+
+    fn above_zero(&mut self, path: String, value: Option<f64>) {
+        if let Some(value) = value.filter(|v| !(*v > 0.0 && v.is_finite())) {
+            self.fail(
+                path,
+                format!("{value} is not allowed; expected a number > 0"),
+            );
+        }
+    }
+}
+
+pub fn check(suite: &Suite, locations: &Locations, machine: Machine) -> Vec<Issue> {
+    let mut c = Checker {
+        locations,
+        issues: Vec::new(),
+    };
+    check_header(&mut c, suite, machine);
+    for (name, entry) in &suite.models {
+        check_model(&mut c, name, entry);
+    }
+    check_experiments(&mut c, suite);
+    check_plots(&mut c, suite);
+    // In file order, as a reader fixes them.
+    c.issues
+        .sort_by_key(|issue| issue.location.map(|l| (l.line, l.column)));
+    c.issues
+}
+
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        && !name.starts_with('.')
+}
+
+fn check_header(c: &mut Checker, suite: &Suite, machine: Machine) {
+    if !is_file_name(&suite.name) {
+        c.fail("name", format!("`{}` is not allowed; use letters, digits, `-`, `_` and `.` (it names the results folder)", suite.name));
+    }
+    match DeviceSpec::parse(&suite.device).and_then(|spec| spec.resolve(machine.cuda_devices)) {
+        Err(message) => c.fail("device", message),
+        Ok(device) if device == tch::Device::Cpu && suite.dtype == DType::F16 => {
+            c.fail(
+                "dtype",
+                "f16 runs on CUDA only here; use f32 or bf16 on the CPU",
+            );
+        }
+        Ok(_) => {}
+    }
+    if suite.threads == Some(0) {
+        c.fail(
+            "threads",
+            "0 is not allowed; give a thread count ≥ 1, or leave it out for all cores",
+        );
+    }
+    if suite.models.is_empty() {
+        c.fail(
+            "models",
+            "no models are defined; add one, e.g. `mamba: { family: mamba }`",
+        );
+    }
+    if suite.experiments.is_empty() {
+        c.fail(
+            "experiments",
+            "no experiments are defined; add at least one",
+        );
+    }
+}
+
+fn check_model(c: &mut Checker, name: &str, m: &ModelEntry) {
+    let at = |field: &str| format!("models.{name}.{field}");
+    if !is_file_name(name) {
+        c.fail(
+            format!("models.{name}"),
+            format!("model name `{name}` is not allowed; use letters, digits, `-`, `_` and `.`"),
+        );
+    }
+    let foreign: &[(&str, bool)] = match m.family {
+        Family::Mamba => &[
+            ("head_dim", m.head_dim.is_some()),
+            ("n_kv_heads", m.n_kv_heads.is_some()),
+            ("mlp_ratio", m.mlp_ratio.is_some()),
+            ("intermediate_size", m.intermediate_size.is_some()),
+            ("rope_theta", m.rope_theta.is_some()),
+        ],
+        Family::Transformer => &[
+            ("d_state", m.d_state.is_some()),
+            ("d_conv", m.d_conv.is_some()),
+            ("expand", m.expand.is_some()),
+            ("dt_rank", m.dt_rank.is_some()),
+        ],
+    };
+    for (field, present) in foreign {
+        if *present {
+            let other = match m.family {
+                Family::Mamba => "transformer",
+                Family::Transformer => "mamba",
+            };
+            c.fail(
+                at(field),
+                format!(
+                    "`{field}` is a {other} option, but this model has `family: {}`",
+                    m.family.name()
+                ),
+            );
+        }
+    }
+    c.at_least(at("vocab_size"), m.vocab_size, 2);
+    c.above_zero(at("norm_eps"), m.norm_eps);
+    c.at_least(at("d_state"), m.d_state, 1);
+    c.at_least(at("d_conv"), m.d_conv, 1);
+    c.at_least(at("expand"), m.expand, 1);
+    c.at_least(at("dt_rank"), m.dt_rank, 1);
+    c.at_least(at("n_kv_heads"), m.n_kv_heads, 1);
+    c.at_least(at("intermediate_size"), m.intermediate_size, 1);
+    c.above_zero(at("mlp_ratio"), m.mlp_ratio);
+    c.above_zero(at("rope_theta"), m.rope_theta);
+    if let Some(head_dim) = m.head_dim.filter(|_| m.family == Family::Transformer) {
+        if head_dim < 2 || head_dim % 2 != 0 {
+            c.fail(
+                at("head_dim"),
+                format!("{head_dim} is not allowed; rotary embeddings need an even head_dim ≥ 2"),
+            );
+        }
+    }
+}
+
+fn check_experiments(c: &mut Checker, suite: &Suite) {
+    let known: Vec<&str> = suite.models.keys().map(String::as_str).collect();
+    let mut names = HashSet::new();
+    for (i, exp) in suite.experiments.iter().enumerate() {
+        let at = |field: &str| format!("experiments[{i}].{field}");
+        if !is_file_name(&exp.name) {
+            c.fail(
+                at("name"),
+                format!(
+                    "`{}` is not allowed; use letters, digits, `-`, `_` and `.`",
+                    exp.name
+                ),
+            );
+        } else if !names.insert(exp.name.as_str()) {
+            c.fail(
+                at("name"),
+                format!(
+                    "experiment `{}` is defined twice; names must be unique",
+                    exp.name
+                ),
+            );
+        }
+        if exp.models.is_empty() {
+            c.fail(
+                at("models"),
+                format!(
+                    "the list is empty; name at least one of: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (j, model) in exp.models.iter().enumerate() {
+            if !suite.models.contains_key(model) {
+                c.fail(
+                    format!("experiments[{i}].models[{j}]"),
+                    format!(
+                        "unknown model `{model}` in experiments[{i}].models; expected one of: {}",
+                        known.join(", ")
+                    ),
+                );
+            } else if !seen.insert(model) {
+                c.fail(
+                    format!("experiments[{i}].models[{j}]"),
+                    format!("model `{model}` is listed twice"),
+                );
+            }
+        }
+        if exp.repeats == 0 {
+            c.fail(
+                at("repeats"),
+                "0 is not allowed; take at least 1 timed sample (10 is the default)",
+            );
+        }
+        let grid = &exp.grid;
+        c.positive(at("grid.d_model"), &grid.d_model);
+        c.positive(at("grid.seq_len"), &grid.seq_len);
+        c.positive(at("grid.batch"), &grid.batch);
+        if let Some(layers) = &grid.n_layers {
+            if exp.component == Component::Block {
+                c.fail(at("grid.n_layers"), "a `component: block` is one layer deep; remove n_layers or use `component: model`");
+            } else {
+                c.positive(at("grid.n_layers"), layers);
+            }
+        }
+        for model in exp
+            .models
+            .iter()
+            .filter_map(|m| suite.models.get(m).map(|e| (m, e)))
+        {
+            check_widths(c, i, model, &grid.d_model);
+        }
+    }
+}
+
+/// A Transformer's width must split into whole heads, and its heads into whole kv groups.
+fn check_widths(c: &mut Checker, i: usize, (name, entry): (&String, &ModelEntry), widths: &[i64]) {
+    if entry.family != Family::Transformer {
+        return;
+    }
+    let head_dim = entry.head_dim.unwrap_or(transformer::DEFAULT_HEAD_DIM);
+    if head_dim < 1 {
+        return;
+    }
+    for (j, d_model) in widths.iter().enumerate().filter(|(_, d)| **d >= 1) {
+        let path = format!("experiments[{i}].grid.d_model[{j}]");
+        if d_model % head_dim != 0 {
+            c.fail(path, format!("d_model {d_model} is not a multiple of model `{name}`'s head_dim {head_dim}; use a multiple of {head_dim} or change head_dim"));
+        } else if let Some(kv) = entry.n_kv_heads.filter(|kv| *kv >= 1) {
+            let heads = d_model / head_dim;
+            if heads % kv != 0 {
+                c.fail(path, format!("d_model {d_model} gives {heads} heads, which model `{name}`'s n_kv_heads {kv} does not divide"));
+            }
+        }
+    }
+}
+
+fn check_plots(c: &mut Checker, suite: &Suite) {
+    for (i, plot) in suite.plots.iter().enumerate() {
+        let path = format!("plots[{i}].experiment");
+        match suite.experiments.iter().find(|e| e.name == plot.experiment) {
+            None => {
+                let names: Vec<&str> = suite.experiments.iter().map(|e| e.name.as_str()).collect();
+                c.fail(
+                    path,
+                    format!(
+                        "unknown experiment `{}`; expected one of: {}",
+                        plot.experiment,
+                        names.join(", ")
+                    ),
+                );
+            }
+            Some(exp) if exp.kind != ExperimentKind::Speed => {
+                c.fail(
+                    path,
+                    format!("a {} plot needs a speed experiment", plot.kind.name()),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! End to end through the `mvt` binary: a tiny suite from YAML to tables, manifest and charts.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SUITE: &str = "\
+name: e2e
+description: tiny end-to-end suite
+device: cpu
+threads: 1
+models:
+  mamba: { family: mamba, d_state: 4 }
+  transformer: { family: transformer, head_dim: 8 }
+experiments:
+  - name: fwd
+    kind: speed
+    pass: forward
+    component: block
+    models: [mamba, transformer]
+    grid: { d_model: [16], seq_len: [8, 16] }
+    warmup: 1
+    repeats: 2
+  - name: lm
+    kind: speed
+    pass: forward
+    component: model
+    models: [mamba, transformer]
+    grid: { d_model: [16], seq_len: [8], n_layers: [2] }
+    warmup: 0
+    repeats: 1
+plots:
+  - { kind: latency_vs_seq_len, experiment: fwd }
+";
+
+fn mvt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mvt"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("mvt runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn run_writes_rows_tables_manifest_and_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e2e.yaml"), SUITE).unwrap();
+    let out = mvt(&["run", "e2e.yaml"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+
+    let results = dir.path().join("results/e2e");
+    let csv = std::fs::read_to_string(results.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for column in [
+        "suite",
+        "experiment",
+        "run_id",
+        "model",
+        "family",
+        "component",
+        "pass",
+        "device",
+        "dtype",
+        "batch",
+        "seq_len",
+        "d_model",
+        "n_layers",
+        "params",
+        "status",
+        "latency_median_s",
+        "latency_min_s",
+        "latency_max_s",
+        "tokens_per_s",
+    ] {
+        assert!(header.contains(&column), "missing column {column}");
+    }
+    let status = header.iter().position(|c| *c == "status").unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 2 + 2, "one row per grid point and model");
+    assert!(rows.iter().all(|r| r[status] == "ok"), "{csv}");
+
+    assert!(results.join("results.parquet").metadata().unwrap().len() > 0);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["runs_finished"], 6);
+    assert_eq!(manifest["device"], "cpu");
+    assert!(manifest["finished_at"].is_string());
+    assert_eq!(manifest["environment"]["tch_version"], "0.24.0");
+    assert_eq!(manifest["resolved_suite"]["experiments"][0]["warmup"], 1);
+
+    let png = results.join("plots/latency_vs_seq_len_fwd.png");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let svg = std::fs::read_to_string(results.join("plots/latency_vs_seq_len_fwd.svg")).unwrap();
+    assert!(
+        svg.contains("sequence length") && svg.contains("mamba d=16"),
+        "labels in the SVG"
+    );
+
+    // Charts re-render from the stored table alone.
+    std::fs::remove_file(&png).unwrap();
+    let out = mvt(&["plot", "results/e2e"], dir.path());
+    assert!(out.status.success() && png.exists(), "{}", text(&out));
+
+    // A resumed sweep with nothing missing runs nothing and keeps every row.
+    let out = mvt(&["run", "e2e.yaml", "--resume"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 ran, 6 resumed"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(results.join("results.csv")).unwrap(),
+        csv
+    );
+}
+
+#[test]
+fn invalid_suite_exits_2_with_a_located_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        SUITE.replace(
+            "[mamba, transformer]\n    grid: { d_model: [16], seq_len: [8, 16] }",
+            "[mamab]\n    grid: { d_model: [16], seq_len: [8, 16] }",
+        ),
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = mvt(&[command, "bad.yaml"], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let shown = text(&out);
+        assert!(
+            shown.contains("line 13") && shown.contains("unknown model `mamab`"),
+            "{shown}"
+        );
+    }
+    assert!(
+        !dir.path().join("results").exists(),
+        "nothing runs before validation passes"
+    );
+}
+
+#[test]
+fn missing_suite_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mvt(&["validate", "nope.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn info_reports_versions_and_threads() {
+    let out = mvt(&["info", "--json"], Path::new("."));
+    assert!(out.status.success(), "{}", text(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["tch_version"], "0.24.0");
+    assert!(
+        info["libtorch_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("2.11.0"),
+        "{info}"
+    );
+    assert!(info["torch_threads"].as_i64().unwrap() >= 1);
+}
+
+#[test]
+fn tch_is_pinned_to_the_version_we_report() {
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    let pin = format!(
+        "tch = \"={}\"",
+        mamba_vs_transformer::environment::TCH_VERSION
+    );
+    assert!(manifest.contains(&pin), "Cargo.toml must pin {pin}");
+}

@@ -1,0 +1,100 @@
+//! Grid expansion: one run per grid point and model, each with a stable, unique id.
+
+use mamba_vs_transformer::models::ModelConfig;
+use mamba_vs_transformer::suite::{Machine, Plan};
+use std::collections::HashSet;
+
+const SUITE: &str = "\
+name: g
+device: cpu
+seed: 7
+models:
+  m: { family: mamba, d_state: 4 }
+  t: { family: transformer, head_dim: 8, n_kv_heads: 2 }
+experiments:
+  - name: blocks
+    kind: speed
+    pass: forward
+    component: block
+    models: [m, t]
+    grid: { d_model: [16, 32], seq_len: [8, 16, 32], batch: [1, 2] }
+  - name: models
+    kind: speed
+    pass: forward
+    component: model
+    models: [t]
+    grid: { d_model: [16], seq_len: [8], n_layers: [1, 3] }
+";
+
+fn plan(text: &str) -> Plan {
+    Plan::parse(text, Machine { cuda_devices: 0 }).expect("valid suite")
+}
+
+#[test]
+fn expands_the_full_cartesian_product() {
+    let runs = plan(SUITE).runs;
+    assert_eq!(runs.len(), 2 * 2 * 3 * 2 + 2);
+    let first = &runs[0];
+    assert_eq!(
+        (
+            first.model.as_str(),
+            first.config.d_model(),
+            first.batch,
+            first.seq_len
+        ),
+        ("m", 16, 1, 8)
+    );
+    assert_eq!(runs[1].seq_len, 16, "sequence length varies fastest");
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.experiment == "models")
+            .map(|r| r.config.n_layers())
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert!(runs
+        .iter()
+        .filter(|r| r.experiment == "blocks")
+        .all(|r| r.config.n_layers() == 1));
+}
+
+#[test]
+fn model_options_reach_the_configs() {
+    for run in plan(SUITE).runs {
+        match &run.config {
+            ModelConfig::Mamba(cfg) => assert_eq!((cfg.d_state, cfg.d_conv, cfg.expand), (4, 4, 2)),
+            ModelConfig::Transformer(cfg) => assert_eq!((cfg.head_dim, cfg.n_kv_heads()), (8, 2)),
+        }
+        assert_eq!((run.seed, run.device.as_str()), (7, "cpu"));
+    }
+}
+
+#[test]
+fn run_ids_are_unique_stable_and_readable() {
+    let runs = plan(SUITE).runs;
+    let ids: HashSet<_> = runs.iter().map(|r| r.run_id.clone()).collect();
+    assert_eq!(ids.len(), runs.len());
+    let again: Vec<_> = plan(SUITE).runs.into_iter().map(|r| r.run_id).collect();
+    assert_eq!(
+        again,
+        runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>()
+    );
+    assert!(
+        runs[0].run_id.starts_with("blocks.m.d16.L8.b1.n1."),
+        "{}",
+        runs[0].run_id
+    );
+}
+
+#[test]
+fn changing_any_option_changes_the_id() {
+    let base = plan(SUITE).runs[0].run_id.clone();
+    let changed = plan(&SUITE.replace("d_state: 4", "d_state: 8")).runs[0]
+        .run_id
+        .clone();
+    let reseeded = plan(&SUITE.replace("seed: 7", "seed: 8")).runs[0]
+        .run_id
+        .clone();
+    assert_ne!(base, changed);
+    assert_ne!(base, reseeded);
+}

@@ -1,0 +1,156 @@
+//! Model properties that hold for any weights: shapes, causality, parameter counts.
+
+use mamba_vs_transformer::models::{mamba, transformer, BuiltModel, Component, ModelConfig};
+use tch::{Device, Kind, Tensor};
+
+fn tiny_configs() -> Vec<ModelConfig> {
+    let mut m = mamba::Config::new(16);
+    m.d_state = 4;
+    m.vocab_size = 32;
+    let mut t = transformer::Config::new(16, 8);
+    t.vocab_size = 32;
+    let mut gqa = t.clone();
+    gqa.n_kv_heads = Some(1);
+    vec![
+        ModelConfig::Mamba(m),
+        ModelConfig::Transformer(t),
+        ModelConfig::Transformer(gqa),
+    ]
+}
+
+fn build(cfg: &ModelConfig, component: Component) -> BuiltModel {
+    tch::manual_seed(0);
+    BuiltModel::new(cfg, component, Device::Cpu, Kind::Float)
+}
+
+#[test]
+fn outputs_have_the_expected_shapes() {
+    for cfg in tiny_configs() {
+        let block = build(&cfg, Component::Block);
+        let hidden = block.random_input(2, 7, Kind::Float);
+        assert_eq!(hidden.size(), [2, 7, 16]);
+        assert_eq!(block.module.forward(&hidden).size(), [2, 7, 16], "{cfg:?}");
+
+        let model = build(&cfg, Component::Model);
+        let ids = model.random_input(2, 7, Kind::Float);
+        assert_eq!(ids.kind(), Kind::Int64);
+        assert_eq!(model.module.forward(&ids).size(), [2, 7, 32], "{cfg:?}");
+    }
+}
+
+/// Perturbing position t must leave every output before t unchanged, and change position t.
+#[test]
+fn outputs_never_depend_on_future_tokens() {
+    let seq_len = 12;
+    for cfg in tiny_configs() {
+        for component in Component::ALL {
+            let model = build(&cfg, component);
+            let input = model.random_input(1, seq_len, Kind::Float);
+            let base = model.module.forward(&input);
+            for t in [0, 5, seq_len - 1] {
+                let perturbed = input.copy();
+                match component {
+                    Component::Block => {
+                        let _ = perturbed.narrow(1, t, 1).g_add_scalar_(1.0);
+                    }
+                    Component::Model => {
+                        let token = (input.int64_value(&[0, t]) + 1) % cfg.vocab_size();
+                        let _ = perturbed.narrow(1, t, 1).fill_(token);
+                    }
+                }
+                let out = model.module.forward(&perturbed);
+                let before = (out.narrow(1, 0, t) - base.narrow(1, 0, t)).abs();
+                let max_before = if t == 0 {
+                    0.0
+                } else {
+                    before.max().double_value(&[])
+                };
+                assert_eq!(
+                    max_before, 0.0,
+                    "{cfg:?} {component:?}: t={t} leaked backwards"
+                );
+                let at_t = (out.narrow(1, t, 1) - base.narrow(1, t, 1)).abs().max();
+                assert!(
+                    at_t.double_value(&[]) > 0.0,
+                    "{cfg:?} {component:?}: t={t} had no effect"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn parameter_counts_match_the_formulas() {
+    for cfg in tiny_configs() {
+        for component in Component::ALL {
+            let built = build(&cfg, component);
+            assert_eq!(
+                built.param_count(),
+                cfg.params(component),
+                "{cfg:?} {component:?}"
+            );
+        }
+    }
+    // Hand-computed Mamba mixer at d_model 16, N 4, d_conv 4, expand 2 (d_inner 32, dt_rank 1):
+    // in_proj 16·64 + conv 32·4+32 + x_proj 32·(1+8) + dt_proj 1·32+32 + A_log 32·4 + D 32
+    // + out_proj 32·16 = 1024 + 160 + 288 + 64 + 128 + 32 + 512.
+    let ModelConfig::Mamba(m) = &tiny_configs()[0] else {
+        unreachable!()
+    };
+    assert_eq!(m.mixer_params(), 2208);
+    // Llama block at d 16, 2 heads of 8, MLP 64: 2 norms 32 + attention 4·256 + MLP 3·16·64.
+    let ModelConfig::Transformer(t) = &tiny_configs()[1] else {
+        unreachable!()
+    };
+    assert_eq!(t.block_params(), 32 + 1024 + 3072);
+}
+
+#[test]
+fn reduced_precision_keeps_a_log_and_d_in_fp32() {
+    let cfg = &tiny_configs()[0];
+    let built = BuiltModel::new(cfg, Component::Block, Device::Cpu, Kind::BFloat16);
+    for (name, var) in built.vars.variables() {
+        let fp32 = name.ends_with("A_log") || name.ends_with(".D");
+        let expected = if fp32 { Kind::Float } else { Kind::BFloat16 };
+        assert_eq!(var.kind(), expected, "{name}");
+    }
+    let out = built
+        .module
+        .forward(&built.random_input(1, 5, Kind::BFloat16));
+    assert_eq!(out.kind(), Kind::BFloat16);
+    assert_eq!(out.isfinite().all().int64_value(&[]), 1);
+}
+
+#[test]
+fn the_reference_scan_matches_a_hand_computed_recurrence() {
+    use mamba_vs_transformer::scan::{reference, ScanInputs};
+    // One channel, one state, Δ = 1 without softplus: h_t = e^{A} h_{t-1} + B_t u_t, y = C h + D u.
+    let u = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([1, 1, 3]);
+    let delta = Tensor::ones([1, 1, 3], (Kind::Float, Device::Cpu));
+    let a = Tensor::from_slice(&[-0.5f32]).view([1, 1]);
+    let b = Tensor::from_slice(&[1.0f32, 0.5, 2.0]).view([1, 1, 3]);
+    let c = Tensor::from_slice(&[2.0f32, 1.0, 1.0]).view([1, 1, 3]);
+    let d = Tensor::from_slice(&[0.1f32]);
+    let inputs = ScanInputs {
+        u: &u,
+        delta: &delta,
+        a: &a,
+        b: &b,
+        c: &c,
+        d: Some(&d),
+        z: None,
+        delta_bias: None,
+        delta_softplus: false,
+    };
+    let (y, last) = reference::selective_scan(&inputs, None);
+    let decay = (-0.5f64).exp();
+    let h1 = 1.0;
+    let h2 = decay * h1 + 0.5 * 2.0;
+    let h3 = decay * h2 + 2.0 * 3.0;
+    let expected = [2.0 * h1 + 0.1, h2 + 0.2, h3 + 0.3];
+    for (t, want) in expected.iter().enumerate() {
+        let got = y.double_value(&[0, 0, t as i64]);
+        assert!((got - want).abs() < 1e-5, "y[{t}] = {got}, expected {want}");
+    }
+    assert!((last.double_value(&[0, 0, 0]) - h3).abs() < 1e-5);
+}

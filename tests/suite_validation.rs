@@ -1,0 +1,247 @@
+//! Suites are validated before anything runs; each problem names the field, the line and
+//! column, and what is allowed.
+
+use mamba_vs_transformer::suite::{Issue, Machine, Plan};
+
+const CPU_ONLY: Machine = Machine { cuda_devices: 0 };
+
+const GOOD: &str = "\
+name: tiny
+description: a valid suite
+device: cpu
+models:
+  mamba: { family: mamba, d_state: 8 }
+  transformer: { family: transformer, head_dim: 16 }
+experiments:
+  - name: fwd
+    kind: speed
+    pass: forward
+    component: block
+    models: [mamba, transformer]
+    grid: { d_model: [32, 64], seq_len: [16, 32, 64] }
+    repeats: 3
+plots:
+  - { kind: latency_vs_seq_len, experiment: fwd }
+";
+
+fn issues(text: &str) -> Vec<Issue> {
+    match Plan::parse(text, CPU_ONLY) {
+        Ok(_) => panic!("expected the suite to be rejected:\n{text}"),
+        Err(issues) => issues,
+    }
+}
+
+/// The suite with `from` replaced by `to` (which must occur exactly once).
+fn edit(from: &str, to: &str) -> String {
+    assert_eq!(GOOD.matches(from).count(), 1, "`{from}` must occur once");
+    GOOD.replace(from, to)
+}
+
+/// Asserts exactly one issue, at `line`, whose text contains every part of `expect`.
+fn assert_one(text: &str, line: usize, expect: &[&str]) {
+    let found = issues(text);
+    assert_eq!(found.len(), 1, "expected one issue, got {found:#?}");
+    let issue = &found[0];
+    let shown = issue.to_string();
+    assert_eq!(
+        issue.location.map(|l| l.line),
+        Some(line),
+        "wrong line in `{shown}`"
+    );
+    for part in expect {
+        assert!(shown.contains(part), "`{shown}` lacks `{part}`");
+    }
+}
+
+#[test]
+fn the_good_suite_passes() {
+    let plan = Plan::parse(GOOD, CPU_ONLY).expect("valid");
+    assert_eq!(plan.runs.len(), 2 * 2 * 3);
+    assert_eq!(plan.device, tch::Device::Cpu);
+}
+
+#[test]
+fn every_committed_suite_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir("experiments").expect("experiments/ exists") {
+        let path = entry.expect("readable").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            // Suites for GPUs are checked as if one were present.
+            if let Err(e) = Plan::load(&path, Machine { cuda_devices: 1 }) {
+                panic!("{e}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_path() {
+    assert_one(
+        &edit("    repeats: 3\n", "    repeat: 3\n"),
+        14,
+        &["experiments[0]", "unknown field `repeat`", "repeats"],
+    );
+}
+
+#[test]
+fn misspelled_grid_key_is_rejected() {
+    assert_one(
+        &edit("seq_len: [16, 32, 64]", "seq_lens: [16, 32, 64]"),
+        13,
+        &["unknown field `seq_lens`", "seq_len"],
+    );
+}
+
+#[test]
+fn unknown_model_names_the_known_ones() {
+    assert_one(
+        &edit(
+            "models: [mamba, transformer]",
+            "models: [mamab, transformer]",
+        ),
+        12,
+        &[
+            "experiments[0].models[0]",
+            "unknown model `mamab`",
+            "expected one of: mamba, transformer",
+        ],
+    );
+}
+
+#[test]
+fn width_must_be_a_multiple_of_head_dim() {
+    assert_one(
+        &edit("d_model: [32, 64]", "d_model: [32, 40]"),
+        13,
+        &["experiments[0].grid.d_model[1]", "40", "head_dim 16"],
+    );
+}
+
+#[test]
+fn empty_grid_list_is_rejected() {
+    assert_one(
+        &edit("seq_len: [16, 32, 64]", "seq_len: []"),
+        13,
+        &["experiments[0].grid.seq_len", "empty"],
+    );
+}
+
+#[test]
+fn zero_repeats_are_rejected() {
+    assert_one(
+        &edit("    repeats: 3\n", "    repeats: 0\n"),
+        14,
+        &["experiments[0].repeats", "at least 1"],
+    );
+}
+
+#[test]
+fn negative_sequence_length_is_rejected() {
+    assert_one(
+        &edit("seq_len: [16, 32, 64]", "seq_len: [16, -32, 64]"),
+        13,
+        &["experiments[0].grid.seq_len[1]", "-32", "≥ 1"],
+    );
+}
+
+#[test]
+fn cuda_without_a_gpu_is_rejected() {
+    assert_one(
+        &edit("device: cpu", "device: cuda"),
+        3,
+        &["device", "cuda:0", "0 CUDA device"],
+    );
+}
+
+#[test]
+fn unknown_device_lists_the_choices() {
+    assert_one(
+        &edit("device: cpu", "device: tpu"),
+        3,
+        &["unknown device `tpu`", "auto, cpu, cuda, cuda:N"],
+    );
+}
+
+#[test]
+fn unknown_family_lists_the_choices() {
+    assert_one(
+        &edit("family: mamba,", "family: rwkv,"),
+        5,
+        &["rwkv", "mamba", "transformer"],
+    );
+}
+
+#[test]
+fn option_of_the_other_family_is_rejected() {
+    assert_one(
+        &edit(
+            "{ family: mamba, d_state: 8 }",
+            "{ family: mamba, head_dim: 8 }",
+        ),
+        5,
+        &["models.mamba.head_dim", "transformer option"],
+    );
+}
+
+#[test]
+fn unknown_kind_lists_the_choices() {
+    assert_one(&edit("kind: speed", "kind: sped"), 9, &["sped", "speed"]);
+}
+
+#[test]
+fn wrong_type_is_rejected() {
+    assert_one(
+        &edit("    repeats: 3\n", "    repeats: many\n"),
+        14,
+        &["repeats", "invalid type"],
+    );
+}
+
+#[test]
+fn plot_of_unknown_experiment_is_rejected() {
+    assert_one(
+        &edit("experiment: fwd }", "experiment: fdw }"),
+        16,
+        &["plots[0].experiment", "unknown experiment `fdw`", "fwd"],
+    );
+}
+
+#[test]
+fn f16_on_cpu_is_rejected() {
+    assert_one(
+        &edit("device: cpu\n", "device: cpu\ndtype: f16\n"),
+        4,
+        &["dtype", "f16", "f32 or bf16"],
+    );
+}
+
+#[test]
+fn layers_on_a_block_are_rejected() {
+    assert_one(
+        &edit(
+            "seq_len: [16, 32, 64] }",
+            "seq_len: [16, 32, 64], n_layers: [2] }",
+        ),
+        13,
+        &["experiments[0].grid.n_layers", "one layer deep"],
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = edit(
+        "models: [mamba, transformer]",
+        "models: [mamab, transformer]",
+    )
+    .replace("    repeats: 3\n", "    repeats: 0\n");
+    assert_eq!(issues(&text).len(), 2);
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let found = issues("name: x\nmodels: [unclosed\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].location.is_some(), "{found:?}");
+}
