@@ -7,6 +7,9 @@
 //!   and to the wheel's NVIDIA library folders.
 //! - `--disable-new-dtags` writes DT_RPATH rather than DT_RUNPATH: NVRTC opens
 //!   `libnvrtc-builtins` through the *caller's* search path, which only DT_RPATH provides.
+//!
+//! It also compiles `src/torch_ext/shim.cpp`, our small C++ extension of libtorch, against the
+//! headers of the same libtorch.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,29 @@ fn main() {
     if lib_dir.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch,--as-needed");
     }
+    compile_shim(&lib_dir);
+}
+
+/// The shim sees libtorch's headers exactly as torch-sys's own C++ wrapper does.
+fn compile_shim(lib_dir: &Path) {
+    const SHIM: &str = "src/torch_ext/shim.cpp";
+    println!("cargo:rerun-if-changed={SHIM}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let root = lib_dir
+        .parent()
+        .expect("libtorch's lib folder has a parent");
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file(SHIM)
+        .compile("mvt_torch_ext");
 }
 
 /// torch's own `lib`, then every `nvidia/*/lib` beside a wheel install (`site-packages/torch/lib`

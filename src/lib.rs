@@ -10,3 +10,4 @@ pub mod results;
 pub mod runner;
 pub mod scan;
 pub mod suite;
+pub mod torch_ext;

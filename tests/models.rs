@@ -1,5 +1,8 @@
 //! Model properties that hold for any weights: shapes, causality, parameter counts.
 
+mod common;
+
+use common::seeded;
 use mamba_vs_transformer::models::{mamba, transformer, BuiltModel, Component, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -19,8 +22,9 @@ fn tiny_configs() -> Vec<ModelConfig> {
 }
 
 fn build(cfg: &ModelConfig, component: Component) -> BuiltModel {
-    tch::manual_seed(0);
-    BuiltModel::new(cfg, component, Device::Cpu, Kind::Float)
+    seeded(0, || {
+        BuiltModel::new(cfg, component, Device::Cpu, Kind::Float)
+    })
 }
 
 #[test]
@@ -50,7 +54,7 @@ fn outputs_never_depend_on_future_tokens() {
             for t in [0, 5, seq_len - 1] {
                 let perturbed = input.copy();
                 match component {
-                    Component::Block => {
+                    Component::Mixer | Component::Block => {
                         let _ = perturbed.narrow(1, t, 1).g_add_scalar_(1.0);
                     }
                     Component::Model => {

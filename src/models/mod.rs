@@ -7,6 +7,20 @@ pub mod transformer;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+/// Autoregressive decoding: a prompt in parallel, then one token at a time.
+pub trait Decoder {
+    /// What the model carries between tokens: Mamba's fixed-size states, or the Transformer's
+    /// growing KV cache.
+    type State;
+
+    /// Logits (batch, seq_len, vocab) for a prompt (batch, seq_len) ≥ 1 token long, and the
+    /// state after its last token.
+    fn prefill(&self, ids: &Tensor) -> (Tensor, Self::State);
+
+    /// Logits (batch, vocab) for the next tokens (batch,), advancing the state by one token.
+    fn step(&self, ids: &Tensor, state: &mut Self::State) -> Tensor;
+}
+
 /// Which family a model belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,6 +44,9 @@ impl Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
+    /// The sequence mixer alone on hidden states (batch, seq_len, d_model): Mamba's selective
+    /// SSM mixer, or the Transformer's attention layer with its projections.
+    Mixer,
     /// One residual block (norm + mixer for Mamba, norm + attention + norm + MLP for Llama)
     /// on hidden states of shape (batch, seq_len, d_model).
     Block,
@@ -38,10 +55,11 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 2] = [Component::Block, Component::Model];
+    pub const ALL: [Component; 3] = [Component::Mixer, Component::Block, Component::Model];
 
     pub fn name(self) -> &'static str {
         match self {
+            Component::Mixer => "mixer",
             Component::Block => "block",
             Component::Model => "model",
         }
@@ -88,6 +106,8 @@ impl ModelConfig {
     /// Parameter count of `component`, from the configuration alone.
     pub fn params(&self, component: Component) -> i64 {
         match (self, component) {
+            (ModelConfig::Mamba(cfg), Component::Mixer) => cfg.mixer_params(),
+            (ModelConfig::Transformer(cfg), Component::Mixer) => cfg.attention_params(),
             (ModelConfig::Mamba(cfg), Component::Block) => cfg.block_params(),
             (ModelConfig::Mamba(cfg), Component::Model) => cfg.model_params(),
             (ModelConfig::Transformer(cfg), Component::Block) => cfg.block_params(),
@@ -112,6 +132,10 @@ impl BuiltModel {
         let vars = nn::VarStore::new(device);
         let root = vars.root();
         let module: Box<dyn nn::Module> = match (cfg, component) {
+            (ModelConfig::Mamba(c), Component::Mixer) => Box::new(mamba::Mixer::new(root, c)),
+            (ModelConfig::Transformer(c), Component::Mixer) => {
+                Box::new(transformer::Attention::new(root, c))
+            }
             (ModelConfig::Mamba(c), Component::Block) => {
                 Box::new(mamba::ResidualBlock::new(root, c))
             }
@@ -139,7 +163,9 @@ impl BuiltModel {
     pub fn random_input(&self, batch: i64, seq_len: i64, kind: Kind) -> Tensor {
         let device = self.vars.device();
         match self.component {
-            Component::Block => Tensor::randn([batch, seq_len, self.d_model], (kind, device)),
+            Component::Mixer | Component::Block => {
+                Tensor::randn([batch, seq_len, self.d_model], (kind, device))
+            }
             Component::Model => {
                 Tensor::randint(self.vocab_size, [batch, seq_len], (Kind::Int64, device))
             }

@@ -31,7 +31,7 @@ pub fn execute(spec: &RunSpec, device: Device) -> Row {
         d_model: spec.config.d_model(),
         n_layers: spec.config.n_layers(),
         params: spec.config.params(spec.component),
-        scan: scan_name(spec),
+        scan: scan_name(spec, device),
         threads: i64::from(tch::get_num_threads()),
         status: Status::Ok,
         latency_median_s: None,
@@ -73,10 +73,10 @@ fn measure_pass(spec: &RunSpec, device: Device) -> Timing {
     }
 }
 
-/// The scan a run used; empty for models that have none.
-fn scan_name(spec: &RunSpec) -> String {
+/// The scan implementation a run used, `auto` resolved; empty for models that have none.
+fn scan_name(spec: &RunSpec, device: Device) -> String {
     match &spec.config {
-        ModelConfig::Mamba(cfg) => cfg.scan.name().to_owned(),
+        ModelConfig::Mamba(cfg) => cfg.scan.resolve(device).name().to_owned(),
         ModelConfig::Transformer(_) => String::new(),
     }
 }

@@ -1,10 +1,17 @@
 //! Selective-scan implementations (S6, Gu & Dao 2023, Algorithm 2).
 //!
-//! Every fast scan has the reference loop in [`reference`] as its obviously correct twin.
+//! Every fast scan has the reference loop in [`reference`] as its obviously correct twin, and
+//! tests compare them.
 
+mod autograd;
+pub mod cpu_fused;
+pub mod fast_math;
+mod host;
 pub mod reference;
 
-use tch::Tensor;
+use host::HostScan;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
 
 /// The inputs of one selective scan, with mamba_ssm's layout: channels before length.
 #[derive(Debug, Clone, Copy)]
@@ -29,25 +36,100 @@ pub struct ScanInputs<'a> {
     pub delta_softplus: bool,
 }
 
-/// Which implementation computes the scan. Recorded in every result row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+impl ScanInputs<'_> {
+    /// Whether autograd will need gradients of the result.
+    pub fn needs_grad(&self) -> bool {
+        let optional = [self.d, self.z, self.delta_bias];
+        [self.u, self.delta, self.a, self.b, self.c]
+            .iter()
+            .any(|t| t.requires_grad())
+            || optional.iter().flatten().any(|t| t.requires_grad())
+    }
+}
+
+/// Which implementation computes the scan. The one actually used is recorded in every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ScanImpl {
-    /// A plain sequential loop over time with mamba_ssm's `selective_scan_ref` semantics.
+    /// The fastest correct implementation for the device and pass, see [`ScanImpl::resolve`].
     #[default]
+    Auto,
+    /// A plain sequential loop over time with mamba_ssm's `selective_scan_ref` semantics.
     Reference,
+    /// The fused multi-threaded CPU kernel of [`cpu_fused`], an autograd node when training.
+    CpuFused,
 }
 
 impl ScanImpl {
+    pub const CHOICES: &'static str = "auto, reference, cpu_fused";
+
     pub fn name(self) -> &'static str {
         match self {
+            ScanImpl::Auto => "auto",
             ScanImpl::Reference => "reference",
+            ScanImpl::CpuFused => "cpu_fused",
+        }
+    }
+
+    /// The concrete implementation `self` stands for on `device`. Until a GPU scan lands, CUDA
+    /// runs the reference loop.
+    pub fn resolve(self, device: Device) -> ScanImpl {
+        match self {
+            ScanImpl::Auto if device == Device::Cpu => ScanImpl::CpuFused,
+            ScanImpl::Auto => ScanImpl::Reference,
+            concrete => concrete,
+        }
+    }
+
+    /// y, and the last state (batch, d_inner, d_state) in fp32, from which step-mode decoding
+    /// continues. Differentiable in y only where the scan is (the reference always is).
+    pub fn scan_with_state(self, inputs: &ScanInputs) -> (Tensor, Tensor) {
+        match self.resolve(inputs.u.device()) {
+            ScanImpl::CpuFused if !inputs.needs_grad() => fused_on_host(inputs, None),
+            _ => reference::selective_scan(inputs, None),
         }
     }
 
     /// y (batch, d_inner, seq_len) in the dtype of `u`.
     pub fn scan(self, inputs: &ScanInputs) -> Tensor {
-        match self {
-            ScanImpl::Reference => reference::selective_scan(inputs, None).0,
+        match self.resolve(inputs.u.device()) {
+            ScanImpl::CpuFused => {
+                assert_eq!(
+                    inputs.u.device(),
+                    Device::Cpu,
+                    "the cpu_fused scan runs on the CPU"
+                );
+                if inputs.needs_grad() {
+                    autograd::cpu_fused(inputs)
+                } else {
+                    fused_on_host(inputs, None).0
+                }
+            }
+            _ => reference::selective_scan(inputs, None).0,
         }
     }
+}
+
+/// Runs [`cpu_fused::forward`] on CPU tensors on `threads` threads (libtorch's count when
+/// `None`), returning y in `u`'s dtype and the last state (batch, d_inner, d_state) in fp32.
+/// Not differentiable: [`ScanImpl::scan`] wraps it in an autograd node when gradients are due.
+pub fn fused_on_host(inputs: &ScanInputs, threads: Option<usize>) -> (Tensor, Tensor) {
+    let host = HostScan::new(inputs);
+    let cpu_fused::Dims {
+        batch,
+        d_inner,
+        d_state,
+        seq_len,
+    } = host.dims;
+    let mut y = host::zeros(&[batch as i64, d_inner as i64, seq_len as i64]);
+    let mut state = host::zeros(&[batch as i64, d_inner as i64, d_state as i64]);
+    let threads = threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+    cpu_fused::forward(
+        host.dims,
+        &host.views(),
+        host::view_mut(&mut y),
+        Some(host::view_mut(&mut state)),
+        threads,
+    );
+    (y.to_kind(inputs.u.kind()), state)
 }

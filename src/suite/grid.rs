@@ -53,7 +53,7 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
 
 fn layers(exp: &Experiment) -> Vec<i64> {
     match (exp.component, &exp.grid.n_layers) {
-        (Component::Block, _) => vec![1],
+        (Component::Mixer | Component::Block, _) => vec![1],
         (Component::Model, Some(layers)) => layers.clone(),
         (Component::Model, None) => vec![DEFAULT_MODEL_LAYERS],
     }
@@ -71,6 +71,7 @@ pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
             cfg.d_conv = entry.d_conv.unwrap_or(cfg.d_conv);
             cfg.expand = entry.expand.unwrap_or(cfg.expand);
             cfg.dt_rank = entry.dt_rank;
+            cfg.scan = entry.scan.unwrap_or(cfg.scan);
             ModelConfig::Mamba(cfg)
         }
         Family::Transformer => {

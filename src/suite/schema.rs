@@ -15,7 +15,7 @@
 //!   - name: block-forward
 //!     kind: speed
 //!     pass: forward
-//!     component: block      # block | model
+//!     component: block      # mixer | block | model
 //!     models: [mamba, transformer]
 //!     grid: { d_model: [64, 128], seq_len: [64, 128, 256], batch: [1] }
 //!     warmup: 2
@@ -25,6 +25,7 @@
 //! ```
 
 use crate::models::{Component, Family};
+use crate::scan::ScanImpl;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -95,6 +96,7 @@ pub struct ModelEntry {
     pub d_conv: Option<i64>,
     pub expand: Option<i64>,
     pub dt_rank: Option<i64>,
+    pub scan: Option<ScanImpl>,
     // Transformer only.
     pub head_dim: Option<i64>,
     pub n_kv_heads: Option<i64>,

@@ -152,6 +152,7 @@ fn check_model(c: &mut Checker, name: &str, m: &ModelEntry) {
             ("d_conv", m.d_conv.is_some()),
             ("expand", m.expand.is_some()),
             ("dt_rank", m.dt_rank.is_some()),
+            ("scan", m.scan.is_some()),
         ],
     };
     for (field, present) in foreign {
@@ -248,8 +249,8 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
         c.positive(at("grid.seq_len"), &grid.seq_len);
         c.positive(at("grid.batch"), &grid.batch);
         if let Some(layers) = &grid.n_layers {
-            if exp.component == Component::Block {
-                c.fail(at("grid.n_layers"), "a `component: block` is one layer deep; remove n_layers or use `component: model`");
+            if exp.component != Component::Model {
+                c.fail(at("grid.n_layers"), format!("a `component: {}` is one layer deep; remove n_layers or use `component: model`", exp.component.name()));
             } else {
                 c.positive(at("grid.n_layers"), layers);
             }

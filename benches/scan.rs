@@ -1,0 +1,213 @@
+//! Selective-scan speed on the CPU: the implementations side by side, the roofline of this
+//! kernel (the same exp + FMA work with no memory traffic), and the whole Mamba mixer.
+//!
+//! Shapes follow the project's CPU targets: B = 1, d_inner = 1536 (d_model 768), N = 16,
+//! L ∈ {256, 1024, 4096}, f32, libtorch and the kernel on the same thread count.
+//!
+//! `cargo bench --bench scan`; the README's performance section lists the figures.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mamba_vs_transformer::models::mamba::{Config, Mixer};
+use mamba_vs_transformer::scan::{fast_math, ScanImpl, ScanInputs};
+use std::hint::black_box;
+use tch::{nn, nn::Module, Device, Kind, Tensor};
+
+const D_INNER: i64 = 1536;
+const D_STATE: i64 = 16;
+
+/// Sequence lengths to measure. `cargo test --all-targets` also runs this binary, once per
+/// benchmark and without `--bench`, only to check that it works: it gets one short length.
+fn lengths() -> Vec<i64> {
+    if std::env::args().any(|arg| arg == "--bench") {
+        vec![256, 1024, 4096]
+    } else {
+        vec![32]
+    }
+}
+
+struct Inputs {
+    u: Tensor,
+    delta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    z: Tensor,
+    bias: Tensor,
+}
+
+fn inputs(seq_len: i64, requires_grad: bool) -> Inputs {
+    tch::manual_seed(0);
+    let f = (Kind::Float, Device::Cpu);
+    let leaf = |t: Tensor| t.set_requires_grad(requires_grad);
+    Inputs {
+        u: leaf(Tensor::randn([1, D_INNER, seq_len], f)),
+        delta: leaf(Tensor::randn([1, D_INNER, seq_len], f) - 2.0),
+        a: leaf(-Tensor::arange_start(1, D_STATE + 1, f).repeat([D_INNER, 1])),
+        b: leaf(Tensor::randn([1, D_STATE, seq_len], f)),
+        c: leaf(Tensor::randn([1, D_STATE, seq_len], f)),
+        d: leaf(Tensor::ones([D_INNER], f)),
+        z: leaf(Tensor::randn([1, D_INNER, seq_len], f)),
+        bias: leaf(Tensor::randn([D_INNER], f) * 0.1),
+    }
+}
+
+impl Inputs {
+    fn scan(&self) -> ScanInputs<'_> {
+        ScanInputs {
+            u: &self.u,
+            delta: &self.delta,
+            a: &self.a,
+            b: &self.b,
+            c: &self.c,
+            d: Some(&self.d),
+            z: Some(&self.z),
+            delta_bias: Some(&self.bias),
+            delta_softplus: true,
+        }
+    }
+}
+
+fn scan_forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan_forward");
+    group.sample_size(10);
+    for seq_len in lengths() {
+        let x = inputs(seq_len, false);
+        group.throughput(Throughput::Elements((D_INNER * seq_len * D_STATE) as u64));
+        for scan in [ScanImpl::Reference, ScanImpl::CpuFused] {
+            group.bench_with_input(BenchmarkId::new(scan.name(), seq_len), &x, |bench, x| {
+                bench.iter(|| tch::no_grad(|| black_box(scan.scan(&x.scan()))))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn scan_forward_backward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan_forward_backward");
+    group.sample_size(10);
+    for seq_len in lengths() {
+        let x = inputs(seq_len, true);
+        group.throughput(Throughput::Elements((D_INNER * seq_len * D_STATE) as u64));
+        for scan in [ScanImpl::Reference, ScanImpl::CpuFused] {
+            group.bench_with_input(BenchmarkId::new(scan.name(), seq_len), &x, |bench, x| {
+                bench.iter(|| {
+                    scan.scan(&x.scan()).sum(Kind::Float).backward();
+                    for t in [&x.u, &x.delta, &x.a, &x.b, &x.c, &x.d, &x.z, &x.bias] {
+                        let mut grad = t.grad();
+                        let _ = grad.zero_();
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The scan's arithmetic without its memory traffic: per (channel, step, state) one exp and
+/// two FMAs on values already in registers, over 8 independent lanes as the kernel runs them,
+/// split over the same threads. No scan can be faster than this on this CPU.
+fn roofline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan_roofline");
+    group.sample_size(10);
+    let threads = tch::get_num_threads().max(1) as usize;
+    for seq_len in lengths() {
+        let work = (D_INNER * seq_len * D_STATE) as usize;
+        group.throughput(Throughput::Elements(work as u64));
+        group.bench_function(BenchmarkId::new("exp_fma", seq_len), |bench| {
+            bench.iter(|| black_box(exp_fma_work(work / threads, threads)))
+        });
+    }
+    group.finish();
+}
+
+fn exp_fma_work(per_thread: usize, threads: usize) -> f32 {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| scope.spawn(move || exp_fma_lanes(per_thread, i as f32)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker")).sum()
+    })
+}
+
+/// `count` exp + 2 FMA updates, 8 lanes wide, as the kernel's inner loop does them.
+fn exp_fma_lanes(count: usize, seed: f32) -> f32 {
+    #[inline(always)]
+    fn body(count: usize, seed: f32) -> f32 {
+        let mut h = [seed; 8];
+        let mut acc = [0.0f32; 8];
+        let delta = [-1e-3f32, -2e-3, -3e-3, -4e-3, -5e-3, -6e-3, -7e-3, -8e-3];
+        for i in 0..count / 8 {
+            let b = i as f32 * 1e-9;
+            for l in 0..8 {
+                h[l] = fast_math::exp(delta[l] * h[l]) * h[l] + b;
+                acc[l] += h[l] * 0.5;
+            }
+        }
+        acc.iter().sum()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(count: usize, seed: f32) -> f32 {
+        body(count, seed)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features.
+        return unsafe { avx2(count, seed) };
+    }
+    body(count, seed)
+}
+
+/// The whole Mamba mixer at d_model 768 against its four projections alone, the matmul floor.
+fn mixer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mixer_d768");
+    group.sample_size(10);
+    for seq_len in lengths() {
+        for scan in [ScanImpl::Reference, ScanImpl::CpuFused] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = Config {
+                scan,
+                ..Config::new(768)
+            };
+            let mixer = Mixer::new(vs.root(), &cfg);
+            let x = Tensor::randn([1, seq_len, 768], (Kind::Float, Device::Cpu));
+            group.bench_with_input(BenchmarkId::new(scan.name(), seq_len), &x, |bench, x| {
+                bench.iter(|| tch::no_grad(|| black_box(mixer.forward(x))))
+            });
+        }
+        let (d, di, r, n) = (768, D_INNER, 48, D_STATE);
+        let weights = |o: i64, i: i64| Tensor::randn([o, i], (Kind::Float, Device::Cpu));
+        let (in_proj, x_proj, dt_proj, out_proj) = (
+            weights(2 * di, d),
+            weights(r + 2 * n, di),
+            weights(di, r),
+            weights(d, di),
+        );
+        let x = Tensor::randn([1, seq_len, d], (Kind::Float, Device::Cpu));
+        let inner = Tensor::randn([1, seq_len, di], (Kind::Float, Device::Cpu));
+        let low = Tensor::randn([1, seq_len, r], (Kind::Float, Device::Cpu));
+        group.bench_function(BenchmarkId::new("projections_only", seq_len), |bench| {
+            bench.iter(|| {
+                tch::no_grad(|| {
+                    black_box((
+                        x.matmul(&in_proj.tr()),
+                        inner.matmul(&x_proj.tr()),
+                        low.matmul(&dt_proj.tr()),
+                        inner.matmul(&out_proj.tr()),
+                    ))
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    scan_forward,
+    scan_forward_backward,
+    roofline,
+    mixer
+);
+criterion_main!(benches);

@@ -1,0 +1,364 @@
+//! Backward pass: gradients of every input, with states recomputed chunk by chunk.
+//!
+//! With g = ∂L/∂out, per channel and state index n (⊙ element-wise, sums over n implied where
+//! a per-channel quantity receives them):
+//!
+//! - gate: g_y = g · SiLU(z),  ∂z = g · y · SiLU'(z),  ∂D = Σ_t g_y u;
+//! - state adjoint, backwards in time: ∂h_t = g_y,t C_t + Ā_{t+1} ⊙ ∂h_{t+1};
+//! - ∂Ā_t = ∂h_t ⊙ h_{t−1}, with Ā_t = exp(Δ_t A):  ∂Δ_t = Σ_n ∂Ā_t Ā_t A + ∂h_t B_t u_t,
+//!   ∂A = Σ_t ∂Ā_t Ā_t Δ_t;
+//! - inputs: ∂u_t = g_y D + Σ_n ∂h_t Δ_t B_t,  ∂B_t = Σ_channels ∂h_t Δ_t u_t,
+//!   ∂C_t = Σ_channels g_y h_t;
+//! - softplus: ∂δ = ∂Δ · σ(δ + bias),  ∂bias = Σ_t ∂δ.
+//!
+//! The forward states are not stored: a first sweep keeps h every [`CHUNK`] steps, and the
+//! reverse sweep recomputes each chunk's states from its checkpoint, so memory stays
+//! O(L/CHUNK · N) per block instead of O(L · N).
+
+use super::{add_from_time_major, BlockPos, Dims, Inputs, Lanes, LANES};
+use super::{block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
+use crate::scan::fast_math::{exp, softplus};
+
+/// Steps between state checkpoints.
+pub const CHUNK: usize = 64;
+
+/// Where the gradients go; same shapes as the inputs. The optional ones are written only when
+/// the input exists. Every slice is overwritten, not accumulated into.
+pub struct Grads<'a> {
+    /// (batch, d_inner, seq_len)
+    pub du: &'a mut [f32],
+    /// (batch, d_inner, seq_len), with respect to Δ before bias and softplus.
+    pub ddelta: &'a mut [f32],
+    /// (d_inner, d_state)
+    pub da: &'a mut [f32],
+    /// (batch, d_state, seq_len)
+    pub db: &'a mut [f32],
+    /// (batch, d_state, seq_len)
+    pub dc: &'a mut [f32],
+    /// (d_inner,)
+    pub dd: Option<&'a mut [f32]>,
+    /// (batch, d_inner, seq_len)
+    pub dz: Option<&'a mut [f32]>,
+    /// (d_inner,)
+    pub ddelta_bias: Option<&'a mut [f32]>,
+}
+
+/// One block and where its gradients go.
+struct Block<'a> {
+    pos: BlockPos,
+    du: &'a mut [f32],
+    ddelta: &'a mut [f32],
+    dz: Option<&'a mut [f32]>,
+    /// This batch element's share of ∂A, ∂D and ∂bias: (lanes, d_state), (lanes), (lanes).
+    da: &'a mut [f32],
+    dd: &'a mut [f32],
+    dbias: &'a mut [f32],
+}
+
+struct Shared<'a> {
+    dims: Dims,
+    inputs: &'a Inputs<'a>,
+    grad_out: &'a [f32],
+    /// B and C time-major: (batch, seq_len, d_state).
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+/// Per-thread buffers. `db` and `dc` sum over every channel the thread handles, time-major.
+struct Scratch {
+    raw: Vec<Lanes>,
+    delta: Vec<Lanes>,
+    u: Vec<Lanes>,
+    g: Vec<Lanes>,
+    z: Vec<Lanes>,
+    a: Vec<Lanes>,
+    d: Lanes,
+    h: Vec<Lanes>,
+    checkpoints: Vec<Lanes>,
+    states: Vec<Lanes>,
+    carry: Vec<Lanes>,
+    da: Vec<Lanes>,
+    du: Vec<Lanes>,
+    ddelta: Vec<Lanes>,
+    dz: Vec<Lanes>,
+    db: Vec<f32>,
+    dc: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(dims: Dims) -> Self {
+        let Dims {
+            batch,
+            d_state,
+            seq_len,
+            ..
+        } = dims;
+        let per_t = || vec![[0.0; LANES]; seq_len];
+        let per_n = || vec![[0.0; LANES]; d_state];
+        Self {
+            raw: per_t(),
+            delta: per_t(),
+            u: per_t(),
+            g: per_t(),
+            z: per_t(),
+            a: per_n(),
+            d: [0.0; LANES],
+            h: per_n(),
+            checkpoints: vec![[0.0; LANES]; seq_len.div_ceil(CHUNK) * d_state],
+            states: vec![[0.0; LANES]; CHUNK * d_state],
+            carry: per_n(),
+            da: per_n(),
+            du: per_t(),
+            ddelta: per_t(),
+            dz: per_t(),
+            db: vec![0.0; batch * seq_len * d_state],
+            dc: vec![0.0; batch * seq_len * d_state],
+        }
+    }
+}
+
+/// Computes every gradient of the scan given `grad_out` = ∂L/∂y, (batch, d_inner, seq_len).
+pub fn backward(dims: Dims, inputs: &Inputs, grad_out: &[f32], grads: Grads, threads: usize) {
+    inputs.check(dims);
+    let Dims {
+        batch,
+        d_inner,
+        d_state,
+        seq_len,
+    } = dims;
+    let seq = batch * d_inner * seq_len;
+    assert_eq!(grad_out.len(), seq, "grad_out");
+    assert_eq!(
+        (grads.du.len(), grads.ddelta.len()),
+        (seq, seq),
+        "du, ddelta"
+    );
+    assert_eq!(grads.da.len(), d_inner * d_state, "dA");
+    assert_eq!(
+        (grads.db.len(), grads.dc.len()),
+        (batch * d_state * seq_len, batch * d_state * seq_len),
+        "dB, dC"
+    );
+    let shared = Shared {
+        dims,
+        inputs,
+        grad_out,
+        b: to_time_major(inputs.b, dims),
+        c: to_time_major(inputs.c, dims),
+    };
+    // Per batch element shares of the per-channel gradients, summed over the batch at the end.
+    let mut da_parts = vec![0.0; batch * d_inner * d_state];
+    let mut dd_parts = vec![0.0; batch * d_inner];
+    let mut dbias_parts = vec![0.0; batch * d_inner];
+    let mut dz = grads.dz.map(|dz| {
+        assert_eq!(dz.len(), seq, "dz");
+        channel_chunks(dz, d_inner, seq_len)
+    });
+    let blocks: Vec<Block> = block_positions(dims)
+        .zip(channel_chunks(grads.du, d_inner, seq_len))
+        .zip(channel_chunks(grads.ddelta, d_inner, seq_len))
+        .zip(channel_chunks(&mut da_parts, d_inner, d_state))
+        .zip(channel_chunks(&mut dd_parts, d_inner, 1))
+        .zip(channel_chunks(&mut dbias_parts, d_inner, 1))
+        .map(|(((((pos, du), ddelta), da), dd), dbias)| Block {
+            pos,
+            du,
+            ddelta,
+            dz: dz.as_mut().and_then(Iterator::next),
+            da,
+            dd,
+            dbias,
+        })
+        .collect();
+    let scratches = parallel(
+        blocks,
+        threads,
+        || Scratch::new(dims),
+        |block, scratch| backward_block(&shared, block, scratch),
+    );
+
+    grads.db.fill(0.0);
+    grads.dc.fill(0.0);
+    for scratch in &scratches {
+        add_from_time_major(&scratch.db, dims, grads.db);
+        add_from_time_major(&scratch.dc, dims, grads.dc);
+    }
+    sum_over_batch(&da_parts, grads.da);
+    if let Some(dd) = grads.dd {
+        sum_over_batch(&dd_parts, dd);
+    }
+    if let Some(dbias) = grads.ddelta_bias {
+        sum_over_batch(&dbias_parts, dbias);
+    }
+}
+
+/// out = Σ_b parts[b], where `parts` holds one `out`-sized slice per batch element.
+fn sum_over_batch(parts: &[f32], out: &mut [f32]) {
+    assert_eq!(parts.len() % out.len(), 0);
+    out.fill(0.0);
+    for part in parts.chunks(out.len()) {
+        for (o, p) in out.iter_mut().zip(part) {
+            *o += p;
+        }
+    }
+}
+
+/// σ(x) = 1 / (1 + e⁻ˣ).
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+dispatch_simd! {
+backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
+    let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
+    let inputs = shared.inputs;
+    let BlockPos { batch, first_channel, lanes } = block.pos;
+    let row = |lane: usize| {
+        let start = (batch * d_inner + first_channel + lane) * seq_len;
+        start..start + seq_len
+    };
+
+    // Prologue: everything per (t, lane), zeros in unused lanes.
+    for buffer in [&mut s.raw, &mut s.delta, &mut s.u, &mut s.g, &mut s.z] {
+        buffer.fill([0.0; LANES]);
+    }
+    s.a.fill([0.0; LANES]);
+    s.d = [0.0; LANES];
+    for lane in 0..lanes {
+        let channel = first_channel + lane;
+        let bias = inputs.delta_bias.map_or(0.0, |b| b[channel]);
+        for ((raw, delta), &x) in s.raw.iter_mut().zip(s.delta.iter_mut()).zip(&inputs.delta[row(lane)]) {
+            raw[lane] = x + bias;
+            delta[lane] = if inputs.delta_softplus { softplus(x + bias) } else { x + bias };
+        }
+        for (u, &x) in s.u.iter_mut().zip(&inputs.u[row(lane)]) {
+            u[lane] = x;
+        }
+        for (g, &x) in s.g.iter_mut().zip(&shared.grad_out[row(lane)]) {
+            g[lane] = x;
+        }
+        if let Some(z) = inputs.z {
+            for (zt, &x) in s.z.iter_mut().zip(&z[row(lane)]) {
+                zt[lane] = x;
+            }
+        }
+        for (n, a) in s.a.iter_mut().enumerate() {
+            a[lane] = inputs.a[channel * d_state + n];
+        }
+        s.d[lane] = inputs.d.map_or(0.0, |d| d[channel]);
+    }
+
+    let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
+    let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
+    let step = |h: &mut [Lanes], delta: &Lanes, u: &Lanes, a: &[Lanes], b_t: &[f32]| {
+        for n in 0..d_state {
+            for l in 0..LANES {
+                h[n][l] = exp(delta[l] * a[n][l]) * h[n][l] + delta[l] * u[l] * b_t[n];
+            }
+        }
+    };
+
+    // Sweep 1: states at the start of every chunk.
+    s.h.fill([0.0; LANES]);
+    for t in 0..seq_len {
+        if t % CHUNK == 0 {
+            let at = t / CHUNK * d_state;
+            s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
+        }
+        step(&mut s.h, &s.delta[t], &s.u[t], &s.a, &b_all[t * d_state..(t + 1) * d_state]);
+    }
+
+    // Sweep 2, backwards chunk by chunk: recompute the chunk's states, then run the adjoint.
+    s.carry.fill([0.0; LANES]);
+    s.da.fill([0.0; LANES]);
+    let (mut dd_acc, mut dbias_acc) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let has_z = inputs.z.is_some();
+    for chunk in (0..seq_len.div_ceil(CHUNK)).rev() {
+        let (t0, t1) = (chunk * CHUNK, ((chunk + 1) * CHUNK).min(seq_len));
+        let checkpoint = &s.checkpoints[chunk * d_state..(chunk + 1) * d_state];
+        s.h.copy_from_slice(checkpoint);
+        for t in t0..t1 {
+            step(&mut s.h, &s.delta[t], &s.u[t], &s.a, &b_all[t * d_state..(t + 1) * d_state]);
+            let at = (t - t0) * d_state;
+            s.states[at..at + d_state].copy_from_slice(&s.h);
+        }
+        for t in (t0..t1).rev() {
+            let k = t - t0;
+            let (delta, u, g, z) = (s.delta[t], s.u[t], s.g[t], s.z[t]);
+            let mut gy = g;
+            let mut sig = [0.0f32; LANES];
+            if has_z {
+                for l in 0..LANES {
+                    sig[l] = sigmoid(z[l]);
+                    gy[l] = g[l] * z[l] * sig[l];
+                }
+            }
+            let (b_t, c_t) = (&b_all[t * d_state..(t + 1) * d_state], &c_all[t * d_state..(t + 1) * d_state]);
+            let at = (batch * seq_len + t) * d_state;
+            let mut ch = [0.0f32; LANES];
+            let mut ddelta = [0.0f32; LANES];
+            let mut du = [0.0f32; LANES];
+            for n in 0..d_state {
+                let h_t = s.states[k * d_state + n];
+                let h_prev = if k == 0 { checkpoint[n] } else { s.states[(k - 1) * d_state + n] };
+                let (a, b, c) = (s.a[n], b_t[n], c_t[n]);
+                let carry = &mut s.carry[n];
+                let da_acc = &mut s.da[n];
+                let (mut db, mut dc) = ([0.0f32; LANES], [0.0f32; LANES]);
+                for l in 0..LANES {
+                    ch[l] += h_t[l] * c;
+                    let gh = gy[l] * c + carry[l];
+                    let decay = exp(delta[l] * a[l]);
+                    let d_decay = gh * h_prev[l];
+                    ddelta[l] += d_decay * decay * a[l] + gh * b * u[l];
+                    da_acc[l] += d_decay * decay * delta[l];
+                    du[l] += gh * delta[l] * b;
+                    db[l] = gh * delta[l] * u[l];
+                    dc[l] = gy[l] * h_t[l];
+                    carry[l] = decay * gh;
+                }
+                s.db[at + n] += db.iter().sum::<f32>();
+                s.dc[at + n] += dc.iter().sum::<f32>();
+            }
+            let mut dz = [0.0f32; LANES];
+            for l in 0..LANES {
+                du[l] += gy[l] * s.d[l];
+                dd_acc[l] += gy[l] * u[l];
+                if has_z {
+                    let y = ch[l] + s.d[l] * u[l];
+                    dz[l] = g[l] * y * sig[l] * (1.0 + z[l] * (1.0 - sig[l]));
+                }
+                if inputs.delta_softplus {
+                    ddelta[l] *= sigmoid(s.raw[t][l]);
+                }
+                dbias_acc[l] += ddelta[l];
+            }
+            s.du[t] = du;
+            s.ddelta[t] = ddelta;
+            s.dz[t] = dz;
+        }
+    }
+
+    // Epilogue: back to (lane, t) rows and per-lane sums.
+    for lane in 0..lanes {
+        let rows = lane * seq_len..(lane + 1) * seq_len;
+        for (out, du) in block.du[rows.clone()].iter_mut().zip(&s.du) {
+            *out = du[lane];
+        }
+        for (out, ddelta) in block.ddelta[rows.clone()].iter_mut().zip(&s.ddelta) {
+            *out = ddelta[lane];
+        }
+        if let Some(dz) = block.dz.as_deref_mut() {
+            for (out, d) in dz[rows].iter_mut().zip(&s.dz) {
+                *out = d[lane];
+            }
+        }
+        for (n, da) in s.da.iter().enumerate() {
+            block.da[lane * d_state + n] = da[lane];
+        }
+        block.dd[lane] = dd_acc[lane];
+        block.dbias[lane] = dbias_acc[lane];
+    }
+}
+}

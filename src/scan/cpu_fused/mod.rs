@@ -1,0 +1,208 @@
+//! The fused CPU selective scan: one pass over the sequence per block of channels, with the
+//! state in registers and no (batch, d_inner, seq_len, d_state) tensor anywhere.
+//!
+//! The hardware-aware idea of the Mamba paper (Section 3.3.2) carried to a CPU: the expanded
+//! state h lives only in registers and L1, Ā and B̄u are formed on the fly, and only y goes back
+//! to memory. The backward pass recomputes states chunk by chunk instead of storing them.
+//!
+//! Vectorisation runs across channels: one SIMD lane per channel, [`LANES`] channels at a time,
+//! so every operation of the recurrence is element-wise. A block's rows are transposed into
+//! (seq_len, LANES) scratch first. Unused lanes of the last block hold zeros, which keep a zero
+//! state and contribute nothing.
+
+pub mod backward;
+pub mod forward;
+
+pub use backward::{backward, Grads};
+pub use forward::forward;
+
+/// Channels per block: one 256-bit vector of f32.
+pub const LANES: usize = 8;
+
+/// One SIMD vector's worth of channels.
+type Lanes = [f32; LANES];
+
+/// Sizes of one scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub batch: usize,
+    pub d_inner: usize,
+    pub d_state: usize,
+    pub seq_len: usize,
+}
+
+/// Contiguous row-major f32 inputs, shapes as in [`crate::scan::ScanInputs`].
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// (batch, d_inner, seq_len)
+    pub u: &'a [f32],
+    /// (batch, d_inner, seq_len), before bias and softplus.
+    pub delta: &'a [f32],
+    /// (d_inner, d_state)
+    pub a: &'a [f32],
+    /// (batch, d_state, seq_len)
+    pub b: &'a [f32],
+    /// (batch, d_state, seq_len)
+    pub c: &'a [f32],
+    /// (d_inner,)
+    pub d: Option<&'a [f32]>,
+    /// (batch, d_inner, seq_len)
+    pub z: Option<&'a [f32]>,
+    /// (d_inner,)
+    pub delta_bias: Option<&'a [f32]>,
+    pub delta_softplus: bool,
+}
+
+impl Inputs<'_> {
+    /// Panics unless every slice has the length `dims` implies: the kernels index without
+    /// further checks after this.
+    fn check(&self, dims: Dims) {
+        let Dims {
+            batch,
+            d_inner,
+            d_state,
+            seq_len,
+        } = dims;
+        let seq = batch * d_inner * seq_len;
+        assert_eq!(self.u.len(), seq, "u");
+        assert_eq!(self.delta.len(), seq, "delta");
+        assert_eq!(self.a.len(), d_inner * d_state, "A");
+        assert_eq!(self.b.len(), batch * d_state * seq_len, "B");
+        assert_eq!(self.c.len(), batch * d_state * seq_len, "C");
+        assert!(self.d.is_none_or(|d| d.len() == d_inner), "D");
+        assert!(self.z.is_none_or(|z| z.len() == seq), "z");
+        assert!(
+            self.delta_bias.is_none_or(|b| b.len() == d_inner),
+            "delta_bias"
+        );
+    }
+}
+
+/// Which channels a block covers.
+#[derive(Debug, Clone, Copy)]
+struct BlockPos {
+    batch: usize,
+    first_channel: usize,
+    lanes: usize,
+}
+
+/// Every block, batch-major, in the order [`channel_chunks`] splits outputs.
+fn block_positions(dims: Dims) -> impl Iterator<Item = BlockPos> {
+    let Dims { batch, d_inner, .. } = dims;
+    (0..batch).flat_map(move |b| {
+        (0..d_inner).step_by(LANES).map(move |first| BlockPos {
+            batch: b,
+            first_channel: first,
+            lanes: LANES.min(d_inner - first),
+        })
+    })
+}
+
+/// Splits `data`, laid out (batch, d_inner, width), into one (lanes, width) chunk per block.
+fn channel_chunks(
+    data: &mut [f32],
+    d_inner: usize,
+    width: usize,
+) -> impl Iterator<Item = &mut [f32]> {
+    data.chunks_mut(d_inner * width)
+        .flat_map(move |b| b.chunks_mut(LANES * width))
+}
+
+/// Runs `work` on every item on up to `threads` threads, each with its own scratch from `init`.
+fn parallel<T: Send, S>(
+    mut items: Vec<T>,
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut T, &mut S) + Sync,
+) -> Vec<S>
+where
+    S: Send,
+{
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let threads = threads.clamp(1, items.len());
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks_mut(per_thread)
+            .map(|group| {
+                let (init, work) = (&init, &work);
+                scope.spawn(move || {
+                    let mut scratch = init();
+                    for item in group {
+                        work(item, &mut scratch);
+                    }
+                    scratch
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scan worker panicked"))
+            .collect()
+    })
+}
+
+/// (batch, d_state, seq_len) → (batch, seq_len, d_state), so a time step reads N adjacent values.
+fn to_time_major(x: &[f32], dims: Dims) -> Vec<f32> {
+    let Dims {
+        d_state, seq_len, ..
+    } = dims;
+    let mut out = vec![0.0; x.len()];
+    for (src, dst) in x
+        .chunks(d_state * seq_len)
+        .zip(out.chunks_mut(d_state * seq_len))
+    {
+        for n in 0..d_state {
+            for t in 0..seq_len {
+                dst[t * d_state + n] = src[n * seq_len + t];
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`to_time_major`], added into `out`.
+fn add_from_time_major(x: &[f32], dims: Dims, out: &mut [f32]) {
+    let Dims {
+        d_state, seq_len, ..
+    } = dims;
+    for (src, dst) in x
+        .chunks(d_state * seq_len)
+        .zip(out.chunks_mut(d_state * seq_len))
+    {
+        for n in 0..d_state {
+            for t in 0..seq_len {
+                dst[n * seq_len + t] += src[t * d_state + n];
+            }
+        }
+    }
+}
+
+/// Calls `$body` compiled for AVX2 + FMA when the CPU has them, else for the baseline target.
+/// The body is inlined into each variant, so the compiler vectorises it for each.
+macro_rules! dispatch_simd {
+    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports the features `avx2` is compiled for.
+                return unsafe { avx2($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use dispatch_simd;

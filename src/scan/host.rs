@@ -1,0 +1,110 @@
+//! Scan inputs copied to contiguous fp32 CPU tensors, viewed as slices for the Rust kernels.
+
+use super::cpu_fused::{Dims, Inputs};
+use super::ScanInputs;
+use tch::{Device, Kind, Tensor};
+
+/// Owns fp32 contiguous copies of a scan's inputs; they are never written, so slices of them
+/// stay valid for as long as this lives.
+pub struct HostScan {
+    pub dims: Dims,
+    u: Tensor,
+    delta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Option<Tensor>,
+    z: Option<Tensor>,
+    delta_bias: Option<Tensor>,
+    delta_softplus: bool,
+}
+
+/// A detached fp32 contiguous CPU copy.
+pub fn host_f32(tensor: &Tensor) -> Tensor {
+    tensor
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+}
+
+impl HostScan {
+    pub fn new(inputs: &ScanInputs) -> Self {
+        let u = host_f32(inputs.u);
+        let a = host_f32(inputs.a);
+        let (batch, d_inner, seq_len) = u.size3().expect("u is (batch, d_inner, seq_len)");
+        let dims = Dims {
+            batch: batch as usize,
+            d_inner: d_inner as usize,
+            d_state: a.size()[1] as usize,
+            seq_len: seq_len as usize,
+        };
+        Self {
+            dims,
+            u,
+            delta: host_f32(inputs.delta),
+            a,
+            b: host_f32(inputs.b),
+            c: host_f32(inputs.c),
+            d: inputs.d.map(host_f32),
+            z: inputs.z.map(host_f32),
+            delta_bias: inputs.delta_bias.map(host_f32),
+            delta_softplus: inputs.delta_softplus,
+        }
+    }
+
+    pub fn views(&self) -> Inputs<'_> {
+        Inputs {
+            u: view(&self.u),
+            delta: view(&self.delta),
+            a: view(&self.a),
+            b: view(&self.b),
+            c: view(&self.c),
+            d: self.d.as_ref().map(view),
+            z: self.z.as_ref().map(view),
+            delta_bias: self.delta_bias.as_ref().map(view),
+            delta_softplus: self.delta_softplus,
+        }
+    }
+}
+
+/// A read-only view of a tensor this module made with [`host_f32`] or [`zeros`].
+pub fn view(tensor: &Tensor) -> &[f32] {
+    check(tensor);
+    if tensor.numel() == 0 {
+        return &[];
+    }
+    // SAFETY: a contiguous fp32 CPU tensor of `numel` elements; the borrow of `tensor` keeps
+    // its storage alive, and no writer exists while the view does (see `view_mut`).
+    unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const f32, tensor.numel()) }
+}
+
+/// A writable view; the exclusive borrow keeps every other view of this tensor away. Only for
+/// tensors this module allocated, which share storage with nothing.
+pub fn view_mut(tensor: &mut Tensor) -> &mut [f32] {
+    check(tensor);
+    if tensor.numel() == 0 {
+        return &mut [];
+    }
+    // SAFETY: as in `view`, and `&mut` rules out other views through this handle; fresh
+    // allocations from `zeros` have no other handles.
+    unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, tensor.numel()) }
+}
+
+fn check(tensor: &Tensor) {
+    assert_eq!(tensor.kind(), Kind::Float, "host kernels take fp32");
+    assert_eq!(
+        tensor.device(),
+        Device::Cpu,
+        "host kernels take CPU tensors"
+    );
+    assert!(
+        tensor.is_contiguous(),
+        "host kernels take contiguous tensors"
+    );
+}
+
+/// A fresh fp32 CPU tensor of zeros.
+pub fn zeros(shape: &[i64]) -> Tensor {
+    Tensor::zeros(shape, (Kind::Float, Device::Cpu))
+}

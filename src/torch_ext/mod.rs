@@ -1,0 +1,145 @@
+//! What libtorch offers and tch does not expose, through the small C++ shim `shim.cpp` beside
+//! this file (compiled by build.rs against the torch headers). This module owns the shim: it
+//! declares its entry points and gives the rest of the crate safe wrappers.
+//!
+//! - [`apply_selective_scan`]: a `torch::autograd::Function` whose forward and backward are Rust
+//!   callbacks, so a Rust kernel becomes one differentiable node (tch has no custom-autograd
+//!   API; tch-rs #70, #279, #437).
+//!
+//! Tensors cross the boundary as `at::Tensor*`, which is what tch's `C_tensor` pointers are.
+//! Borrowed ones are wrapped without taking ownership; owned ones are heap tensors whose
+//! ownership passes with the pointer.
+
+use std::ffi::{c_char, c_int};
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use tch::Tensor;
+pub use torch_sys::C_tensor;
+
+/// Room for an error message coming back from the shim.
+const ERROR_CAPACITY: usize = 4096;
+
+/// Inputs of the scan node, in the shim's order: u, Δ, A, B, C, D, z, Δ bias.
+pub const SCAN_INPUTS: usize = 8;
+
+/// Computes y from the borrowed inputs; writes an owned tensor to `y`. Non-zero means failure,
+/// with a message in `error`.
+pub type ScanForwardFn = unsafe extern "C" fn(
+    inputs: *const *const C_tensor,
+    flags: i64,
+    y: *mut *mut C_tensor,
+    error: *mut c_char,
+    error_len: usize,
+) -> c_int;
+
+/// Computes the inputs' gradients from the borrowed inputs and ∂L/∂y; writes owned tensors (or
+/// null, for no gradient) to `grads[0..SCAN_INPUTS]`.
+pub type ScanBackwardFn = unsafe extern "C" fn(
+    inputs: *const *const C_tensor,
+    flags: i64,
+    grad_y: *const C_tensor,
+    grads: *mut *mut C_tensor,
+    error: *mut c_char,
+    error_len: usize,
+) -> c_int;
+
+extern "C" {
+    fn mvt_selective_scan(
+        inputs: *const *const C_tensor,
+        flags: i64,
+        forward: ScanForwardFn,
+        backward: ScanBackwardFn,
+        y: *mut *mut C_tensor,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("libtorch extension failed: {0}")]
+pub struct TorchExtError(pub String);
+
+/// Applies the scan node to `inputs`, all defined (libtorch rejects undefined inputs of a custom
+/// function). `flags` is passed through to both callbacks unchanged.
+pub fn apply_selective_scan(
+    inputs: [&Tensor; SCAN_INPUTS],
+    flags: i64,
+    forward: ScanForwardFn,
+    backward: ScanBackwardFn,
+) -> Result<Tensor, TorchExtError> {
+    let pointers: Vec<*const C_tensor> = inputs.iter().map(|t| t.as_ptr()).collect();
+    let mut y: *mut C_tensor = std::ptr::null_mut();
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: the pointers are live tch tensors for the duration of the call; the shim writes
+    // an owned tensor to `y` on success and a NUL-terminated message to `error` on failure.
+    let status = unsafe {
+        mvt_selective_scan(
+            pointers.as_ptr(),
+            flags,
+            forward,
+            backward,
+            &mut y,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
+    if status != 0 || y.is_null() {
+        return Err(TorchExtError(message(&error)));
+    }
+    // SAFETY: on success `y` is a heap tensor whose ownership the shim passed to us.
+    Ok(unsafe { Tensor::from_ptr(y) })
+}
+
+fn message(buffer: &[c_char]) -> String {
+    let bytes: Vec<u8> = buffer
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A tensor the shim lends to a callback. It must not be dropped: the shim still owns it.
+///
+/// # Safety
+/// `pointer` must point to a live `at::Tensor` for as long as the result is used.
+pub unsafe fn borrow(pointer: *const C_tensor) -> ManuallyDrop<Tensor> {
+    ManuallyDrop::new(Tensor::from_ptr(pointer as *mut C_tensor))
+}
+
+/// Passes ownership of `tensor` to the shim.
+pub fn into_raw(tensor: Tensor) -> *mut C_tensor {
+    let tensor = ManuallyDrop::new(tensor);
+    tensor.as_ptr() as *mut C_tensor
+}
+
+/// Runs a callback body: a returned error or a panic becomes status 1 with its message in
+/// `error`, so neither crosses into C++ as an unwind.
+///
+/// # Safety
+/// `error` must be valid for writes of `error_len` bytes.
+pub unsafe fn guard(
+    error: *mut c_char,
+    error_len: usize,
+    body: impl FnOnce() -> Result<(), String>,
+) -> c_int {
+    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        Err(payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "panic with a non-text payload".to_owned()))
+    });
+    match outcome {
+        Ok(()) => 0,
+        Err(text) => {
+            if !error.is_null() && error_len > 0 {
+                let bytes = text.as_bytes();
+                let n = bytes.len().min(error_len - 1);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), error as *mut u8, n);
+                *error.add(n) = 0;
+            }
+            1
+        }
+    }
+}

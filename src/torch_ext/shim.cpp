@@ -1,0 +1,108 @@
+// What libtorch offers and tch does not expose, behind a small C ABI. Owned by
+// src/torch_ext/mod.rs, which documents each entry point; nothing else calls this file.
+//
+// Errors never cross the boundary as exceptions: every entry point catches them and returns a
+// non-zero status with the message copied into the caller's buffer. Rust callbacks report
+// failure the same way, and the shim rethrows their message as a C++ exception inside libtorch,
+// where autograd expects it.
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+
+constexpr int kScanInputs = 8;  // u, delta, A, B, C, D, z, delta_bias
+constexpr size_t kErrorCapacity = 4096;
+
+// Rust callbacks. `inputs` are borrowed; outputs are heap tensors whose ownership passes to the
+// shim. A non-zero return means failure, with a NUL-terminated message in `error`.
+using ScanForward = int (*)(const at::Tensor* const* inputs, int64_t flags, at::Tensor** y,
+                            char* error, size_t error_len);
+using ScanBackward = int (*)(const at::Tensor* const* inputs, int64_t flags,
+                             const at::Tensor* grad_y, at::Tensor** grads, char* error,
+                             size_t error_len);
+
+void copy_message(const char* message, char* error, size_t error_len) {
+  if (error == nullptr || error_len == 0) return;
+  std::strncpy(error, message, error_len - 1);
+  error[error_len - 1] = '\0';
+}
+
+at::Tensor take(at::Tensor* owned) {
+  at::Tensor tensor = std::move(*owned);
+  delete owned;
+  return tensor;
+}
+
+// The selective scan as one autograd node: forward and backward are Rust kernels, and autograd
+// sees a single operation with the scan's inputs, whatever the kernel does inside.
+struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& u, const at::Tensor& delta,
+                            const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
+                            const at::Tensor& d, const at::Tensor& z, const at::Tensor& bias,
+                            int64_t flags, int64_t forward_fn, int64_t backward_fn) {
+    const at::Tensor* inputs[kScanInputs] = {&u, &delta, &a, &b, &c, &d, &z, &bias};
+    at::Tensor* y = nullptr;
+    char error[kErrorCapacity] = {0};
+    auto run = reinterpret_cast<ScanForward>(forward_fn);
+    if (run(inputs, flags, &y, error, sizeof error) != 0 || y == nullptr) {
+      throw std::runtime_error(std::string("selective scan forward: ") + error);
+    }
+    ctx->save_for_backward({u, delta, a, b, c, d, z, bias});
+    ctx->saved_data["flags"] = flags;
+    ctx->saved_data["backward"] = backward_fn;
+    return take(y);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    variable_list saved = ctx->get_saved_variables();
+    const at::Tensor* inputs[kScanInputs];
+    for (int i = 0; i < kScanInputs; ++i) inputs[i] = &saved[i];
+    at::Tensor grad_y = grad_outputs[0].contiguous();
+    at::Tensor* grads[kScanInputs] = {nullptr};
+    char error[kErrorCapacity] = {0};
+    auto run = reinterpret_cast<ScanBackward>(ctx->saved_data["backward"].toInt());
+    if (run(inputs, ctx->saved_data["flags"].toInt(), &grad_y, grads, error, sizeof error) != 0) {
+      for (at::Tensor* grad : grads) delete grad;
+      throw std::runtime_error(std::string("selective scan backward: ") + error);
+    }
+    variable_list result;
+    for (at::Tensor* grad : grads) result.push_back(grad ? take(grad) : at::Tensor());
+    // No gradients for flags and the two callbacks.
+    result.insert(result.end(), {at::Tensor(), at::Tensor(), at::Tensor()});
+    return result;
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// Applies the selective scan as an autograd node. `inputs` holds kScanInputs borrowed, defined
+// tensors (the caller passes placeholders for absent optional inputs and says so in `flags`);
+// on success `*y` receives an owned tensor.
+int mvt_selective_scan(const at::Tensor* const* inputs, int64_t flags, ScanForward forward_fn,
+                       ScanBackward backward_fn, at::Tensor** y, char* error, size_t error_len) {
+  try {
+    at::Tensor out = SelectiveScan::apply(
+        *inputs[0], *inputs[1], *inputs[2], *inputs[3], *inputs[4], *inputs[5], *inputs[6],
+        *inputs[7], flags, reinterpret_cast<int64_t>(forward_fn),
+        reinterpret_cast<int64_t>(backward_fn));
+    *y = new at::Tensor(std::move(out));
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,346 @@
+//! Every fast scan against the reference loop, with mamba_ssm's tolerances
+//! (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 / atol 2e-3, bf16 rtol 3e-2 / atol 5e-2.
+
+mod common;
+
+use common::seeded;
+use mamba_vs_transformer::scan::{fused_on_host, reference, ScanImpl, ScanInputs};
+use tch::{Device, Kind, Tensor};
+
+struct Case {
+    batch: i64,
+    d_inner: i64,
+    d_state: i64,
+    seq_len: i64,
+    /// Scale of the raw Δ before softplus: tiny steps, typical ones, or huge ones.
+    delta_scale: f64,
+    with_d: bool,
+    with_z: bool,
+    with_bias: bool,
+    softplus: bool,
+}
+
+impl Case {
+    const fn new(batch: i64, d_inner: i64, d_state: i64, seq_len: i64) -> Self {
+        Self {
+            batch,
+            d_inner,
+            d_state,
+            seq_len,
+            delta_scale: 1.0,
+            with_d: true,
+            with_z: true,
+            with_bias: true,
+            softplus: true,
+        }
+    }
+}
+
+struct Tensors {
+    u: Tensor,
+    delta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    z: Tensor,
+    bias: Tensor,
+}
+
+fn tensors(case: &Case, seed: i64) -> Tensors {
+    let f = (Kind::Float, Device::Cpu);
+    let (bs, di, n, l) = (case.batch, case.d_inner, case.d_state, case.seq_len);
+    seeded(seed, || {
+        // Without the softplus, Δ + bias itself must be a positive step.
+        let (delta, bias) = if case.softplus {
+            (
+                Tensor::randn([bs, di, l], f) * case.delta_scale - 2.0,
+                Tensor::randn([di], f) * 0.5,
+            )
+        } else {
+            (
+                Tensor::rand([bs, di, l], f) * (case.delta_scale * 0.2) + 1e-3,
+                Tensor::rand([di], f) * 0.1,
+            )
+        };
+        Tensors {
+            u: Tensor::randn([bs, di, l], f),
+            delta,
+            // A = −(1..N) jittered, as S4D-real initialises it.
+            a: -(Tensor::arange_start(1, n + 1, f).repeat([di, 1])
+                * (Tensor::rand([di, n], f) + 0.5)),
+            b: Tensor::randn([bs, n, l], f),
+            c: Tensor::randn([bs, n, l], f),
+            d: Tensor::randn([di], f),
+            z: Tensor::randn([bs, di, l], f),
+            bias,
+        }
+    })
+}
+
+fn inputs<'a>(case: &Case, t: &'a Tensors) -> ScanInputs<'a> {
+    ScanInputs {
+        u: &t.u,
+        delta: &t.delta,
+        a: &t.a,
+        b: &t.b,
+        c: &t.c,
+        d: case.with_d.then_some(&t.d),
+        z: case.with_z.then_some(&t.z),
+        delta_bias: case.with_bias.then_some(&t.bias),
+        delta_softplus: case.softplus,
+    }
+}
+
+/// |got − want| ≤ atol + rtol·|want| everywhere, with the worst offender in the message.
+fn assert_close(got: &Tensor, want: &Tensor, rtol: f64, atol: f64, what: &str) {
+    assert_eq!(got.size(), want.size(), "{what}: shapes");
+    let (got, want) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
+    assert_eq!(
+        got.isfinite().all().int64_value(&[]),
+        1,
+        "{what}: non-finite values"
+    );
+    let excess = (&got - &want).abs() - (want.abs() * rtol + atol);
+    let worst = excess.max().double_value(&[]);
+    assert!(worst <= 0.0, "{what}: off by {worst:e} beyond tolerance");
+}
+
+fn check_fused(case: &Case, threads: usize) {
+    let t = tensors(case, 17);
+    let inputs = inputs(case, &t);
+    let (want_y, want_state) = reference::selective_scan(&inputs, None);
+    let (y, state) = fused_on_host(&inputs, Some(threads));
+    let label = format!(
+        "B{} D{} N{} L{} Δ×{} threads {threads}",
+        case.batch, case.d_inner, case.d_state, case.seq_len, case.delta_scale
+    );
+    assert_close(&y, &want_y, 6e-4, 2e-3, &format!("y, {label}"));
+    assert_close(
+        &state,
+        &want_state,
+        6e-4,
+        2e-3,
+        &format!("last state, {label}"),
+    );
+}
+
+#[test]
+fn fused_matches_reference_across_shapes() {
+    let shapes = [
+        (2, 4, 8, 128),  // mamba_ssm's test shape
+        (1, 16, 16, 1),  // a single step
+        (2, 13, 16, 37), // odd length, channels not a multiple of the SIMD width
+        (1, 8, 4, 64),
+        (3, 24, 16, 33),
+        (1, 5, 1, 9),
+    ];
+    for (batch, d_inner, d_state, seq_len) in shapes {
+        for threads in [1, 2, 3] {
+            check_fused(&Case::new(batch, d_inner, d_state, seq_len), threads);
+        }
+    }
+}
+
+#[test]
+fn fused_handles_tiny_and_huge_steps() {
+    for delta_scale in [1e-3, 1.0, 8.0, 40.0] {
+        check_fused(
+            &Case {
+                delta_scale,
+                ..Case::new(2, 12, 16, 96)
+            },
+            2,
+        );
+    }
+}
+
+#[test]
+fn fused_handles_every_optional_input() {
+    for mask in 0..16u32 {
+        let case = Case {
+            with_d: mask & 1 != 0,
+            with_z: mask & 2 != 0,
+            with_bias: mask & 4 != 0,
+            softplus: mask & 8 != 0,
+            ..Case::new(2, 10, 8, 40)
+        };
+        check_fused(&case, 2);
+    }
+}
+
+#[test]
+fn fused_takes_bf16_inputs() {
+    let case = Case::new(2, 16, 16, 64);
+    let t = tensors(&case, 3);
+    let half = |x: &Tensor| x.to_kind(Kind::BFloat16);
+    let (u, delta, b, c, z) = (
+        half(&t.u),
+        half(&t.delta),
+        half(&t.b),
+        half(&t.c),
+        half(&t.z),
+    );
+    let bf16 = ScanInputs {
+        u: &u,
+        delta: &delta,
+        b: &b,
+        c: &c,
+        z: Some(&z),
+        ..inputs(&case, &t)
+    };
+    // As mamba_ssm does: both scans see the same bf16 inputs and compute in fp32.
+    let (want, _) = reference::selective_scan(&bf16, None);
+    let (got, _) = fused_on_host(&bf16, Some(2));
+    assert_eq!((got.kind(), want.kind()), (Kind::BFloat16, Kind::BFloat16));
+    assert_close(&got, &want, 3e-2, 5e-2, "bf16 y");
+}
+
+#[test]
+fn auto_picks_the_fused_kernel_on_the_cpu() {
+    assert_eq!(ScanImpl::Auto.resolve(Device::Cpu), ScanImpl::CpuFused);
+    assert_eq!(ScanImpl::Auto.resolve(Device::Cuda(0)), ScanImpl::Reference);
+    assert_eq!(
+        ScanImpl::Reference.resolve(Device::Cpu),
+        ScanImpl::Reference
+    );
+    let case = Case::new(1, 8, 4, 16);
+    let t = tensors(&case, 5);
+    let y = ScanImpl::Auto.scan(&inputs(&case, &t));
+    let (want, _) = reference::selective_scan(&inputs(&case, &t), None);
+    assert_close(&y, &want, 6e-4, 2e-3, "auto scan");
+}
+
+/// Leaf copies of a case's tensors that require gradients.
+fn leaves(t: &Tensors) -> Tensors {
+    let leaf = |x: &Tensor| x.detach().copy().set_requires_grad(true);
+    Tensors {
+        u: leaf(&t.u),
+        delta: leaf(&t.delta),
+        a: leaf(&t.a),
+        b: leaf(&t.b),
+        c: leaf(&t.c),
+        d: leaf(&t.d),
+        z: leaf(&t.z),
+        bias: leaf(&t.bias),
+    }
+}
+
+/// w in the loss Σ y·w: fixed random weights, so every output position matters differently.
+fn loss_weights(shape: &[i64]) -> Tensor {
+    seeded(99, || Tensor::randn(shape, (Kind::Float, Device::Cpu)))
+}
+
+/// The gradients of Σ y·w with respect to every present input.
+fn grads(case: &Case, t: &Tensors, scan: ScanImpl) -> Vec<(&'static str, Tensor)> {
+    let y = scan.scan(&inputs(case, t));
+    (&y * loss_weights(&y.size())).sum(Kind::Float).backward();
+    let mut out = vec![
+        ("du", t.u.grad()),
+        ("ddelta", t.delta.grad()),
+        ("dA", t.a.grad()),
+        ("dB", t.b.grad()),
+        ("dC", t.c.grad()),
+    ];
+    if case.with_d {
+        out.push(("dD", t.d.grad()));
+    }
+    if case.with_z {
+        out.push(("dz", t.z.grad()));
+    }
+    if case.with_bias {
+        out.push(("dbias", t.bias.grad()));
+    }
+    out
+}
+
+/// Gradients are compared 10× looser than outputs, the loosest of mamba_ssm's factors.
+fn check_grads(case: &Case) {
+    let t = tensors(case, 23);
+    let want = grads(case, &leaves(&t), ScanImpl::Reference);
+    let got = grads(case, &leaves(&t), ScanImpl::CpuFused);
+    for ((name, g), (_, w)) in got.iter().zip(&want) {
+        let label = format!(
+            "{name}, B{} D{} N{} L{}",
+            case.batch, case.d_inner, case.d_state, case.seq_len
+        );
+        assert_close(g, w, 6e-3, 2e-2, &label);
+    }
+}
+
+#[test]
+fn fused_gradients_match_reference_autograd() {
+    for (batch, d_inner, d_state, seq_len) in [
+        (2, 4, 8, 128),
+        (1, 13, 16, 1),
+        (2, 9, 4, 150),
+        (3, 16, 16, 65),
+    ] {
+        check_grads(&Case::new(batch, d_inner, d_state, seq_len));
+    }
+    for delta_scale in [1e-3, 8.0] {
+        check_grads(&Case {
+            delta_scale,
+            ..Case::new(2, 8, 8, 70)
+        });
+    }
+}
+
+#[test]
+fn fused_gradients_cover_every_optional_input() {
+    for mask in 0..16u32 {
+        let case = Case {
+            with_d: mask & 1 != 0,
+            with_z: mask & 2 != 0,
+            with_bias: mask & 4 != 0,
+            softplus: mask & 8 != 0,
+            ..Case::new(2, 10, 4, 20)
+        };
+        check_grads(&case);
+    }
+}
+
+/// Central finite differences of the autograd node's own forward, accumulated in f64, against
+/// its backward: the node is checked on its own terms, not only against the reference.
+#[test]
+fn autograd_node_passes_a_finite_difference_check() {
+    let case = Case::new(1, 3, 2, 5);
+    let t = leaves(&tensors(&case, 31));
+    let analytic = grads(&case, &t, ScanImpl::CpuFused);
+    let weights = loss_weights(&[case.batch, case.d_inner, case.seq_len]).to_kind(Kind::Double);
+    let loss = |t: &Tensors| -> f64 {
+        let y = tch::no_grad(|| ScanImpl::CpuFused.scan(&inputs(&case, t)));
+        (y.to_kind(Kind::Double) * &weights)
+            .sum(Kind::Double)
+            .double_value(&[])
+    };
+    let eps = 1e-2;
+    type Field = fn(&Tensors) -> &Tensor;
+    let fields: [(&str, Field); 8] = [
+        ("du", |t| &t.u),
+        ("ddelta", |t| &t.delta),
+        ("dA", |t| &t.a),
+        ("dB", |t| &t.b),
+        ("dC", |t| &t.c),
+        ("dD", |t| &t.d),
+        ("dz", |t| &t.z),
+        ("dbias", |t| &t.bias),
+    ];
+    for ((name, field), (_, grad)) in fields.iter().zip(&analytic) {
+        let n = field(&t).numel() as i64;
+        for i in 0..n {
+            let shifted = |sign: f64| {
+                let copy = tensors(&case, 31);
+                let target = field(&copy).shallow_clone();
+                let _ = target.view([-1]).get(i).g_add_scalar_(sign * eps);
+                loss(&copy)
+            };
+            let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
+            let exact = grad.view([-1]).double_value(&[i]);
+            assert!(
+                (numeric - exact).abs() <= 2e-3 + 2e-2 * exact.abs(),
+                "{name}[{i}]: finite difference {numeric}, autograd {exact}"
+            );
+        }
+    }
+}
