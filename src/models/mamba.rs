@@ -6,6 +6,7 @@
 //! Parameter names mirror HF transformers' `MambaForCausalLM`, so checkpoints load unrenamed.
 
 use super::norm::RmsNorm;
+use super::Decoder;
 use crate::scan::{ScanImpl, ScanInputs};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
@@ -36,7 +37,8 @@ pub struct Config {
     pub dt_rank: Option<i64>,
     #[serde(default = "defaults::norm_eps")]
     pub norm_eps: f64,
-    #[serde(skip)]
+    /// Which selective-scan implementation the mixers call.
+    #[serde(default)]
     pub scan: ScanImpl,
 }
 
@@ -105,6 +107,16 @@ impl Config {
     pub fn model_params(&self) -> i64 {
         self.vocab_size * self.d_model + self.n_layers * self.block_params() + self.d_model
     }
+}
+
+/// What one mixer carries from token to token in step mode (mamba_simple.py's inference cache).
+/// Its size is fixed, whatever the context length: this is Mamba's O(1)-per-token decoding.
+#[derive(Debug)]
+pub struct LayerState {
+    /// The last `d_conv` convolution inputs: (batch, d_inner, d_conv).
+    pub conv: Tensor,
+    /// The SSM state h: (batch, d_inner, d_state), fp32.
+    pub ssm: Tensor,
 }
 
 /// The selective SSM mixer (paper Figure 3, right; `Mamba` in mamba_simple.py).
@@ -186,6 +198,14 @@ impl Mixer {
 impl Module for Mixer {
     /// (batch, seq_len, d_model) → (batch, seq_len, d_model).
     fn forward(&self, hidden: &Tensor) -> Tensor {
+        self.parallel(hidden, false).0
+    }
+}
+
+impl Mixer {
+    /// The parallel (training and prefill) pass; with `keep_state`, also the state after the
+    /// last token, from which [`Mixer::step`] continues.
+    fn parallel(&self, hidden: &Tensor, keep_state: bool) -> (Tensor, Option<LayerState>) {
         let seq_len = hidden.size()[1];
         // (batch, 2·d_inner, seq_len): the SSM branch x and the gate z.
         let xz = self.in_proj.forward(hidden).transpose(1, 2);
@@ -193,6 +213,13 @@ impl Module for Mixer {
             xz.narrow(1, 0, self.d_inner),
             xz.narrow(1, self.d_inner, self.d_inner),
         );
+        let conv_state = keep_state.then(|| {
+            // The last d_conv inputs, zero-padded on the left for prompts shorter than that.
+            let d_conv = self.conv1d.ws.size()[2];
+            let (batch, width, _) = x.size3().expect("(batch, d_inner, seq_len)");
+            let pad = Tensor::zeros([batch, width, d_conv], (x.kind(), x.device()));
+            Tensor::cat(&[&pad, &x], 2).narrow(2, seq_len, d_conv)
+        });
         // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
         let x = self.conv1d.forward(&x).narrow(2, 0, seq_len).silu();
 
@@ -208,7 +235,7 @@ impl Module for Mixer {
 
         // A = −exp(A_log), kept in fp32.
         let a = -self.a_log.to_kind(Kind::Float).exp();
-        let y = self.scan.scan(&ScanInputs {
+        let inputs = ScanInputs {
             u: &x,
             delta: &delta,
             a: &a,
@@ -218,8 +245,67 @@ impl Module for Mixer {
             z: Some(&z),
             delta_bias: self.dt_proj.bs.as_ref(),
             delta_softplus: true,
-        });
-        self.out_proj.forward(&y.transpose(1, 2))
+        };
+        let (y, state) = match conv_state {
+            Some(conv) => {
+                let (y, ssm) = self.scan.scan_with_state(&inputs);
+                (y, Some(LayerState { conv, ssm }))
+            }
+            None => (self.scan.scan(&inputs), None),
+        };
+        (self.out_proj.forward(&y.transpose(1, 2)), state)
+    }
+
+    /// Prefill: the parallel pass over a prompt, and the state after its last token.
+    pub fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
+        let (out, state) = self.parallel(hidden, true);
+        (out, state.expect("asked for the state"))
+    }
+
+    /// One token, (batch, d_model) → (batch, d_model), in O(1) time and memory: the recurrence
+    /// of Eq. (2) advanced by a single step (mamba_simple.py's `step`).
+    pub fn step(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
+        let kind = hidden.kind();
+        let xz = self.in_proj.forward(hidden); // (batch, 2·d_inner)
+        let (x, z) = (
+            xz.narrow(1, 0, self.d_inner),
+            xz.narrow(1, self.d_inner, self.d_inner),
+        );
+
+        // The convolution over the window of the last d_conv inputs.
+        let d_conv = state.conv.size()[2];
+        state.conv = Tensor::cat(&[state.conv.narrow(2, 1, d_conv - 1), x.unsqueeze(2)], 2);
+        let weight = self.conv1d.ws.squeeze_dim(1); // (d_inner, d_conv)
+        let mut x = (&state.conv * weight).sum_dim_intlist(-1, false, kind);
+        if let Some(bias) = &self.conv1d.bs {
+            x += bias;
+        }
+        let x = x.silu();
+
+        let x_dbl = self.x_proj.forward(&x); // (batch, r + 2N)
+        let dt = x_dbl.narrow(1, 0, self.dt_rank);
+        let b = x_dbl
+            .narrow(1, self.dt_rank, self.d_state)
+            .to_kind(Kind::Float);
+        let c = x_dbl
+            .narrow(1, self.dt_rank + self.d_state, self.d_state)
+            .to_kind(Kind::Float);
+        let mut delta = dt.matmul(&self.dt_proj.ws.tr()).to_kind(Kind::Float);
+        if let Some(bias) = &self.dt_proj.bs {
+            delta += bias.to_kind(Kind::Float);
+        }
+        let delta = delta.softplus(); // (batch, d_inner)
+
+        // Eq. (2a) for one step: h = exp(Δ A) h + Δ B x, in fp32.
+        let a = -self.a_log.to_kind(Kind::Float).exp();
+        let x32 = x.to_kind(Kind::Float);
+        let decay = (delta.unsqueeze(-1) * a.unsqueeze(0)).exp();
+        let input = (&delta * &x32).unsqueeze(-1) * b.unsqueeze(1);
+        state.ssm = &state.ssm * decay + input;
+        // Eq. (2b): y = C h + D x, then the SiLU gate.
+        let y = state.ssm.matmul(&c.unsqueeze(-1)).squeeze_dim(-1) + &x32 * &self.d;
+        let y = (y * z.to_kind(Kind::Float).silu()).to_kind(kind);
+        self.out_proj.forward(&y)
     }
 }
 
@@ -242,6 +328,18 @@ impl ResidualBlock {
 impl Module for ResidualBlock {
     fn forward(&self, hidden: &Tensor) -> Tensor {
         hidden + self.mixer.forward(&self.norm.forward(hidden))
+    }
+}
+
+impl ResidualBlock {
+    pub fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
+        let (mixed, state) = self.mixer.prefill(&self.norm.forward(hidden));
+        (hidden + mixed, state)
+    }
+
+    /// One token: (batch, d_model) → (batch, d_model).
+    pub fn step(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
+        hidden + self.mixer.step(&self.norm.forward(hidden), state)
     }
 }
 
@@ -281,8 +379,35 @@ impl Module for MambaLm {
         for layer in &self.layers {
             hidden = layer.forward(&hidden);
         }
-        self.norm_f
-            .forward(&hidden)
-            .matmul(&self.embeddings.ws.tr())
+        self.logits(&hidden)
+    }
+}
+
+impl MambaLm {
+    fn logits(&self, hidden: &Tensor) -> Tensor {
+        self.norm_f.forward(hidden).matmul(&self.embeddings.ws.tr())
+    }
+}
+
+impl Decoder for MambaLm {
+    type State = Vec<LayerState>;
+
+    fn prefill(&self, ids: &Tensor) -> (Tensor, Self::State) {
+        let mut hidden = self.embeddings.forward(ids);
+        let mut states = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (out, state) = layer.prefill(&hidden);
+            hidden = out;
+            states.push(state);
+        }
+        (self.logits(&hidden), states)
+    }
+
+    fn step(&self, ids: &Tensor, states: &mut Self::State) -> Tensor {
+        let mut hidden = self.embeddings.forward(ids);
+        for (layer, state) in self.layers.iter().zip(states.iter_mut()) {
+            hidden = layer.step(&hidden, state);
+        }
+        self.logits(&hidden)
     }
 }

@@ -8,6 +8,7 @@
 //! memory-efficient kernels on CUDA, a fused flash kernel on CPU).
 
 use super::norm::RmsNorm;
+use super::Decoder;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
 
@@ -141,6 +142,38 @@ impl Rotary {
     }
 }
 
+/// Keys and values of every token seen so far, for one attention layer:
+/// (batch, kv_heads, tokens, head_dim) each. It grows by one token per step, so a step costs
+/// O(context) time and the cache O(context) memory, unlike Mamba's fixed state.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    keys: Option<Tensor>,
+    values: Option<Tensor>,
+}
+
+impl KvCache {
+    /// Tokens cached so far.
+    pub fn len(&self) -> i64 {
+        self.keys.as_ref().map_or(0, |k| k.size()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends this chunk's keys and values; returns all of them.
+    fn extend(&mut self, keys: Tensor, values: Tensor) -> (Tensor, Tensor) {
+        let join = |old: &Option<Tensor>, new: Tensor| match old {
+            Some(old) => Tensor::cat(&[old, &new], 2),
+            None => new,
+        };
+        let (keys, values) = (join(&self.keys, keys), join(&self.values, values));
+        self.keys = Some(keys.shallow_clone());
+        self.values = Some(values.shallow_clone());
+        (keys, values)
+    }
+}
+
 /// Causal multi-head (or grouped-query) self-attention.
 #[derive(Debug)]
 pub struct Attention {
@@ -186,24 +219,36 @@ impl Attention {
 
 impl Module for Attention {
     fn forward(&self, hidden: &Tensor) -> Tensor {
+        self.forward_cached(hidden, &mut KvCache::default())
+    }
+}
+
+impl Attention {
+    /// Attends from `hidden` (batch, seq_len, d_model), whose first token comes right after the
+    /// cached ones, to the cache and itself; appends its keys and values to `cache`.
+    pub fn forward_cached(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
         let (batch, seq_len, _) = hidden.size3().expect("(batch, seq_len, d_model)");
-        let q = self.rotary.apply(
-            &self.split_heads(&self.q_proj.forward(hidden), self.n_heads),
-            0,
-        );
-        let k = self.rotary.apply(
-            &self.split_heads(&self.k_proj.forward(hidden), self.n_kv_heads),
-            0,
-        );
+        let offset = cache.len();
+        let q = self.split_heads(&self.q_proj.forward(hidden), self.n_heads);
+        let k = self.split_heads(&self.k_proj.forward(hidden), self.n_kv_heads);
         let v = self.split_heads(&self.v_proj.forward(hidden), self.n_kv_heads);
+        let (q, k) = (self.rotary.apply(&q, offset), self.rotary.apply(&k, offset));
+        let (k, v) = cache.extend(k, v);
         // softmax(QKᵀ/√d_head + causal mask) V, fused: the (L, L) scores never reach memory.
+        // SDPA's `is_causal` aligns the mask top-left, which is right when there is no cache.
+        // A single new token sees everything; a chunk after a cache needs an explicit mask.
+        let mask = (offset > 0 && seq_len > 1).then(|| {
+            let rows = Tensor::arange_start(offset, offset + seq_len, (Kind::Int64, q.device()));
+            let cols = Tensor::arange(offset + seq_len, (Kind::Int64, q.device()));
+            cols.unsqueeze(0).le_tensor(&rows.unsqueeze(1))
+        });
         let attn = Tensor::scaled_dot_product_attention(
             &q,
             &k,
             &v,
-            None::<Tensor>,
+            mask.as_ref(),
             0.0,
-            true,
+            offset == 0 && seq_len > 1,
             None,
             self.n_kv_heads != self.n_heads,
         );
@@ -268,10 +313,16 @@ impl DecoderBlock {
 
 impl Module for DecoderBlock {
     fn forward(&self, hidden: &Tensor) -> Tensor {
-        let hidden = hidden
-            + self
-                .self_attn
-                .forward(&self.input_layernorm.forward(hidden));
+        self.forward_cached(hidden, &mut KvCache::default())
+    }
+}
+
+impl DecoderBlock {
+    pub fn forward_cached(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
+        let attended = self
+            .self_attn
+            .forward_cached(&self.input_layernorm.forward(hidden), cache);
+        let hidden = hidden + attended;
         &hidden
             + self
                 .mlp
@@ -311,12 +362,36 @@ impl TransformerLm {
 impl Module for TransformerLm {
     /// Token ids (batch, seq_len) → logits (batch, seq_len, vocab_size).
     fn forward(&self, ids: &Tensor) -> Tensor {
+        self.forward_cached(ids, &mut self.empty_caches())
+    }
+}
+
+impl TransformerLm {
+    fn empty_caches(&self) -> Vec<KvCache> {
+        self.layers.iter().map(|_| KvCache::default()).collect()
+    }
+
+    fn forward_cached(&self, ids: &Tensor, caches: &mut [KvCache]) -> Tensor {
         let mut hidden = self.embed_tokens.forward(ids);
-        for layer in &self.layers {
-            hidden = layer.forward(&hidden);
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            hidden = layer.forward_cached(&hidden, cache);
         }
         self.norm
             .forward(&hidden)
             .matmul(&self.embed_tokens.ws.tr())
+    }
+}
+
+impl Decoder for TransformerLm {
+    type State = Vec<KvCache>;
+
+    fn prefill(&self, ids: &Tensor) -> (Tensor, Self::State) {
+        let mut caches = self.empty_caches();
+        (self.forward_cached(ids, &mut caches), caches)
+    }
+
+    fn step(&self, ids: &Tensor, caches: &mut Self::State) -> Tensor {
+        self.forward_cached(&ids.unsqueeze(1), caches)
+            .squeeze_dim(1)
     }
 }

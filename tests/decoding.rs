@@ -1,0 +1,119 @@
+//! Step mode equals parallel mode: token by token, and prefill then step, give the logits of
+//! one parallel forward, within mamba_ssm's fp32 tolerance (rtol 6e-4, atol 2e-3).
+
+mod common;
+
+use common::seeded;
+use mamba_vs_transformer::models::mamba::{self, MambaLm};
+use mamba_vs_transformer::models::transformer::{self, TransformerLm};
+use mamba_vs_transformer::models::Decoder;
+use mamba_vs_transformer::scan::ScanImpl;
+use tch::{nn, nn::Module, Device, Kind, Tensor};
+
+const VOCAB: i64 = 40;
+const SEQ_LEN: i64 = 11;
+
+fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+    assert_eq!(got.size(), want.size(), "{what}: shapes");
+    let excess = (got - want).abs() - (want.abs() * 6e-4 + 2e-3);
+    let worst = excess.max().double_value(&[]);
+    assert!(worst <= 0.0, "{what}: off by {worst:e} beyond tolerance");
+}
+
+fn ids() -> Tensor {
+    seeded(1, || {
+        Tensor::randint(VOCAB, [2, SEQ_LEN], (Kind::Int64, Device::Cpu))
+    })
+}
+
+/// Prefills `prompt` tokens, then steps through the rest; checks every position's logits.
+fn check<M: Decoder + Module>(model: &M, prompt: i64, what: &str) {
+    let ids = ids();
+    let parallel = tch::no_grad(|| model.forward(&ids));
+    tch::no_grad(|| {
+        let (prefill, mut state) = model.prefill(&ids.narrow(1, 0, prompt));
+        assert_close(
+            &prefill,
+            &parallel.narrow(1, 0, prompt),
+            &format!("{what}: prefill"),
+        );
+        for t in prompt..SEQ_LEN {
+            let logits = model.step(&ids.select(1, t), &mut state);
+            assert_close(
+                &logits,
+                &parallel.select(1, t),
+                &format!("{what}: step {t}"),
+            );
+        }
+    });
+}
+
+fn mamba_lm(scan: ScanImpl) -> (nn::VarStore, MambaLm) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = mamba::Config {
+        vocab_size: VOCAB,
+        d_state: 8,
+        scan,
+        ..mamba::Config::new(24)
+    };
+    let lm = seeded(0, || MambaLm::new(vs.root(), &cfg));
+    (vs, lm)
+}
+
+fn transformer_lm(n_kv_heads: Option<i64>) -> (nn::VarStore, TransformerLm) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = transformer::Config {
+        vocab_size: VOCAB,
+        n_kv_heads,
+        ..transformer::Config::new(32, 8)
+    };
+    let lm = seeded(0, || TransformerLm::new(vs.root(), &cfg));
+    (vs, lm)
+}
+
+#[test]
+fn mamba_steps_match_parallel_mode() {
+    for scan in [ScanImpl::Reference, ScanImpl::CpuFused] {
+        let (_vs, lm) = mamba_lm(scan);
+        // A one-token prompt is token by token; a prompt shorter than d_conv pads the window.
+        for prompt in [1, 2, 6] {
+            check(
+                &lm,
+                prompt,
+                &format!("mamba {} prompt {prompt}", scan.name()),
+            );
+        }
+    }
+}
+
+#[test]
+fn transformer_steps_match_parallel_mode() {
+    for kv in [None, Some(2), Some(1)] {
+        let (_vs, lm) = transformer_lm(kv);
+        for prompt in [1, 5] {
+            check(
+                &lm,
+                prompt,
+                &format!("transformer kv {kv:?} prompt {prompt}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn mamba_state_size_does_not_grow_with_context() {
+    let (_vs, lm) = mamba_lm(ScanImpl::Auto);
+    let ids = ids();
+    let (_, mut short) = tch::no_grad(|| lm.prefill(&ids.narrow(1, 0, 2)));
+    let (_, long) = tch::no_grad(|| lm.prefill(&ids));
+    for (a, b) in short.iter().zip(&long) {
+        assert_eq!((a.conv.size(), a.ssm.size()), (b.conv.size(), b.ssm.size()));
+        assert_eq!(a.ssm.kind(), Kind::Float);
+    }
+    let before: Vec<_> = short.iter().map(|s| s.ssm.size()).collect();
+    let _ = tch::no_grad(|| lm.step(&ids.select(1, 2), &mut short));
+    assert_eq!(
+        before,
+        short.iter().map(|s| s.ssm.size()).collect::<Vec<_>>()
+    );
+}
