@@ -104,9 +104,9 @@ fn scan_forward_backward(c: &mut Criterion) {
     group.finish();
 }
 
-/// The scan's arithmetic without its memory traffic: per (channel, step, state) one exp and
-/// two FMAs on values already in registers, over 8 independent lanes as the kernel runs them,
-/// split over the same threads. No scan can be faster than this on this CPU.
+/// The scan's arithmetic without its memory traffic: the kernel's inner step (per state index
+/// and lane one exp and two FMAs, 16 states × 8 lanes per step) on operands that stay in
+/// registers and L1, split over the same threads. No scan can beat this on this CPU.
 fn roofline(c: &mut Criterion) {
     let mut group = c.benchmark_group("scan_roofline");
     group.sample_size(10);
@@ -124,39 +124,49 @@ fn roofline(c: &mut Criterion) {
 fn exp_fma_work(per_thread: usize, threads: usize) -> f32 {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|i| scope.spawn(move || exp_fma_lanes(per_thread, i as f32)))
+            .map(|i| scope.spawn(move || exp_fma_steps(per_thread / (16 * 8), i as f32)))
             .collect();
         handles.into_iter().map(|h| h.join().expect("worker")).sum()
     })
 }
 
-/// `count` exp + 2 FMA updates, 8 lanes wide, as the kernel's inner loop does them.
-fn exp_fma_lanes(count: usize, seed: f32) -> f32 {
+/// `steps` time steps of a 16-state, 8-lane block, as the kernel's `advance` runs them.
+fn exp_fma_steps(steps: usize, seed: f32) -> f32 {
     #[inline(always)]
-    fn body(count: usize, seed: f32) -> f32 {
-        let mut h = [seed; 8];
-        let mut acc = [0.0f32; 8];
-        let delta = [-1e-3f32, -2e-3, -3e-3, -4e-3, -5e-3, -6e-3, -7e-3, -8e-3];
-        for i in 0..count / 8 {
-            let b = i as f32 * 1e-9;
+    fn body(steps: usize, seed: f32) -> f32 {
+        let a: [[f32; 8]; 16] = std::array::from_fn(|n| [-(n as f32 + 1.0); 8]);
+        let delta: [f32; 8] = std::array::from_fn(|l| 1e-3 * (l as f32 + 1.0));
+        let delta_u: [f32; 8] = std::array::from_fn(|l| 0.5 * delta[l]);
+        let mut h = [[seed; 8]; 16];
+        let mut total = [0.0f32; 8];
+        for step in 0..steps {
+            let (b, c) = ((step & 7) as f32 * 0.1, (step & 3) as f32 * 0.2);
+            let mut ch = [0.0f32; 8];
+            for (state, a) in h.iter_mut().zip(&a) {
+                let (mut s, a) = (*state, *a);
+                for l in 0..8 {
+                    s[l] = fast_math::exp(delta[l] * a[l]) * s[l] + delta_u[l] * b;
+                    ch[l] += s[l] * c;
+                }
+                *state = s;
+            }
             for l in 0..8 {
-                h[l] = fast_math::exp(delta[l] * h[l]) * h[l] + b;
-                acc[l] += h[l] * 0.5;
+                total[l] += ch[l];
             }
         }
-        acc.iter().sum()
+        total.iter().sum()
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(count: usize, seed: f32) -> f32 {
-        body(count, seed)
+    unsafe fn avx2(steps: usize, seed: f32) -> f32 {
+        body(steps, seed)
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features.
-        return unsafe { avx2(count, seed) };
+        return unsafe { avx2(steps, seed) };
     }
-    body(count, seed)
+    body(steps, seed)
 }
 
 /// The whole Mamba mixer at d_model 768 against its four projections alone, the matmul floor.

@@ -13,11 +13,15 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
 /// e^x for x in [-87.3, 88.7] (clamped outside, so e^-∞ gives ≈ 1e-38, not 0).
+///
+/// Written without float-to-int casts, whose saturation checks stop vectorisation: the
+/// rounding trick leaves n in the low mantissa bits, and 2^n is built with integer adds.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
+    let x = x.max(-87.3).min(88.7);
     // x = n ln2 + r with |r| ≤ ln2 / 2, so e^x = 2^n · e^r.
-    let n = (x * LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
+    let shifted = x * LOG2_E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Degree-6 Taylor polynomial of e^r (Horner), error < 2e-7 on |r| ≤ 0.35.
     let p = 1.0 / 720.0;
@@ -27,8 +31,9 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    // 2^n by building the exponent bits directly.
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // `shifted`'s bits are ROUND_MAGIC's plus n; 2^n has exponent field n + 127.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     p * scale
 }
 

@@ -15,7 +15,7 @@
 //! reverse sweep recomputes each chunk's states from its checkpoint, so memory stays
 //! O(L/CHUNK · N) per block instead of O(L · N).
 
-use super::{add_from_time_major, BlockPos, Dims, Inputs, Lanes, LANES};
+use super::{add_from_time_major, advance, BlockPos, Dims, Inputs, Lanes, LANES};
 use super::{block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
 use crate::scan::fast_math::{exp, softplus};
 
@@ -203,6 +203,58 @@ fn sum_over_batch(parts: &[f32], out: &mut [f32]) {
     }
 }
 
+/// What one time step of the adjoint reads: states after and before the step, the block's
+/// A, this step's B and C, and per lane Δ, u and g_y = ∂L/∂y · SiLU(z).
+struct Step<'a> {
+    h_t: &'a [Lanes],
+    h_prev: &'a [Lanes],
+    a: &'a [Lanes],
+    b_t: &'a [f32],
+    c_t: &'a [f32],
+    delta: &'a Lanes,
+    u: &'a Lanes,
+    gy: &'a Lanes,
+}
+
+/// One step of the adjoint (module docs), over the state index n with the lanes vectorised.
+/// Updates the carried Ā ⊙ ∂h and the ∂A sums, adds this step's channel sums to ∂B and ∂C, and
+/// returns C·h, ∂Δ (before the softplus) and the state's part of ∂u, per lane.
+#[inline(always)]
+fn adjoint_step(
+    x: Step,
+    carry: &mut [Lanes],
+    da: &mut [Lanes],
+    db_t: &mut [f32],
+    dc_t: &mut [f32],
+) -> (Lanes, Lanes, Lanes) {
+    // Local copies throughout, as in `advance`, so the lane loop vectorises.
+    let (delta, u, gy) = (*x.delta, *x.u, *x.gy);
+    let mut ch = [0.0f32; LANES];
+    let mut ddelta = [0.0f32; LANES];
+    let mut du = [0.0f32; LANES];
+    for n in 0..carry.len() {
+        let (h_t, h_prev, a, b, c) = (x.h_t[n], x.h_prev[n], x.a[n], x.b_t[n], x.c_t[n]);
+        let (mut carried, mut d_a) = (carry[n], da[n]);
+        let (mut db, mut dc) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for l in 0..LANES {
+            ch[l] += h_t[l] * c;
+            let gh = gy[l] * c + carried[l];
+            let decay = exp(delta[l] * a[l]);
+            let d_decay = gh * h_prev[l];
+            ddelta[l] += d_decay * decay * a[l] + gh * b * u[l];
+            d_a[l] += d_decay * decay * delta[l];
+            du[l] += gh * delta[l] * b;
+            db[l] = gh * delta[l] * u[l];
+            dc[l] = gy[l] * h_t[l];
+            carried[l] = decay * gh;
+        }
+        (carry[n], da[n]) = (carried, d_a);
+        db_t[n] += db.iter().sum::<f32>();
+        dc_t[n] += dc.iter().sum::<f32>();
+    }
+    (ch, ddelta, du)
+}
+
 /// σ(x) = 1 / (1 + e⁻ˣ).
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
@@ -251,12 +303,11 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
 
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
-    let step = |h: &mut [Lanes], delta: &Lanes, u: &Lanes, a: &[Lanes], b_t: &[f32]| {
-        for n in 0..d_state {
-            for l in 0..LANES {
-                h[n][l] = exp(delta[l] * a[n][l]) * h[n][l] + delta[l] * u[l] * b_t[n];
-            }
-        }
+    // Recomputing a state needs Δu per lane; C·h is not needed then.
+    let step = |h: &mut [Lanes], a: &[Lanes], delta: &Lanes, u: &Lanes, t: usize| {
+        let delta_u: Lanes = std::array::from_fn(|l| delta[l] * u[l]);
+        let b_t = &b_all[t * d_state..(t + 1) * d_state];
+        advance(h, a, delta, &delta_u, b_t, b_t);
     };
 
     // Sweep 1: states at the start of every chunk.
@@ -266,7 +317,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
             let at = t / CHUNK * d_state;
             s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
         }
-        step(&mut s.h, &s.delta[t], &s.u[t], &s.a, &b_all[t * d_state..(t + 1) * d_state]);
+        step(&mut s.h, &s.a, &s.delta[t], &s.u[t], t);
     }
 
     // Sweep 2, backwards chunk by chunk: recompute the chunk's states, then run the adjoint.
@@ -279,7 +330,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         let checkpoint = &s.checkpoints[chunk * d_state..(chunk + 1) * d_state];
         s.h.copy_from_slice(checkpoint);
         for t in t0..t1 {
-            step(&mut s.h, &s.delta[t], &s.u[t], &s.a, &b_all[t * d_state..(t + 1) * d_state]);
+            step(&mut s.h, &s.a, &s.delta[t], &s.u[t], t);
             let at = (t - t0) * d_state;
             s.states[at..at + d_state].copy_from_slice(&s.h);
         }
@@ -296,31 +347,18 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
             }
             let (b_t, c_t) = (&b_all[t * d_state..(t + 1) * d_state], &c_all[t * d_state..(t + 1) * d_state]);
             let at = (batch * seq_len + t) * d_state;
-            let mut ch = [0.0f32; LANES];
-            let mut ddelta = [0.0f32; LANES];
-            let mut du = [0.0f32; LANES];
-            for n in 0..d_state {
-                let h_t = s.states[k * d_state + n];
-                let h_prev = if k == 0 { checkpoint[n] } else { s.states[(k - 1) * d_state + n] };
-                let (a, b, c) = (s.a[n], b_t[n], c_t[n]);
-                let carry = &mut s.carry[n];
-                let da_acc = &mut s.da[n];
-                let (mut db, mut dc) = ([0.0f32; LANES], [0.0f32; LANES]);
-                for l in 0..LANES {
-                    ch[l] += h_t[l] * c;
-                    let gh = gy[l] * c + carry[l];
-                    let decay = exp(delta[l] * a[l]);
-                    let d_decay = gh * h_prev[l];
-                    ddelta[l] += d_decay * decay * a[l] + gh * b * u[l];
-                    da_acc[l] += d_decay * decay * delta[l];
-                    du[l] += gh * delta[l] * b;
-                    db[l] = gh * delta[l] * u[l];
-                    dc[l] = gy[l] * h_t[l];
-                    carry[l] = decay * gh;
-                }
-                s.db[at + n] += db.iter().sum::<f32>();
-                s.dc[at + n] += dc.iter().sum::<f32>();
-            }
+            let h_t = &s.states[k * d_state..(k + 1) * d_state];
+            let h_prev = match k {
+                0 => checkpoint,
+                _ => &s.states[(k - 1) * d_state..k * d_state],
+            };
+            let (ch, mut ddelta, mut du) = adjoint_step(
+                Step { h_t, h_prev, a: &s.a, b_t, c_t, delta: &delta, u: &u, gy: &gy },
+                &mut s.carry,
+                &mut s.da,
+                &mut s.db[at..at + d_state],
+                &mut s.dc[at..at + d_state],
+            );
             let mut dz = [0.0f32; LANES];
             for l in 0..LANES {
                 du[l] += gy[l] * s.d[l];

@@ -1,8 +1,8 @@
 //! Forward pass: y = (C h + D u) · SiLU(z), and optionally the last state.
 
-use super::{block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
+use super::{advance, block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
 use super::{BlockPos, Dims, Inputs, Lanes, LANES};
-use crate::scan::fast_math::{exp, silu, softplus};
+use crate::scan::fast_math::{silu, softplus};
 
 /// One block and where its results go.
 struct Block<'a> {
@@ -138,18 +138,9 @@ scan_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
     for t in 0..seq_len {
-        let (delta, delta_u) = (s.delta[t], s.delta_u[t]);
         let b_t = &b_all[t * d_state..(t + 1) * d_state];
         let c_t = &c_all[t * d_state..(t + 1) * d_state];
-        let mut acc = [0.0f32; LANES];
-        for (n, (a, h)) in s.a.iter().zip(s.h.iter_mut()).enumerate() {
-            let (b, c) = (b_t[n], c_t[n]);
-            for l in 0..LANES {
-                h[l] = exp(delta[l] * a[l]) * h[l] + delta_u[l] * b;
-                acc[l] += h[l] * c;
-            }
-        }
-        s.ch[t] = acc;
+        s.ch[t] = advance(&mut s.h, &s.a, &s.delta[t], &s.delta_u[t], b_t, c_t);
     }
 
     // Epilogue: y = (C h + D u) · SiLU(z), back to (lane, t).

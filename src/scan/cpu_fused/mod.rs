@@ -13,6 +13,8 @@
 pub mod backward;
 pub mod forward;
 
+use crate::scan::fast_math::exp;
+
 pub use backward::{backward, Grads};
 pub use forward::forward;
 
@@ -142,6 +144,31 @@ where
             .map(|h| h.join().expect("scan worker panicked"))
             .collect()
     })
+}
+
+/// One step of Eq. (2a) for a block, h ← exp(Δ A) ⊙ h + Δu B_t, returning C_t·h (Eq. 2b) per
+/// lane. The lane loop works on local copies: LLVM vectorises it only when it can see that
+/// nothing it writes aliases what it reads.
+#[inline(always)]
+fn advance(
+    h: &mut [Lanes],
+    a: &[Lanes],
+    delta: &Lanes,
+    delta_u: &Lanes,
+    b_t: &[f32],
+    c_t: &[f32],
+) -> Lanes {
+    let (delta, delta_u) = (*delta, *delta_u);
+    let mut ch = [0.0f32; LANES];
+    for (((h, a), &b), &c) in h.iter_mut().zip(a).zip(b_t).zip(c_t) {
+        let (mut state, a) = (*h, *a);
+        for l in 0..LANES {
+            state[l] = exp(delta[l] * a[l]) * state[l] + delta_u[l] * b;
+            ch[l] += state[l] * c;
+        }
+        *h = state;
+    }
+    ch
 }
 
 /// (batch, d_state, seq_len) → (batch, seq_len, d_state), so a time step reads N adjacent values.
