@@ -18,7 +18,7 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// rounding trick leaves n in the low mantissa bits, and 2^n is built with integer adds.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.max(-87.3).min(88.7);
+    let x = x.clamp(-87.3, 88.7);
     // x = n ln2 + r with |r| ≤ ln2 / 2, so e^x = 2^n · e^r.
     let shifted = x * LOG2_E + ROUND_MAGIC;
     let n = shifted - ROUND_MAGIC;
