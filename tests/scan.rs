@@ -7,6 +7,7 @@ use common::seeded;
 use mamba_vs_transformer::scan::{fused_on_host, reference, ScanImpl, ScanInputs};
 use tch::{Device, Kind, Tensor};
 
+#[derive(Clone, Copy)]
 struct Case {
     batch: i64,
     d_inner: i64,
@@ -34,6 +35,17 @@ impl Case {
             softplus: true,
         }
     }
+}
+
+/// `base` with each of the 16 combinations of D, z, Δ bias and softplus present or absent.
+fn every_option(base: Case) -> impl Iterator<Item = Case> {
+    (0..16u32).map(move |mask| Case {
+        with_d: mask & 1 != 0,
+        with_z: mask & 2 != 0,
+        with_bias: mask & 4 != 0,
+        softplus: mask & 8 != 0,
+        ..base
+    })
 }
 
 struct Tensors {
@@ -157,14 +169,7 @@ fn fused_handles_tiny_and_huge_steps() {
 
 #[test]
 fn fused_handles_every_optional_input() {
-    for mask in 0..16u32 {
-        let case = Case {
-            with_d: mask & 1 != 0,
-            with_z: mask & 2 != 0,
-            with_bias: mask & 4 != 0,
-            softplus: mask & 8 != 0,
-            ..Case::new(2, 10, 8, 40)
-        };
+    for case in every_option(Case::new(2, 10, 8, 40)) {
         check_fused(&case, 2);
     }
 }
@@ -288,14 +293,7 @@ fn fused_gradients_match_reference_autograd() {
 
 #[test]
 fn fused_gradients_cover_every_optional_input() {
-    for mask in 0..16u32 {
-        let case = Case {
-            with_d: mask & 1 != 0,
-            with_z: mask & 2 != 0,
-            with_bias: mask & 4 != 0,
-            softplus: mask & 8 != 0,
-            ..Case::new(2, 10, 4, 20)
-        };
+    for case in every_option(Case::new(2, 10, 4, 20)) {
         check_grads(&case);
     }
 }

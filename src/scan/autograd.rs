@@ -65,9 +65,7 @@ unsafe extern "C" fn forward(
     error_len: usize,
 ) -> c_int {
     torch_ext::guard(error, error_len, || {
-        let borrowed: Vec<_> = (0..SCAN_INPUTS)
-            .map(|i| torch_ext::borrow(*inputs.add(i)))
-            .collect();
+        let borrowed = torch_ext::borrow_array::<SCAN_INPUTS>(inputs);
         let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
         let (out, _) = fused_on_host(&scan_inputs(&tensors, flags), None);
         *y = torch_ext::into_raw(out);
@@ -84,9 +82,7 @@ unsafe extern "C" fn backward(
     error_len: usize,
 ) -> c_int {
     torch_ext::guard(error, error_len, || {
-        let borrowed: Vec<_> = (0..SCAN_INPUTS)
-            .map(|i| torch_ext::borrow(*inputs.add(i)))
-            .collect();
+        let borrowed = torch_ext::borrow_array::<SCAN_INPUTS>(inputs);
         let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
         let inputs = scan_inputs(&tensors, flags);
         let mut out = gradients(&inputs, &torch_ext::borrow(grad_y));

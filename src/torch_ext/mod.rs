@@ -107,6 +107,16 @@ pub unsafe fn borrow(pointer: *const C_tensor) -> ManuallyDrop<Tensor> {
     ManuallyDrop::new(Tensor::from_ptr(pointer as *mut C_tensor))
 }
 
+/// The `N` tensors of a pointer array the shim lends to a callback, as [`borrow`] does.
+///
+/// # Safety
+/// `pointers` must point to `N` pointers to live `at::Tensor`s, valid while the result is used.
+pub unsafe fn borrow_array<const N: usize>(
+    pointers: *const *const C_tensor,
+) -> [ManuallyDrop<Tensor>; N] {
+    std::array::from_fn(|i| borrow(*pointers.add(i)))
+}
+
 /// Passes ownership of `tensor` to the shim.
 pub fn into_raw(tensor: Tensor) -> *mut C_tensor {
     let tensor = ManuallyDrop::new(tensor);
