@@ -6,13 +6,16 @@
 //!   callbacks, so a Rust kernel becomes one differentiable node (tch has no custom-autograd
 //!   API; tch-rs #70, #279, #437).
 //!
+//! - [`parallel_for`]: `at::parallel_for`, so Rust kernels run on libtorch's intra-op threads.
+//!
 //! Tensors cross the boundary as `at::Tensor*`, which is what tch's `C_tensor` pointers are.
 //! Borrowed ones are wrapped without taking ownership; owned ones are heap tensors whose
 //! ownership passes with the pointer.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 use tch::Tensor;
 pub use torch_sys::C_tensor;
 
@@ -44,6 +47,15 @@ pub type ScanBackwardFn = unsafe extern "C" fn(
 ) -> c_int;
 
 extern "C" {
+    fn mvt_parallel_for(
+        n: i64,
+        grain: i64,
+        body: unsafe extern "C" fn(context: *mut c_void, begin: i64, end: i64),
+        context: *mut c_void,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+
     fn mvt_selective_scan(
         inputs: *const *const C_tensor,
         flags: i64,
@@ -88,6 +100,53 @@ pub fn apply_selective_scan(
     }
     // SAFETY: on success `y` is a heap tensor whose ownership the shim passed to us.
     Ok(unsafe { Tensor::from_ptr(y) })
+}
+
+/// Calls `body(begin..end)` on disjoint ranges covering `0..n`, each at least `grain` long
+/// (except the last), on libtorch's intra-op thread pool. A panic in `body` is caught on its
+/// thread and re-raised here once every range has finished.
+pub fn parallel_for(n: usize, grain: usize, body: impl Fn(std::ops::Range<usize>) + Sync) {
+    struct Context<'a> {
+        body: &'a (dyn Fn(std::ops::Range<usize>) + Sync),
+        panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    }
+    unsafe extern "C" fn trampoline(context: *mut c_void, begin: i64, end: i64) {
+        // SAFETY: `context` is the `Context` below, alive for the whole `mvt_parallel_for`.
+        let context = unsafe { &*(context as *const Context) };
+        let range = begin as usize..end as usize;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (context.body)(range))) {
+            let mut slot = context.panic.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(payload);
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    let context = Context {
+        body: &body,
+        panic: Mutex::new(None),
+    };
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: the trampoline matches the shim's signature and never unwinds; `context` outlives
+    // the call, which returns only after every range is done.
+    let status = unsafe {
+        mvt_parallel_for(
+            n as i64,
+            grain.max(1) as i64,
+            trampoline,
+            &context as *const Context as *mut c_void,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
+    if let Some(payload) = context
+        .panic
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        std::panic::resume_unwind(payload);
+    }
+    assert_eq!(status, 0, "at::parallel_for failed: {}", message(&error));
 }
 
 fn message(buffer: &[c_char]) -> String {

@@ -7,6 +7,7 @@
 // where autograd expects it.
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cstdint>
@@ -86,6 +87,21 @@ struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
 }  // namespace
 
 extern "C" {
+
+// Runs `body(context, begin, end)` over [0, n) in chunks of at least `grain` on libtorch's own
+// intra-op pool, so Rust kernels share its threads instead of competing with them (OpenMP
+// workers spin-wait after each parallel region, so a second pool would oversubscribe the
+// cores). `body` must not unwind.
+int mvt_parallel_for(int64_t n, int64_t grain, void (*body)(void*, int64_t, int64_t),
+                     void* context, char* error, size_t error_len) {
+  try {
+    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(context, begin, end); });
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
 
 // Applies the selective scan as an autograd node. `inputs` holds kScanInputs borrowed, defined
 // tensors (the caller passes placeholders for absent optional inputs and says so in `flags`);

@@ -110,41 +110,40 @@ fn channel_chunks(
         .flat_map(move |b| b.chunks_mut(LANES * width))
 }
 
-/// Runs `work` on every item on up to `threads` threads, each with its own scratch from `init`.
-fn parallel<T: Send, S>(
+/// Runs `work` on every item, in at most `threads` ranges on libtorch's intra-op pool (so the
+/// kernel never competes with libtorch for cores), each range with its own scratch from
+/// `init`. Returns every range's scratch.
+fn parallel<T: Send, S: Send>(
     mut items: Vec<T>,
     threads: usize,
     init: impl Fn() -> S + Sync,
     work: impl Fn(&mut T, &mut S) + Sync,
-) -> Vec<S>
-where
-    S: Send,
-{
-    if items.is_empty() {
-        return Vec::new();
-    }
-    let threads = threads.clamp(1, items.len());
-    let per_thread = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks_mut(per_thread)
-            .map(|group| {
-                let (init, work) = (&init, &work);
-                scope.spawn(move || {
-                    let mut scratch = init();
-                    for item in group {
-                        work(item, &mut scratch);
-                    }
-                    scratch
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("scan worker panicked"))
-            .collect()
-    })
+) -> Vec<S> {
+    let scratches = std::sync::Mutex::new(Vec::new());
+    let len = items.len();
+    let base = SendPtr(items.as_mut_ptr());
+    let grain = len.div_ceil(threads.max(1));
+    crate::torch_ext::parallel_for(len, grain, |range| {
+        let base = &base;
+        // SAFETY: parallel_for hands out disjoint ranges within 0..len, so each item is
+        // borrowed mutably by exactly one range, while `items` outlives the call.
+        let group = unsafe { std::slice::from_raw_parts_mut(base.0.add(range.start), range.len()) };
+        let mut scratch = init();
+        for item in group {
+            work(item, &mut scratch);
+        }
+        scratches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(scratch);
+    });
+    scratches.into_inner().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A pointer that may cross threads: [`parallel`] guarantees the accesses are disjoint.
+struct SendPtr<T>(*mut T);
+// SAFETY: only dereferenced in `parallel`, on disjoint ranges.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// One step of Eq. (2a) for a block, h ← exp(Δ A) ⊙ h + Δu B_t, returning C_t·h (Eq. 2b) per
 /// lane. The lane loop works on local copies: LLVM vectorises it only when it can see that
