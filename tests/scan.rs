@@ -342,3 +342,12 @@ fn autograd_node_passes_a_finite_difference_check() {
         }
     }
 }
+
+#[test]
+fn inference_does_not_ask_for_gradients() {
+    let case = Case::new(1, 8, 4, 16);
+    let t = leaves(&tensors(&case, 5));
+    assert!(inputs(&case, &t).needs_grad());
+    assert!(!tch::no_grad(|| inputs(&case, &t).needs_grad()));
+    assert!(!inputs(&case, &tensors(&case, 5)).needs_grad());
+}

@@ -37,13 +37,16 @@ pub struct ScanInputs<'a> {
 }
 
 impl ScanInputs<'_> {
-    /// Whether autograd will need gradients of the result.
+    /// Whether autograd will need gradients of the result: it is recording, and some input
+    /// requires them. Model parameters always require gradients, so under `no_grad`
+    /// (inference, prefill) only the grad mode tells that no backward will come.
     pub fn needs_grad(&self) -> bool {
         let optional = [self.d, self.z, self.delta_bias];
-        [self.u, self.delta, self.a, self.b, self.c]
+        let any_input = [self.u, self.delta, self.a, self.b, self.c]
             .iter()
             .any(|t| t.requires_grad())
-            || optional.iter().flatten().any(|t| t.requires_grad())
+            || optional.iter().flatten().any(|t| t.requires_grad());
+        any_input && crate::torch_ext::grad_enabled()
     }
 }
 
@@ -61,8 +64,6 @@ pub enum ScanImpl {
 }
 
 impl ScanImpl {
-    pub const CHOICES: &'static str = "auto, reference, cpu_fused";
-
     pub fn name(self) -> &'static str {
         match self {
             ScanImpl::Auto => "auto",

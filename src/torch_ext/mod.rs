@@ -6,6 +6,7 @@
 //!   callbacks, so a Rust kernel becomes one differentiable node (tch has no custom-autograd
 //!   API; tch-rs #70, #279, #437).
 //!
+//! - [`grad_enabled`]: whether autograd is recording (tch offers `no_grad` but no query);
 //! - [`parallel_for`]: `at::parallel_for`, so Rust kernels run on libtorch's intra-op threads.
 //!
 //! Tensors cross the boundary as `at::Tensor*`, which is what tch's `C_tensor` pointers are.
@@ -47,6 +48,8 @@ pub type ScanBackwardFn = unsafe extern "C" fn(
 ) -> c_int;
 
 extern "C" {
+    fn mvt_grad_enabled() -> c_int;
+
     fn mvt_parallel_for(
         n: i64,
         grain: i64,
@@ -100,6 +103,12 @@ pub fn apply_selective_scan(
     }
     // SAFETY: on success `y` is a heap tensor whose ownership the shim passed to us.
     Ok(unsafe { Tensor::from_ptr(y) })
+}
+
+/// Whether autograd records operations on this thread: false inside `tch::no_grad`.
+pub fn grad_enabled() -> bool {
+    // SAFETY: reads a thread-local flag; no arguments, no failure.
+    unsafe { mvt_grad_enabled() != 0 }
 }
 
 /// Calls `body(begin..end)` on disjoint ranges covering `0..n`, each at least `grain` long

@@ -88,6 +88,9 @@ struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
 
 extern "C" {
 
+// Whether autograd records operations on this thread (false inside `no_grad`).
+int mvt_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
+
 // Runs `body(context, begin, end)` over [0, n) in chunks of at least `grain` on libtorch's own
 // intra-op pool, so Rust kernels share its threads instead of competing with them (OpenMP
 // workers spin-wait after each parallel region, so a second pool would oversubscribe the
