@@ -233,8 +233,7 @@ impl Mixer {
         // dt_proj without its bias: the scan adds the bias inside the softplus.
         let delta = dt.matmul(&self.dt_proj.ws.tr()).transpose(1, 2); // (batch, d_inner, seq_len)
 
-        // A = −exp(A_log), kept in fp32.
-        let a = -self.a_log.to_kind(Kind::Float).exp();
+        let a = self.a();
         let inputs = ScanInputs {
             u: &x,
             delta: &delta,
@@ -254,6 +253,11 @@ impl Mixer {
             None => (self.scan.scan(&inputs), None),
         };
         (self.out_proj.forward(&y.transpose(1, 2)), state)
+    }
+
+    /// A = −exp(A_log), (d_inner, d_state), kept in fp32 (S4D-real: A is negative real).
+    fn a(&self) -> Tensor {
+        -self.a_log.to_kind(Kind::Float).exp()
     }
 
     /// Prefill: the parallel pass over a prompt, and the state after its last token.
@@ -297,7 +301,7 @@ impl Mixer {
         let delta = delta.softplus(); // (batch, d_inner)
 
         // Eq. (2a) for one step: h = exp(Δ A) h + Δ B x, in fp32.
-        let a = -self.a_log.to_kind(Kind::Float).exp();
+        let a = self.a();
         let x32 = x.to_kind(Kind::Float);
         let decay = (delta.unsqueeze(-1) * a.unsqueeze(0)).exp();
         let input = (&delta * &x32).unsqueeze(-1) * b.unsqueeze(1);
