@@ -12,31 +12,14 @@ Usage (from the repo root; installs `transformers` into the torch venv on first 
 
 import argparse
 import csv
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from torch_venv import reexec_in_venv
+
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("MVT_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mvt"))
-VENV = Path(os.environ.get("MVT_TORCH_VENV", CACHE / "torch-2.11.0"))
-TRANSFORMERS = "transformers==5.23.0"
-
-
-def in_venv():
-    """Re-runs this script with the torch venv's python, installing transformers there."""
-    python = VENV / "bin" / "python"
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    if not python.exists():
-        sys.exit(f"no torch venv at {VENV}; run scripts/mvt once first to set it up")
-    check = subprocess.run([python, "-c", "import transformers"], capture_output=True)
-    if check.returncode != 0:
-        print(f"installing {TRANSFORMERS} into {VENV}", file=sys.stderr)
-        subprocess.run([python, "-m", "pip", "install", "--quiet", TRANSFORMERS], check=True)
-    os.execv(python, [str(python), __file__, *sys.argv[1:]])
 
 
 def time_pytorch(lengths, threads, repeats, warmup):
@@ -99,7 +82,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args()
-    in_venv()
+    reexec_in_venv(__file__)
     ours = time_mvt(args.lengths, args.threads, args.repeats, args.warmup)
     theirs = time_pytorch(args.lengths, args.threads, args.repeats, args.warmup)
     print(f"Mamba mixer forward, d_model 768, batch 1, f32, {args.threads} threads, median of {args.repeats}")

@@ -4,13 +4,18 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use mamba_vs_transformer::device::DeviceSpec;
 use mamba_vs_transformer::environment::Environment;
+use mamba_vs_transformer::models::checkpoint::{Checkpoint, CheckpointError};
+use mamba_vs_transformer::models::lm::Mode;
 use mamba_vs_transformer::results::manifest::{Manifest, MANIFEST_FILE};
 use mamba_vs_transformer::results::store;
 use mamba_vs_transformer::runner::{self, Options};
+use mamba_vs_transformer::suite::schema::DType;
 use mamba_vs_transformer::suite::{Machine, Plan, SuiteError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tch::Tensor;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +50,32 @@ enum Command {
     /// Re-render every chart of a results folder from its stored table.
     #[command(after_help = "Example:\n  mvt plot results/smoke")]
     Plot { results: PathBuf },
+    /// Logits of a local HF checkpoint for given ids, written as a float32 NumPy file of shape
+    /// (seq_len, vocab): to check a port against PyTorch.
+    #[command(
+        after_help = "Example:\n  mvt logits --checkpoint ~/models/mamba-130m-hf --ids 510,1017,310 --out logits.npy\n  mvt logits --checkpoint DIR --ids 1,2,3 --mode step --out step.npy"
+    )]
+    Logits {
+        #[command(flatten)]
+        model: CheckpointArgs,
+        /// `parallel` (one forward) or `step` (token by token from the state or KV cache).
+        #[arg(long, default_value = "parallel", value_parser = by_serde_name::<Mode>)]
+        mode: Mode,
+        /// Where to write the `.npy` file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Greedy decoding in step mode from a local HF checkpoint; prints the new ids.
+    #[command(
+        after_help = "Example:\n  mvt generate --checkpoint ~/models/mamba-130m-hf --ids 510,1017,310 --max-new 20"
+    )]
+    Generate {
+        #[command(flatten)]
+        model: CheckpointArgs,
+        /// How many tokens to generate.
+        #[arg(long)]
+        max_new: i64,
+    },
     /// Show versions, devices, CPU and threads.
     #[command(after_help = "Example:\n  mvt info\n  mvt info --json")]
     Info {
@@ -52,6 +83,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    /// A directory with `config.json` and `*.safetensors` (MambaForCausalLM or
+    /// LlamaForCausalLM, single file or sharded).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Comma-separated token ids of the prompt.
+    #[arg(long, value_delimiter = ',', num_args = 1.., required = true)]
+    ids: Vec<i64>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
+    device: DeviceSpec,
+    /// Compute dtype; `A_log`, `D` and the scan state stay fp32.
+    #[arg(long, default_value = "f32", value_parser = by_serde_name::<DType>)]
+    dtype: DType,
+}
+
+/// Parses a CLI value by the names the suite format uses for it.
+fn by_serde_name<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| e.to_string())
 }
 
 /// Input the user must fix: exits with status 2.
@@ -65,9 +118,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("Error: {error:#}");
-            let invalid = error
-                .chain()
-                .any(|e| e.is::<SuiteError>() || e.is::<InvalidInput>());
+            let invalid = error.chain().any(|e| {
+                e.is::<SuiteError>() || e.is::<InvalidInput>() || e.is::<CheckpointError>()
+            });
             ExitCode::from(if invalid { 2 } else { 1 })
         }
     }
@@ -88,8 +141,62 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plot { results } => plot(&results),
+        Command::Logits { model, mode, out } => logits(&model, mode, &out),
+        Command::Generate { model, max_new } => generate(&model, max_new),
         Command::Info { json } => info(json),
     }
+}
+
+/// The checkpoint on its device, and the prompt as a (1, seq_len) tensor of valid ids.
+fn load_checkpoint(args: &CheckpointArgs) -> Result<(Checkpoint, Tensor)> {
+    let device = args
+        .device
+        .resolve(Machine::current().cuda_devices)
+        .map_err(InvalidInput)?;
+    let checkpoint = Checkpoint::load(&args.checkpoint, device, args.dtype.kind())
+        .with_context(|| format!("loading checkpoint `{}`", args.checkpoint.display()))?;
+    let vocab = checkpoint.config.vocab_size();
+    if let Some(bad) = args.ids.iter().find(|&&id| !(0..vocab).contains(&id)) {
+        return Err(InvalidInput(format!(
+            "token id {bad} is out of range: this checkpoint's vocabulary is 0..{vocab}"
+        ))
+        .into());
+    }
+    let ids = Tensor::from_slice(&args.ids).unsqueeze(0).to_device(device);
+    Ok((checkpoint, ids))
+}
+
+fn logits(args: &CheckpointArgs, mode: Mode, out: &Path) -> Result<()> {
+    let (checkpoint, ids) = load_checkpoint(args)?;
+    let logits = tch::no_grad(|| checkpoint.model.logits(&ids, mode))
+        .squeeze_dim(0)
+        .to_kind(tch::Kind::Float)
+        .to_device(tch::Device::Cpu);
+    logits
+        .write_npy(out)
+        .with_context(|| format!("writing `{}`", out.display()))?;
+    eprintln!(
+        "{} logits {:?} ({} mode) → {}",
+        checkpoint.config.family().name(),
+        logits.size(),
+        mode.name(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn generate(args: &CheckpointArgs, max_new: i64) -> Result<()> {
+    if max_new < 0 {
+        return Err(InvalidInput(format!("--max-new must be ≥ 0, not {max_new}")).into());
+    }
+    let (checkpoint, ids) = load_checkpoint(args)?;
+    let new = tch::no_grad(|| checkpoint.model.generate_greedy(&ids, max_new));
+    let new = Vec::<i64>::try_from(new.squeeze_dim(0).to_device(tch::Device::Cpu))?;
+    println!(
+        "{}",
+        new.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    );
+    Ok(())
 }
 
 fn run_suite(suite_path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()> {

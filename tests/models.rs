@@ -121,8 +121,22 @@ fn reduced_precision_keeps_a_log_and_d_in_fp32() {
     let out = built
         .module
         .forward(&built.random_input(1, 5, Kind::BFloat16));
-    assert_eq!(out.kind(), Kind::BFloat16);
+    // mamba_ssm's default `residual_in_fp32`: the stream between blocks stays fp32.
+    assert_eq!(out.kind(), Kind::Float);
     assert_eq!(out.isfinite().all().int64_value(&[]), 1);
+
+    let ModelConfig::Mamba(mamba) = cfg else {
+        unreachable!()
+    };
+    let bf16_stream = ModelConfig::Mamba(mamba::Config {
+        residual_in_fp32: false,
+        ..mamba.clone()
+    });
+    let built = BuiltModel::new(&bf16_stream, Component::Block, Device::Cpu, Kind::BFloat16);
+    let out = built
+        .module
+        .forward(&built.random_input(1, 5, Kind::BFloat16));
+    assert_eq!(out.kind(), Kind::BFloat16);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! Parameter names mirror HF transformers' `MambaForCausalLM`, so checkpoints load unrenamed.
 
 use super::norm::RmsNorm;
-use super::Decoder;
+use super::{untied_lm_head, Decoder};
 use crate::scan::{ScanImpl, ScanInputs};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
@@ -37,6 +37,18 @@ pub struct Config {
     pub dt_rank: Option<i64>,
     #[serde(default = "defaults::norm_eps")]
     pub norm_eps: f64,
+    /// Biases on `in_proj` and `out_proj` (HF `use_bias`; mamba_ssm has none).
+    #[serde(default)]
+    pub proj_bias: bool,
+    /// A bias on the depthwise convolution (HF `use_conv_bias`).
+    #[serde(default = "defaults::yes")]
+    pub conv_bias: bool,
+    /// Carry the residual stream in fp32 whatever the compute dtype, as mamba_ssm does.
+    #[serde(default = "defaults::yes")]
+    pub residual_in_fp32: bool,
+    /// The LM head reuses the embedding matrix (HF `tie_word_embeddings`).
+    #[serde(default = "defaults::yes")]
+    pub tie_embeddings: bool,
     /// Which selective-scan implementation the mixers call.
     #[serde(default)]
     pub scan: ScanImpl,
@@ -61,6 +73,9 @@ mod defaults {
     pub fn norm_eps() -> f64 {
         1e-5
     }
+    pub fn yes() -> bool {
+        true
+    }
 }
 
 impl Config {
@@ -74,6 +89,10 @@ impl Config {
             expand: defaults::expand(),
             dt_rank: None,
             norm_eps: defaults::norm_eps(),
+            proj_bias: false,
+            conv_bias: true,
+            residual_in_fp32: true,
+            tie_embeddings: true,
             scan: ScanImpl::default(),
         }
     }
@@ -89,12 +108,13 @@ impl Config {
     /// Parameters of one mixer, by the shapes in [`Mixer::new`].
     pub fn mixer_params(&self) -> i64 {
         let (d, di, n, r) = (self.d_model, self.d_inner(), self.d_state, self.dt_rank());
-        let in_proj = d * 2 * di;
-        let conv1d = di * self.d_conv + di;
+        let bias = |width: i64, present: bool| if present { width } else { 0 };
+        let in_proj = d * 2 * di + bias(2 * di, self.proj_bias);
+        let conv1d = di * self.d_conv + bias(di, self.conv_bias);
         let x_proj = di * (r + 2 * n);
         let dt_proj = r * di + di;
         let a_log_and_d = di * n + di;
-        let out_proj = di * d;
+        let out_proj = di * d + bias(d, self.proj_bias);
         in_proj + conv1d + x_proj + dt_proj + a_log_and_d + out_proj
     }
 
@@ -103,9 +123,12 @@ impl Config {
         self.d_model + self.mixer_params()
     }
 
-    /// Parameters of the language model; the LM head is tied to the embedding.
+    /// Parameters of the language model: embedding, blocks, final norm and, when untied, the
+    /// LM head.
     pub fn model_params(&self) -> i64 {
-        self.vocab_size * self.d_model + self.n_layers * self.block_params() + self.d_model
+        let embeddings = self.vocab_size * self.d_model;
+        let head = if self.tie_embeddings { 0 } else { embeddings };
+        embeddings + self.n_layers * self.block_params() + self.d_model + head
     }
 }
 
@@ -142,10 +165,15 @@ impl Mixer {
             bias: false,
             ..Default::default()
         };
-        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, no_bias);
+        let proj = nn::LinearConfig {
+            bias: cfg.proj_bias,
+            ..Default::default()
+        };
+        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, proj);
         let conv_cfg = nn::ConvConfig {
             groups: di,
             padding: cfg.d_conv - 1,
+            bias: cfg.conv_bias,
             ..Default::default()
         };
         let conv1d = nn::conv1d(&p / "conv1d", di, di, cfg.d_conv, conv_cfg);
@@ -178,7 +206,7 @@ impl Mixer {
         let a = Tensor::arange_start(1, n + 1, (Kind::Float, p.device())).repeat([di, 1]);
         let a_log = p.var_copy("A_log", &a.log());
         let d_skip = p.var("D", &[di], nn::Init::Const(1.0));
-        let out_proj = nn::linear(&p / "out_proj", di, d, no_bias);
+        let out_proj = nn::linear(&p / "out_proj", di, d, proj);
         Self {
             in_proj,
             conv1d,
@@ -313,11 +341,12 @@ impl Mixer {
     }
 }
 
-/// Pre-norm residual block: h + Mixer(RMSNorm(h)) (mamba_ssm's `Block`).
+/// Pre-norm residual block: h + Mixer(RMSNorm(h)) (mamba_ssm's `Block`, HF's `MambaBlock`).
 #[derive(Debug)]
 pub struct ResidualBlock {
     norm: RmsNorm,
     mixer: Mixer,
+    residual_in_fp32: bool,
 }
 
 impl ResidualBlock {
@@ -325,34 +354,52 @@ impl ResidualBlock {
         Self {
             norm: RmsNorm::new(&p / "norm", cfg.d_model, cfg.norm_eps),
             mixer: Mixer::new(&p / "mixer", cfg),
+            residual_in_fp32: cfg.residual_in_fp32,
         }
+    }
+
+    /// The mixer's input, normalised in the compute dtype, and the residual it is added to.
+    /// With `residual_in_fp32` the stream between blocks stays fp32 under bf16 compute.
+    fn norm_and_residual(&self, hidden: &Tensor) -> (Tensor, Tensor) {
+        let normed = self.norm.forward(&hidden.to_kind(self.norm.kind()));
+        let residual = if self.residual_in_fp32 {
+            hidden.to_kind(Kind::Float)
+        } else {
+            hidden.shallow_clone()
+        };
+        (normed, residual)
     }
 }
 
 impl Module for ResidualBlock {
     fn forward(&self, hidden: &Tensor) -> Tensor {
-        hidden + self.mixer.forward(&self.norm.forward(hidden))
+        let (normed, residual) = self.norm_and_residual(hidden);
+        residual + self.mixer.forward(&normed)
     }
 }
 
 impl ResidualBlock {
     pub fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
-        let (mixed, state) = self.mixer.prefill(&self.norm.forward(hidden));
-        (hidden + mixed, state)
+        let (normed, residual) = self.norm_and_residual(hidden);
+        let (mixed, state) = self.mixer.prefill(&normed);
+        (residual + mixed, state)
     }
 
     /// One token: (batch, d_model) → (batch, d_model).
     pub fn step(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
-        hidden + self.mixer.step(&self.norm.forward(hidden), state)
+        let (normed, residual) = self.norm_and_residual(hidden);
+        residual + self.mixer.step(&normed, state)
     }
 }
 
-/// The Mamba language model with a tied LM head (`MambaForCausalLM`).
+/// The Mamba language model (`MambaForCausalLM`).
 #[derive(Debug)]
 pub struct MambaLm {
     embeddings: nn::Embedding,
     layers: Vec<ResidualBlock>,
     norm_f: RmsNorm,
+    /// (vocab_size, d_model); `None` when tied to the embedding.
+    lm_head: Option<Tensor>,
 }
 
 impl MambaLm {
@@ -368,10 +415,13 @@ impl MambaLm {
             .map(|i| ResidualBlock::new(&backbone / "layers" / i, cfg))
             .collect();
         let norm_f = RmsNorm::new(&backbone / "norm_f", cfg.d_model, cfg.norm_eps);
+        let lm_head =
+            (!cfg.tie_embeddings).then(|| untied_lm_head(&p, cfg.d_model, cfg.vocab_size));
         Self {
             embeddings,
             layers,
             norm_f,
+            lm_head,
         }
     }
 }
@@ -389,7 +439,12 @@ impl Module for MambaLm {
 
 impl MambaLm {
     fn logits(&self, hidden: &Tensor) -> Tensor {
-        self.norm_f.forward(hidden).matmul(&self.embeddings.ws.tr())
+        let head = self.lm_head.as_ref().unwrap_or(&self.embeddings.ws);
+        // The fp32 residual stream meets the head in the head's dtype, as in HF.
+        self.norm_f
+            .forward(hidden)
+            .to_kind(head.kind())
+            .matmul(&head.tr())
     }
 }
 

@@ -1,5 +1,7 @@
 //! The two model families and what the runner needs to build either one uniformly.
 
+pub mod checkpoint;
+pub mod lm;
 pub mod mamba;
 pub mod norm;
 pub mod transformer;
@@ -103,6 +105,14 @@ impl ModelConfig {
         }
     }
 
+    /// Whether the LM head reuses the embedding matrix.
+    pub fn tie_embeddings(&self) -> bool {
+        match self {
+            ModelConfig::Mamba(cfg) => cfg.tie_embeddings,
+            ModelConfig::Transformer(cfg) => cfg.tie_embeddings,
+        }
+    }
+
     /// Parameter count of `component`, from the configuration alone.
     pub fn params(&self, component: Component) -> i64 {
         match (self, component) {
@@ -181,11 +191,21 @@ impl BuiltModel {
     }
 }
 
+/// An untied LM head's weight, `lm_head.weight` at the root as in HF checkpoints:
+/// (vocab_size, d_model), no bias.
+fn untied_lm_head(p: &nn::Path, d_model: i64, vocab_size: i64) -> Tensor {
+    let no_bias = nn::LinearConfig {
+        bias: false,
+        ..Default::default()
+    };
+    nn::linear(p / "lm_head", d_model, vocab_size, no_bias).ws
+}
+
 fn is_fp32_param(name: &str) -> bool {
     name.ends_with("A_log") || name.ends_with(".D") || name == "D"
 }
 
-fn cast_except_fp32_params(vars: &nn::VarStore, kind: Kind) {
+pub(crate) fn cast_except_fp32_params(vars: &nn::VarStore, kind: Kind) {
     tch::no_grad(|| {
         for (name, var) in vars.variables() {
             if !is_fp32_param(&name) {

@@ -15,6 +15,11 @@ impl RmsNorm {
             eps,
         }
     }
+
+    /// The compute dtype: that of the weight.
+    pub fn kind(&self) -> Kind {
+        self.weight.kind()
+    }
 }
 
 impl nn::Module for RmsNorm {

@@ -8,7 +8,7 @@
 //! memory-efficient kernels on CUDA, a fused flash kernel on CPU).
 
 use super::norm::RmsNorm;
-use super::Decoder;
+use super::{untied_lm_head, Decoder};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
 
@@ -24,6 +24,10 @@ pub struct Config {
     pub vocab_size: i64,
     #[serde(default = "defaults::head_dim")]
     pub head_dim: i64,
+    /// Query heads; `None` means d_model / head_dim. HF configs may set both, so that
+    /// n_heads · head_dim differs from d_model.
+    #[serde(default)]
+    pub n_heads: Option<i64>,
     /// Key/value heads for grouped-query attention; `None` means one per query head.
     #[serde(default)]
     pub n_kv_heads: Option<i64>,
@@ -36,6 +40,15 @@ pub struct Config {
     pub rope_theta: f64,
     #[serde(default = "defaults::norm_eps")]
     pub norm_eps: f64,
+    /// Biases on the q, k, v and o projections (HF `attention_bias`).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Biases on the gate, up and down projections (HF `mlp_bias`).
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// The LM head reuses the embedding matrix (HF `tie_word_embeddings`).
+    #[serde(default = "defaults::yes")]
+    pub tie_embeddings: bool,
 }
 
 mod defaults {
@@ -57,6 +70,9 @@ mod defaults {
     pub fn norm_eps() -> f64 {
         1e-5
     }
+    pub fn yes() -> bool {
+        true
+    }
 }
 
 impl Config {
@@ -66,16 +82,20 @@ impl Config {
             n_layers: defaults::n_layers(),
             vocab_size: defaults::vocab_size(),
             head_dim,
+            n_heads: None,
             n_kv_heads: None,
             intermediate_size: None,
             mlp_ratio: defaults::mlp_ratio(),
             rope_theta: defaults::rope_theta(),
             norm_eps: defaults::norm_eps(),
+            attention_bias: false,
+            mlp_bias: false,
+            tie_embeddings: true,
         }
     }
 
     pub fn n_heads(&self) -> i64 {
-        self.d_model / self.head_dim
+        self.n_heads.unwrap_or(self.d_model / self.head_dim)
     }
 
     pub fn n_kv_heads(&self) -> i64 {
@@ -87,18 +107,29 @@ impl Config {
             .unwrap_or_else(|| (self.mlp_ratio * self.d_model as f64).round() as i64)
     }
 
-    /// Parameters of one attention layer: q, k, v and o projections, no biases.
+    /// Parameters of one attention layer: q, k, v and o projections.
     pub fn attention_params(&self) -> i64 {
         let (q, kv) = (
             self.n_heads() * self.head_dim,
             self.n_kv_heads() * self.head_dim,
         );
-        self.d_model * q + 2 * self.d_model * kv + q * self.d_model
+        let biases = if self.attention_bias {
+            q + 2 * kv + self.d_model
+        } else {
+            0
+        };
+        self.d_model * q + 2 * self.d_model * kv + q * self.d_model + biases
     }
 
     /// Parameters of one SwiGLU MLP: gate, up and down projections.
     pub fn mlp_params(&self) -> i64 {
-        3 * self.d_model * self.intermediate_size()
+        let hidden = self.intermediate_size();
+        let biases = if self.mlp_bias {
+            2 * hidden + self.d_model
+        } else {
+            0
+        };
+        3 * self.d_model * hidden + biases
     }
 
     /// Parameters of one decoder block: two norms, attention and MLP.
@@ -106,9 +137,12 @@ impl Config {
         2 * self.d_model + self.attention_params() + self.mlp_params()
     }
 
-    /// Parameters of the language model; the LM head is tied to the embedding.
+    /// Parameters of the language model: embedding, blocks, final norm and, when untied, the
+    /// LM head.
     pub fn model_params(&self) -> i64 {
-        self.vocab_size * self.d_model + self.n_layers * self.block_params() + self.d_model
+        let embeddings = self.vocab_size * self.d_model;
+        let head = if self.tie_embeddings { 0 } else { embeddings };
+        embeddings + self.n_layers * self.block_params() + self.d_model + head
     }
 }
 
@@ -189,8 +223,8 @@ pub struct Attention {
 
 impl Attention {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
-        let no_bias = nn::LinearConfig {
-            bias: false,
+        let linear = nn::LinearConfig {
+            bias: cfg.attention_bias,
             ..Default::default()
         };
         let (q, kv) = (
@@ -198,10 +232,10 @@ impl Attention {
             cfg.n_kv_heads() * cfg.head_dim,
         );
         Self {
-            q_proj: nn::linear(&p / "q_proj", cfg.d_model, q, no_bias),
-            k_proj: nn::linear(&p / "k_proj", cfg.d_model, kv, no_bias),
-            v_proj: nn::linear(&p / "v_proj", cfg.d_model, kv, no_bias),
-            o_proj: nn::linear(&p / "o_proj", q, cfg.d_model, no_bias),
+            q_proj: nn::linear(&p / "q_proj", cfg.d_model, q, linear),
+            k_proj: nn::linear(&p / "k_proj", cfg.d_model, kv, linear),
+            v_proj: nn::linear(&p / "v_proj", cfg.d_model, kv, linear),
+            o_proj: nn::linear(&p / "o_proj", q, cfg.d_model, linear),
             rotary: Rotary::new(cfg, p.device()),
             n_heads: cfg.n_heads(),
             n_kv_heads: cfg.n_kv_heads(),
@@ -267,15 +301,15 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
-        let no_bias = nn::LinearConfig {
-            bias: false,
+        let linear = nn::LinearConfig {
+            bias: cfg.mlp_bias,
             ..Default::default()
         };
         let hidden = cfg.intermediate_size();
         Self {
-            gate_proj: nn::linear(&p / "gate_proj", cfg.d_model, hidden, no_bias),
-            up_proj: nn::linear(&p / "up_proj", cfg.d_model, hidden, no_bias),
-            down_proj: nn::linear(&p / "down_proj", hidden, cfg.d_model, no_bias),
+            gate_proj: nn::linear(&p / "gate_proj", cfg.d_model, hidden, linear),
+            up_proj: nn::linear(&p / "up_proj", cfg.d_model, hidden, linear),
+            down_proj: nn::linear(&p / "down_proj", hidden, cfg.d_model, linear),
         }
     }
 }
@@ -330,12 +364,14 @@ impl DecoderBlock {
     }
 }
 
-/// The Transformer language model with a tied LM head (`LlamaForCausalLM`).
+/// The Transformer language model (`LlamaForCausalLM`).
 #[derive(Debug)]
 pub struct TransformerLm {
     embed_tokens: nn::Embedding,
     layers: Vec<DecoderBlock>,
     norm: RmsNorm,
+    /// (vocab_size, d_model); `None` when tied to the embedding.
+    lm_head: Option<Tensor>,
 }
 
 impl TransformerLm {
@@ -351,10 +387,13 @@ impl TransformerLm {
             .map(|i| DecoderBlock::new(&model / "layers" / i, cfg))
             .collect();
         let norm = RmsNorm::new(&model / "norm", cfg.d_model, cfg.norm_eps);
+        let lm_head =
+            (!cfg.tie_embeddings).then(|| untied_lm_head(&p, cfg.d_model, cfg.vocab_size));
         Self {
             embed_tokens,
             layers,
             norm,
+            lm_head,
         }
     }
 }
@@ -376,9 +415,8 @@ impl TransformerLm {
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             hidden = layer.forward_cached(&hidden, cache);
         }
-        self.norm
-            .forward(&hidden)
-            .matmul(&self.embed_tokens.ws.tr())
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens.ws);
+        self.norm.forward(&hidden).matmul(&head.tr())
     }
 }
 

@@ -1,0 +1,89 @@
+//! A language model of either family behind one type, with the two ways to run it: parallel
+//! mode (one forward over the whole sequence) and step mode (token by token from a state).
+
+use super::mamba::MambaLm;
+use super::transformer::TransformerLm;
+use super::{Decoder, ModelConfig};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, Tensor};
+
+/// How logits are computed over a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One forward over the whole sequence (training and prefill).
+    Parallel,
+    /// The first token, then one `step` per token: Mamba's recurrent state or the
+    /// Transformer's KV cache.
+    Step,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Parallel => "parallel",
+            Mode::Step => "step",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum LanguageModel {
+    Mamba(MambaLm),
+    Transformer(TransformerLm),
+}
+
+impl LanguageModel {
+    pub fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
+        match cfg {
+            ModelConfig::Mamba(c) => LanguageModel::Mamba(MambaLm::new(p, c)),
+            ModelConfig::Transformer(c) => LanguageModel::Transformer(TransformerLm::new(p, c)),
+        }
+    }
+
+    /// Logits (batch, seq_len, vocab) for ids (batch, seq_len), computed in `mode`.
+    pub fn logits(&self, ids: &Tensor, mode: Mode) -> Tensor {
+        match (self, mode) {
+            (LanguageModel::Mamba(lm), Mode::Parallel) => lm.forward(ids),
+            (LanguageModel::Transformer(lm), Mode::Parallel) => lm.forward(ids),
+            (LanguageModel::Mamba(lm), Mode::Step) => token_by_token(lm, ids),
+            (LanguageModel::Transformer(lm), Mode::Step) => token_by_token(lm, ids),
+        }
+    }
+
+    /// Greedy decoding: prefills `prompt` (batch, prompt_len), then appends `max_new` argmax
+    /// tokens one step at a time. Returns the new tokens, (batch, max_new).
+    pub fn generate_greedy(&self, prompt: &Tensor, max_new: i64) -> Tensor {
+        match self {
+            LanguageModel::Mamba(lm) => greedy(lm, prompt, max_new),
+            LanguageModel::Transformer(lm) => greedy(lm, prompt, max_new),
+        }
+    }
+}
+
+/// Logits (batch, seq_len, vocab) from a one-token prefill followed by a step per token.
+pub fn token_by_token<D: Decoder>(model: &D, ids: &Tensor) -> Tensor {
+    let seq_len = ids.size()[1];
+    let (first, mut state) = model.prefill(&ids.narrow(1, 0, 1));
+    let mut logits = vec![first.squeeze_dim(1)];
+    for t in 1..seq_len {
+        logits.push(model.step(&ids.select(1, t), &mut state));
+    }
+    Tensor::stack(&logits, 1)
+}
+
+fn greedy<D: Decoder>(model: &D, prompt: &Tensor, max_new: i64) -> Tensor {
+    let (logits, mut state) = model.prefill(prompt);
+    let mut next = logits.select(1, -1).argmax(-1, false);
+    let mut tokens = Vec::with_capacity(max_new.max(0) as usize);
+    for i in 0..max_new {
+        tokens.push(next.shallow_clone());
+        if i + 1 < max_new {
+            next = model.step(&next, &mut state).argmax(-1, false);
+        }
+    }
+    if tokens.is_empty() {
+        return prompt.narrow(1, 0, 0);
+    }
+    Tensor::stack(&tokens, 1)
+}
