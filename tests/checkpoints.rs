@@ -89,28 +89,67 @@ fn greedy_generation_matches_transformers() {
     }
 }
 
-#[test]
-fn bf16_compute_keeps_a_log_and_d_in_fp32_and_stays_close() {
-    let name = "mamba-tied";
-    let checkpoint = Checkpoint::load(&fixture(name), Device::Cpu, Kind::BFloat16).unwrap();
-    for (var, tensor) in checkpoint.vars.variables() {
-        let want = if var.ends_with("A_log") || var.ends_with(".D") {
-            Kind::Float
-        } else {
-            Kind::BFloat16
-        };
-        assert_eq!(tensor.kind(), want, "{var}");
+/// mamba_ssm's tolerances against an fp32 reference: (rtol, atol).
+fn tolerance(kind: Kind) -> (f64, f64) {
+    match kind {
+        Kind::Float => (6e-4, 2e-3),
+        _ => (3e-2, 5e-2),
     }
-    let golden = golden(name);
-    let logits = tch::no_grad(|| {
-        checkpoint
-            .model
-            .logits(&golden.ids.unsqueeze(0), Mode::Step)
-    });
-    let logits = logits.squeeze_dim(0).to_kind(Kind::Float);
-    // mamba_ssm's bf16 tolerance: rtol 3e-2, atol 5e-2.
-    let excess = (&logits - &golden.logits).abs() - (golden.logits.abs() * 3e-2 + 5e-2);
-    assert!(excess.max().double_value(&[]) <= 0.0);
+}
+
+/// Loads every fixture on `device` in `kind` and checks, in both modes, that `A_log` and `D`
+/// stayed fp32 and that the logits are within `kind`'s tolerance of transformers' fp32 ones.
+fn check_reduced_precision(device: Device, kind: Kind) {
+    let (rtol, atol) = tolerance(kind);
+    for name in FIXTURES {
+        let checkpoint = Checkpoint::load(&fixture(name), device, kind).unwrap();
+        for (var, tensor) in checkpoint.vars.variables() {
+            let fp32 = var.ends_with("A_log") || var.ends_with(".D");
+            let want = if fp32 { Kind::Float } else { kind };
+            assert_eq!(tensor.kind(), want, "{name}: {var}");
+        }
+        let golden = golden(name);
+        let ids = golden.ids.unsqueeze(0).to_device(device);
+        for mode in [Mode::Parallel, Mode::Step] {
+            let logits = tch::no_grad(|| checkpoint.model.logits(&ids, mode));
+            let logits = logits
+                .squeeze_dim(0)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            let excess = (&logits - &golden.logits).abs() - (golden.logits.abs() * rtol + atol);
+            let worst = excess.max().double_value(&[]);
+            assert!(
+                worst <= 0.0,
+                "{name} {kind:?} {}: {worst:e} beyond tolerance",
+                mode.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn cpu_bf16_keeps_a_log_and_d_in_fp32_and_stays_close() {
+    check_reduced_precision(Device::Cpu, Kind::BFloat16);
+}
+
+/// CUDA device 0, or `None` after printing why a CUDA test checks nothing here.
+fn cuda_or_skip(test: &str) -> Option<Device> {
+    if tch::Cuda::is_available() {
+        Some(Device::Cuda(0))
+    } else {
+        eprintln!("SKIPPED {test}: no CUDA device is visible to libtorch on this machine");
+        None
+    }
+}
+
+#[test]
+fn cuda_logits_match_transformers_in_f32_bf16_and_f16() {
+    let Some(device) = cuda_or_skip("cuda_logits_match_transformers_in_f32_bf16_and_f16") else {
+        return;
+    };
+    for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
+        check_reduced_precision(device, kind);
+    }
 }
 
 fn mvt() -> Command {

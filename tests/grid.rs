@@ -98,3 +98,51 @@ fn changing_any_option_changes_the_id() {
     assert_ne!(base, changed);
     assert_ne!(base, reseeded);
 }
+
+// --- Matched sizes ---------------------------------------------------------------------------
+
+use mamba_vs_transformer::models::matching::{match_depth, relative_error, TOLERANCE};
+use mamba_vs_transformer::models::{mamba, transformer, Component};
+
+#[test]
+fn at_llama_proportions_two_mamba_layers_match_one_transformer_layer() {
+    // The Mamba paper's pairing, at GPT-3 Small's width and depth with Llama's 8/3 SwiGLU.
+    let llama = ModelConfig::Transformer(transformer::Config {
+        n_layers: 12,
+        vocab_size: 50_280,
+        intermediate_size: Some(2048),
+        ..transformer::Config::new(768, 64)
+    });
+    let target = llama.params(Component::Model);
+    let matched = match_depth(
+        &ModelConfig::Mamba(mamba::Config {
+            vocab_size: 50_280,
+            ..mamba::Config::new(768)
+        }),
+        target,
+    )
+    .expect("a depth within 5%");
+    let error = relative_error(matched.params(Component::Model), target);
+    assert!(error.abs() <= TOLERANCE, "{error}");
+    assert!(
+        (22..=25).contains(&matched.n_layers()),
+        "{} Mamba layers for 12 Llama layers",
+        matched.n_layers()
+    );
+    assert_eq!(matched.d_model(), 768, "width is kept");
+}
+
+#[test]
+fn the_matched_depth_is_the_nearest_one() {
+    let mamba = ModelConfig::Mamba(mamba::Config::new(64));
+    for target in [1_000_000, 2_000_000, 5_000_000] {
+        let matched = match_depth(&mamba, target).unwrap();
+        let n = matched.n_layers();
+        let miss = |layers: i64| {
+            let mut cfg = mamba::Config::new(64);
+            cfg.n_layers = layers;
+            (ModelConfig::Mamba(cfg).params(Component::Model) - target).abs()
+        };
+        assert!(miss(n) <= miss(n + 1) && (n == 1 || miss(n) <= miss(n - 1)));
+    }
+}

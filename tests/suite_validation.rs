@@ -1,6 +1,8 @@
 //! Suites are validated before anything runs; each problem names the field, the line and
 //! column, and what is allowed.
 
+use mamba_vs_transformer::models::matching::{relative_error, TOLERANCE};
+use mamba_vs_transformer::models::Component;
 use mamba_vs_transformer::suite::{Issue, Machine, Plan};
 
 const CPU_ONLY: Machine = Machine { cuda_devices: 0 };
@@ -244,4 +246,75 @@ fn syntax_errors_name_the_line() {
     let found = issues("name: x\nmodels: [unclosed\n");
     assert_eq!(found.len(), 1);
     assert!(found[0].location.is_some(), "{found:?}");
+}
+
+const MATCHED: &str = "\
+name: matched
+device: cpu
+models:
+  m: { family: mamba }
+  t: { family: transformer, head_dim: 16 }
+experiments:
+  - name: lm
+    kind: speed
+    pass: forward
+    component: model
+    models: [m, t]
+    match_params: t
+    grid: { d_model: [64, 128], seq_len: [8], n_layers: [4] }
+";
+
+#[test]
+fn match_params_must_name_a_model_of_the_experiment() {
+    let text = MATCHED.replace("match_params: t", "match_params: x");
+    assert_one(&text, 12, &["match_params", "`x` is not one of", "m, t"]);
+}
+
+#[test]
+fn match_params_needs_a_whole_model() {
+    let text = MATCHED
+        .replace("component: model", "component: block")
+        .replace(", n_layers: [4]", "");
+    assert_one(&text, 12, &["match_params", "component: model"]);
+}
+
+#[test]
+fn match_params_reports_sizes_no_depth_can_match() {
+    // One Llama layer with a narrow MLP is about 1.26 Mamba layers: neither 1 nor 2 is within 5%.
+    let text = MATCHED
+        .replace("n_layers: [4]", "n_layers: [1]")
+        .replace("d_model: [64, 128]", "d_model: [64]")
+        .replace("head_dim: 16 }", "head_dim: 16, mlp_ratio: 2 }");
+    assert_one(
+        &text,
+        12,
+        &[
+            "model `m` against `t` at 1 layer(s)",
+            "no mamba depth at d_model 64",
+            "within 5%",
+        ],
+    );
+}
+
+#[test]
+fn match_params_sizes_every_other_model_to_the_reference() {
+    let runs = Plan::parse(MATCHED, CPU_ONLY).expect("valid").runs;
+    for d_model in [64, 128] {
+        let at = |model: &str| {
+            runs.iter()
+                .find(|r| r.model == model && r.config.d_model() == d_model)
+                .unwrap()
+        };
+        let (m, t) = (at("m"), at("t"));
+        assert_eq!(t.config.n_layers(), 4, "the reference keeps the grid depth");
+        assert_eq!(t.matched_to, None);
+        assert_eq!(m.matched_to.as_deref(), Some("t"));
+        let target = t.config.params(Component::Model);
+        let error = relative_error(m.config.params(Component::Model), target);
+        assert!(error.abs() <= TOLERANCE, "d {d_model}: {error}");
+        assert!(
+            m.config.n_layers() > 4,
+            "a Mamba layer is smaller than a Llama layer"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod lm;
 pub mod mamba;
+pub mod matching;
 pub mod norm;
 pub mod transformer;
 

@@ -36,6 +36,8 @@ pub struct Row {
     pub d_model: i64,
     pub n_layers: i64,
     pub params: i64,
+    /// The model whose parameter count this one's depth was chosen to match (`match_params`).
+    pub matched_to: Option<String>,
     pub scan: String,
     pub threads: i64,
     pub status: Status,

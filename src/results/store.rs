@@ -126,6 +126,7 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("d_model", rows, |r| r.d_model),
         col("n_layers", rows, |r| r.n_layers),
         col("params", rows, |r| r.params),
+        col("matched_to", rows, |r| r.matched_to.clone()),
         col("scan", rows, |r| r.scan.clone()),
         col("threads", rows, |r| r.threads),
         col("status", rows, |r| r.status.name().to_owned()),

@@ -31,6 +31,7 @@ pub fn execute(spec: &RunSpec, device: Device) -> Row {
         d_model: spec.config.d_model(),
         n_layers: spec.config.n_layers(),
         params: spec.config.params(spec.component),
+        matched_to: spec.matched_to.clone(),
         scan: scan_name(spec, device),
         threads: i64::from(tch::get_num_threads()),
         status: Status::Ok,

@@ -1,6 +1,7 @@
 //! Expands a validated suite into a flat list of run specs, each with a stable `run_id`.
 
 use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite};
+use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,9 @@ pub struct RunSpec {
     pub kind: ExperimentKind,
     pub model: String,
     pub config: ModelConfig,
+    /// The model whose parameter count this one's depth was chosen to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_to: Option<String>,
     pub component: Component,
     pub pass: Pass,
     /// `cpu` or `cuda:N`, already resolved from `auto`.
@@ -35,13 +39,17 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     for exp in &suite.experiments {
         for model in &exp.models {
-            let entry = &suite.models[model];
             for &d_model in &exp.grid.d_model {
                 for n_layers in layers(exp) {
+                    let sized = sized_config(suite, exp, model, d_model, n_layers)
+                        .expect("validation checked that every matched size exists");
                     for &batch in &exp.grid.batch {
                         for &seq_len in &exp.grid.seq_len {
-                            let config = resolve(entry, d_model, n_layers);
-                            runs.push(spec(suite, exp, model, config, device, batch, seq_len));
+                            let mut run = spec(suite, exp, model, sized.clone(), device);
+                            run.batch = batch;
+                            run.seq_len = seq_len;
+                            run.run_id = run_id(&run);
+                            runs.push(run);
                         }
                     }
                 }
@@ -51,7 +59,39 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     runs
 }
 
-fn layers(exp: &Experiment) -> Vec<i64> {
+/// A model's configuration at a grid point, and the model it was sized to match, if any.
+#[derive(Debug, Clone)]
+pub struct Sized {
+    pub config: ModelConfig,
+    pub matched_to: Option<String>,
+}
+
+/// `model` at width `d_model` and grid depth `n_layers`; under `match_params`, every model but
+/// the reference gets the depth that matches the reference's parameter count instead.
+pub fn sized_config(
+    suite: &Suite,
+    exp: &Experiment,
+    model: &str,
+    d_model: i64,
+    n_layers: i64,
+) -> Result<Sized, NoMatchingDepth> {
+    let config = resolve(&suite.models[model], d_model, n_layers);
+    match exp.match_params.as_deref() {
+        Some(reference) if reference != model => {
+            let target = resolve(&suite.models[reference], d_model, n_layers);
+            Ok(Sized {
+                config: match_depth(&config, target.params(Component::Model))?,
+                matched_to: Some(reference.to_owned()),
+            })
+        }
+        _ => Ok(Sized {
+            config,
+            matched_to: None,
+        }),
+    }
+}
+
+pub fn layers(exp: &Experiment) -> Vec<i64> {
     match (exp.component, &exp.grid.n_layers) {
         (Component::Mixer | Component::Block, _) => vec![1],
         (Component::Model, Some(layers)) => layers.clone(),
@@ -89,16 +129,9 @@ pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
     }
 }
 
-fn spec(
-    suite: &Suite,
-    exp: &Experiment,
-    model: &str,
-    config: ModelConfig,
-    device: &str,
-    batch: i64,
-    seq_len: i64,
-) -> RunSpec {
-    let mut spec = RunSpec {
+/// The spec of one grid point before its batch, length and id are filled in.
+fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str) -> RunSpec {
+    RunSpec {
         run_id: String::new(),
         suite: suite.name.clone(),
         experiment: exp.name.clone(),
@@ -108,16 +141,15 @@ fn spec(
         pass: exp.pass,
         device: device.to_owned(),
         dtype: suite.dtype,
-        batch,
-        seq_len,
+        batch: 0,
+        seq_len: 0,
         warmup: exp.warmup,
         repeats: exp.repeats,
         seed: suite.seed,
         threads: suite.threads,
-        config,
-    };
-    spec.run_id = run_id(&spec);
-    spec
+        config: sized.config,
+        matched_to: sized.matched_to,
+    }
 }
 
 /// Readable prefix plus a hash of every parameter, so that changing any option (say `d_state`)

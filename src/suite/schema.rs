@@ -18,6 +18,8 @@
 //!     component: block      # mixer | block | model
 //!     models: [mamba, transformer]
 //!     grid: { d_model: [64, 128], seq_len: [64, 128, 256], batch: [1] }
+//!     # match_params: transformer   # component: model only; others get the depth that
+//!     #                             # matches this model's parameter count within 5%
 //!     warmup: 2
 //!     repeats: 5
 //! plots:
@@ -136,6 +138,10 @@ pub struct Experiment {
     pub component: Component,
     pub models: Vec<String>,
     pub grid: Grid,
+    /// A model of this experiment whose size the others match: its depth comes from the grid,
+    /// and every other model's depth is chosen so that its parameter count is within 5%.
+    #[serde(default)]
+    pub match_params: Option<String>,
     /// Untimed calls before the samples.
     #[serde(default = "default_warmup")]
     pub warmup: usize,

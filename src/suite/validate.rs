@@ -2,8 +2,9 @@
 //! so one `mvt validate` shows them all.
 
 use super::error::Issue;
+use super::grid;
 use super::locate::Locations;
-use super::schema::{DType, ExperimentKind, ModelEntry, Suite};
+use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Suite};
 use crate::device::DeviceSpec;
 use crate::models::{transformer, Component, Family};
 use std::collections::HashSet;
@@ -261,6 +262,55 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
             .filter_map(|m| suite.models.get(m).map(|e| (m, e)))
         {
             check_widths(c, i, model, &grid.d_model);
+        }
+        check_match_params(c, suite, i, exp);
+    }
+}
+
+/// The reference must be one of the experiment's models, the component a whole model, and
+/// every other model must have a depth within tolerance at every grid point.
+fn check_match_params(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment) {
+    let Some(reference) = &exp.match_params else {
+        return;
+    };
+    let path = format!("experiments[{i}].match_params");
+    if !exp.models.contains(reference) {
+        c.fail(
+            path,
+            format!(
+                "`{reference}` is not one of this experiment's models; expected one of: {}",
+                exp.models.join(", ")
+            ),
+        );
+        return;
+    }
+    if exp.component != Component::Model {
+        c.fail(path, format!("a `component: {}` is one layer deep, so depth cannot match sizes; use `component: model`", exp.component.name()));
+        return;
+    }
+    let usable = |m: &String| suite.models.contains_key(m);
+    let sane = exp.grid.d_model.iter().all(|d| *d >= 1)
+        && grid::layers(exp).iter().all(|n| *n >= 1)
+        && exp.models.iter().all(usable);
+    if !sane
+        || c.issues
+            .iter()
+            .any(|issue| issue.path.starts_with(&format!("experiments[{i}]")))
+    {
+        return; // Sizes are checked once the grid itself is valid.
+    }
+    for model in exp.models.iter().filter(|m| *m != reference) {
+        for &d_model in &exp.grid.d_model {
+            for n_layers in grid::layers(exp) {
+                if let Err(e) = grid::sized_config(suite, exp, model, d_model, n_layers) {
+                    c.fail(
+                        path.clone(),
+                        format!(
+                            "model `{model}` against `{reference}` at {n_layers} layer(s): {e}"
+                        ),
+                    );
+                }
+            }
         }
     }
 }

@@ -1,0 +1,67 @@
+//! Matched sizes: the depth at which one model has as many parameters as another at the same
+//! width, so that a comparison is between models of equal capacity.
+//!
+//! The Mamba paper (Section 4.2) compares models of equal parameter count at equal width, with
+//! two Mamba blocks standing in for one Transformer layer (attention + MLP), because a Mamba
+//! block (≈ 3·E·d² = 6d² weights) is about half a Llama layer (4d² attention + 8d² SwiGLU).
+//! Depth moves the count in steps of one block, so a match is the depth whose count is nearest.
+
+use super::{Component, Family, ModelConfig};
+
+/// Parameter counts must agree within this fraction of the reference's.
+pub const TOLERANCE: f64 = 0.05;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "no {family} depth at d_model {d_model} has within {:.0}% of {target} parameters: the nearest, \
+     {nearest_layers} layer(s), has {nearest_params} ({:+.1}%); make the reference deeper so that \
+     one {family} layer is a smaller step",
+    TOLERANCE * 100.0,
+    relative_error(*nearest_params, *target) * 100.0,
+    family = family.name()
+)]
+pub struct NoMatchingDepth {
+    pub family: Family,
+    pub d_model: i64,
+    pub target: i64,
+    pub nearest_layers: i64,
+    pub nearest_params: i64,
+}
+
+/// (params − target) / target.
+pub fn relative_error(params: i64, target: i64) -> f64 {
+    (params - target) as f64 / target as f64
+}
+
+/// `cfg` at the depth whose whole-model parameter count is nearest `target`, if that count is
+/// within [`TOLERANCE`]. Width and every other option stay as they are.
+pub fn match_depth(cfg: &ModelConfig, target: i64) -> Result<ModelConfig, NoMatchingDepth> {
+    let params = |layers: i64| with_layers(cfg, layers).params(Component::Model);
+    // The count is affine in depth: embedding, final norm and head, plus one block per layer.
+    let per_layer = params(2) - params(1);
+    let fixed = params(1) - per_layer;
+    let estimate = ((target - fixed) as f64 / per_layer as f64).round() as i64;
+    let best = (estimate - 1..=estimate + 1)
+        .filter(|&layers| layers >= 1)
+        .min_by_key(|&layers| (params(layers) - target).abs())
+        .unwrap_or(1);
+    if relative_error(params(best), target).abs() > TOLERANCE {
+        return Err(NoMatchingDepth {
+            family: cfg.family(),
+            d_model: cfg.d_model(),
+            target,
+            nearest_layers: best,
+            nearest_params: params(best),
+        });
+    }
+    Ok(with_layers(cfg, best))
+}
+
+fn with_layers(cfg: &ModelConfig, n_layers: i64) -> ModelConfig {
+    let mut cfg = cfg.clone();
+    match &mut cfg {
+        ModelConfig::Mamba(c) => c.n_layers = n_layers,
+        ModelConfig::Transformer(c) => c.n_layers = n_layers,
+    }
+    cfg
+}
