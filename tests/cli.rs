@@ -179,3 +179,76 @@ fn tch_is_pinned_to_the_version_we_report() {
     );
     assert!(manifest.contains(&pin), "Cargo.toml must pin {pin}");
 }
+
+#[test]
+fn pretrained_checkpoints_run_in_suites_and_a_broken_one_is_an_error_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf");
+    // The same weights without one tensor: the suite validates (config.json is fine) and the
+    // run fails when it loads the weights.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    let source = fixtures.join("mamba-tied");
+    std::fs::copy(source.join("config.json"), broken.join("config.json")).unwrap();
+    let mut tensors = tch::Tensor::read_safetensors(source.join("model.safetensors")).unwrap();
+    tensors.retain(|(name, _)| name != "backbone.norm_f.weight");
+    tch::Tensor::write_safetensors(&tensors, broken.join("model.safetensors")).unwrap();
+
+    let suite = format!(
+        "\
+name: pretrained
+device: cpu
+threads: 1
+models:
+  llama: {{ family: transformer, checkpoint: {} }}
+  broken: {{ family: mamba, checkpoint: broken }}
+experiments:
+  - name: lm
+    kind: speed
+    pass: forward
+    component: model
+    models: [llama, broken]
+    grid: {{ seq_len: [8] }}
+    warmup: 0
+    repeats: 1
+",
+        fixtures.join("llama-gqa-untied-biases-sharded").display()
+    );
+    std::fs::write(dir.path().join("p.yaml"), suite).unwrap();
+    let out = mvt(&["run", "p.yaml"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed run fails the command: {}",
+        text(&out)
+    );
+
+    let rows = std::fs::read_to_string(dir.path().join("results/pretrained/rows.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |model: &str| rows.iter().find(|r| r["model"] == model).unwrap();
+    let llama = row("llama");
+    assert_eq!(llama["status"], "ok", "{llama}");
+    assert_eq!(
+        (llama["d_model"].as_i64(), llama["n_layers"].as_i64()),
+        (Some(32), Some(2))
+    );
+    // The parameter count is that of the stored tensors.
+    let stored: usize = (1..=5)
+        .flat_map(|i| {
+            let shard =
+                format!("llama-gqa-untied-biases-sharded/model-0000{i}-of-00005.safetensors");
+            tch::Tensor::read_safetensors(fixtures.join(shard)).unwrap()
+        })
+        .map(|(_, t)| t.numel())
+        .sum();
+    assert_eq!(llama["params"].as_i64(), Some(stored as i64));
+    let broken = row("broken");
+    assert_eq!(broken["status"], "error");
+    assert!(broken["message"]
+        .as_str()
+        .unwrap()
+        .contains("`backbone.norm_f.weight`"));
+}

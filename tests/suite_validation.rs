@@ -318,3 +318,96 @@ fn match_params_sizes_every_other_model_to_the_reference() {
         );
     }
 }
+
+// --- Checkpoint models -----------------------------------------------------------------------
+
+/// A suite with one pretrained model, `ckpt`, from fixture `fixture`, given `options`.
+fn checkpoint_suite(fixture: &str, options: &str, component: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf");
+    format!(
+        "\
+name: pretrained
+device: cpu
+models:
+  ckpt: {{ family: mamba, checkpoint: {}{options} }}
+  t: {{ family: transformer, head_dim: 8 }}
+experiments:
+  - name: lm
+    kind: speed
+    pass: forward
+    component: {component}
+    models: [ckpt, t]
+    grid: {{ d_model: [32], seq_len: [8, 16] }}
+",
+        dir.join(fixture).display()
+    )
+}
+
+#[test]
+fn a_checkpoint_model_runs_at_its_own_size() {
+    let plan = Plan::parse(&checkpoint_suite("mamba-tied", "", "model"), CPU_ONLY).expect("valid");
+    let ckpt: Vec<_> = plan.runs.iter().filter(|r| r.model == "ckpt").collect();
+    assert_eq!(ckpt.len(), 2, "one run per length, none per grid width");
+    for run in ckpt {
+        assert_eq!((run.config.d_model(), run.config.n_layers()), (16, 2));
+        assert!(run.checkpoint.as_ref().unwrap().ends_with("mamba-tied"));
+    }
+    assert!(plan
+        .runs
+        .iter()
+        .filter(|r| r.model == "t")
+        .all(|r| r.config.d_model() == 32 && r.checkpoint.is_none()));
+}
+
+#[test]
+fn checkpoint_models_are_checked_before_anything_runs() {
+    assert_one(
+        &checkpoint_suite("no-such-model", "", "model"),
+        4,
+        &["models.ckpt.checkpoint", "no-such-model", "config.json"],
+    );
+    assert_one(
+        &checkpoint_suite("llama-mha-tied", "", "model"),
+        4,
+        &[
+            "models.ckpt.family",
+            "holds a transformer model",
+            "family: mamba",
+        ],
+    );
+    assert_one(
+        &checkpoint_suite("mamba-tied", ", d_state: 8", "model"),
+        4,
+        &["models.ckpt.d_state", "set by the checkpoint's config.json"],
+    );
+    assert_one(
+        &checkpoint_suite("mamba-tied", "", "block"),
+        11,
+        &[
+            "experiments[0].models[0]",
+            "`ckpt` is a checkpoint",
+            "component: model",
+        ],
+    );
+}
+
+#[test]
+fn relative_checkpoint_paths_are_relative_to_the_suite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf/mamba-tied");
+    let copy = models.join("tiny");
+    std::fs::create_dir(&copy).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), copy.join(file)).unwrap();
+    }
+    let suites = dir.path().join("suites");
+    std::fs::create_dir(&suites).unwrap();
+    let text = checkpoint_suite("mamba-tied", "", "model")
+        .replace(&fixture.display().to_string(), "../models/tiny");
+    std::fs::write(suites.join("s.yaml"), text).unwrap();
+    let plan = Plan::load(&suites.join("s.yaml"), CPU_ONLY).expect("valid");
+    let run = plan.runs.iter().find(|r| r.model == "ckpt").unwrap();
+    assert_eq!(run.config.d_model(), 16);
+}

@@ -61,6 +61,13 @@ impl LanguageModel {
     }
 }
 
+impl Module for LanguageModel {
+    /// Token ids (batch, seq_len) → logits (batch, seq_len, vocab), in parallel mode.
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.logits(ids, Mode::Parallel)
+    }
+}
+
 /// Logits (batch, seq_len, vocab) from a one-token prefill followed by a step per token.
 pub fn token_by_token<D: Decoder>(model: &D, ids: &Tensor) -> Tensor {
     let seq_len = ids.size()[1];

@@ -170,6 +170,26 @@ impl BuiltModel {
         }
     }
 
+    /// The pretrained language model in checkpoint `dir`, computing in `kind`.
+    pub fn from_checkpoint(
+        dir: &std::path::Path,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self, checkpoint::CheckpointError> {
+        let checkpoint::Checkpoint {
+            config,
+            vars,
+            model,
+        } = checkpoint::Checkpoint::load(dir, device, kind)?;
+        Ok(Self {
+            vars,
+            module: Box::new(model),
+            component: Component::Model,
+            d_model: config.d_model(),
+            vocab_size: config.vocab_size(),
+        })
+    }
+
     /// Random input of the right kind: hidden states for a block, token ids for a model.
     pub fn random_input(&self, batch: i64, seq_len: i64, kind: Kind) -> Tensor {
         let device = self.vars.device();

@@ -14,7 +14,9 @@ use tch::Device;
 /// and recorded as an `error` row with their message.
 pub fn execute(spec: &RunSpec, device: Device) -> Row {
     let start = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| measure_pass(spec, device)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| measure_pass(spec, device)))
+        .map_err(|payload| panic_message(payload.as_ref()))
+        .and_then(|result| result);
     let wall_s = start.elapsed().as_secs_f64();
     let mut row = Row {
         suite: spec.suite.clone(),
@@ -51,27 +53,30 @@ pub fn execute(spec: &RunSpec, device: Device) -> Row {
             row.samples = timing.samples as i64;
             row.tokens_per_s = Some((spec.batch * spec.seq_len) as f64 / timing.median_s);
         }
-        Err(payload) => {
+        Err(message) => {
             row.status = Status::Error;
-            row.message = Some(panic_message(payload.as_ref()));
+            row.message = Some(message);
         }
     }
     row
 }
 
-fn measure_pass(spec: &RunSpec, device: Device) -> Timing {
+fn measure_pass(spec: &RunSpec, device: Device) -> Result<Timing, String> {
     tch::manual_seed(spec.seed as i64);
     let kind = spec.dtype.kind();
-    let model = BuiltModel::new(&spec.config, spec.component, device, kind);
+    let model = match &spec.checkpoint {
+        Some(dir) => BuiltModel::from_checkpoint(dir, device, kind).map_err(|e| e.to_string())?,
+        None => BuiltModel::new(&spec.config, spec.component, device, kind),
+    };
     let input = model.random_input(spec.batch, spec.seq_len, kind);
     synchronize(device);
-    match spec.pass {
+    Ok(match spec.pass {
         Pass::Forward => tch::no_grad(|| {
             measure(device, spec.warmup, spec.repeats, || {
                 let _ = model.module.forward(&input);
             })
         }),
-    }
+    })
 }
 
 /// The scan implementation a run used, `auto` resolved; empty for models that have none.

@@ -1,9 +1,11 @@
 //! Expands a validated suite into a flat list of run specs, each with a stable `run_id`.
 
 use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite};
+use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// Depth of a `component: model` when the grid names none.
 pub const DEFAULT_MODEL_LAYERS: i64 = 2;
@@ -21,6 +23,9 @@ pub struct RunSpec {
     /// The model whose parameter count this one's depth was chosen to match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_to: Option<String>,
+    /// The HF checkpoint directory whose weights the model loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
     pub component: Component,
     pub pass: Pass,
     /// `cpu` or `cuda:N`, already resolved from `auto`.
@@ -39,18 +44,14 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     for exp in &suite.experiments {
         for model in &exp.models {
-            for &d_model in &exp.grid.d_model {
-                for n_layers in layers(exp) {
-                    let sized = sized_config(suite, exp, model, d_model, n_layers)
-                        .expect("validation checked that every matched size exists");
-                    for &batch in &exp.grid.batch {
-                        for &seq_len in &exp.grid.seq_len {
-                            let mut run = spec(suite, exp, model, sized.clone(), device);
-                            run.batch = batch;
-                            run.seq_len = seq_len;
-                            run.run_id = run_id(&run);
-                            runs.push(run);
-                        }
+            for sized in sizes(suite, exp, model) {
+                for &batch in &exp.grid.batch {
+                    for &seq_len in &exp.grid.seq_len {
+                        let mut run = spec(suite, exp, model, sized.clone(), device);
+                        run.batch = batch;
+                        run.seq_len = seq_len;
+                        run.run_id = run_id(&run);
+                        runs.push(run);
                     }
                 }
             }
@@ -59,15 +60,51 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     runs
 }
 
-/// A model's configuration at a grid point, and the model it was sized to match, if any.
+/// A model's configuration at a grid point, the model it was sized to match, if any, and the
+/// checkpoint its weights come from, if any.
 #[derive(Debug, Clone)]
 pub struct Sized {
     pub config: ModelConfig,
     pub matched_to: Option<String>,
+    pub checkpoint: Option<PathBuf>,
 }
 
-/// `model` at width `d_model` and grid depth `n_layers`; under `match_params`, every model but
-/// the reference gets the depth that matches the reference's parameter count instead.
+/// Every size `model` runs at in `exp`: one per grid width and depth, or a checkpoint's own.
+fn sizes(suite: &Suite, exp: &Experiment, model: &str) -> Vec<Sized> {
+    let entry = &suite.models[model];
+    if let Some(dir) = &entry.checkpoint {
+        let config = checkpoint_config(entry).expect("validation read this config.json");
+        return vec![Sized {
+            config,
+            matched_to: None,
+            checkpoint: Some(dir.clone()),
+        }];
+    }
+    let mut sizes = Vec::new();
+    for &d_model in &exp.grid.d_model {
+        for n_layers in layers(exp) {
+            sizes.push(
+                sized_config(suite, exp, model, d_model, n_layers)
+                    .expect("validation checked that every matched size exists"),
+            );
+        }
+    }
+    sizes
+}
+
+/// The configuration of a checkpoint entry: its `config.json`, with the entry's scan choice.
+pub fn checkpoint_config(entry: &ModelEntry) -> Result<ModelConfig, CheckpointError> {
+    let dir = entry.checkpoint.as_deref().unwrap_or(Path::new(""));
+    let mut config = hf_config::read(dir)?;
+    if let (ModelConfig::Mamba(cfg), Some(scan)) = (&mut config, entry.scan) {
+        cfg.scan = scan;
+    }
+    Ok(config)
+}
+
+/// `model`, built from options, at width `d_model` and grid depth `n_layers`; under
+/// `match_params`, every model but the reference gets the depth that matches the reference's
+/// parameter count instead.
 pub fn sized_config(
     suite: &Suite,
     exp: &Experiment,
@@ -82,11 +119,13 @@ pub fn sized_config(
             Ok(Sized {
                 config: match_depth(&config, target.params(Component::Model))?,
                 matched_to: Some(reference.to_owned()),
+                checkpoint: None,
             })
         }
         _ => Ok(Sized {
             config,
             matched_to: None,
+            checkpoint: None,
         }),
     }
 }
@@ -99,7 +138,8 @@ pub fn layers(exp: &Experiment) -> Vec<i64> {
     }
 }
 
-/// The model configuration at one grid point: the entry's options over the family defaults.
+/// The configuration of an entry built from options at one grid point: the entry's options
+/// over the family defaults.
 pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
     match entry.family {
         Family::Mamba => {
@@ -149,6 +189,7 @@ fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str
         threads: suite.threads,
         config: sized.config,
         matched_to: sized.matched_to,
+        checkpoint: sized.checkpoint,
     }
 }
 

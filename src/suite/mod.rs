@@ -30,17 +30,29 @@ impl Plan {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, machine).map_err(|issues| SuiteError::Invalid {
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_relative_to(&text, machine, base).map_err(|issues| SuiteError::Invalid {
             path: path.to_owned(),
             issues,
         })
     }
 
-    /// Parses and validates suite text; every problem found is returned.
+    /// Parses and validates suite text; every problem found is returned. Relative checkpoint
+    /// paths are relative to the current directory.
     pub fn parse(text: &str, machine: Machine) -> Result<Self, Vec<Issue>> {
+        Self::parse_relative_to(text, machine, Path::new(""))
+    }
+
+    /// Like [`Plan::parse`], with relative checkpoint paths relative to `base`.
+    pub fn parse_relative_to(
+        text: &str,
+        machine: Machine,
+        base: &Path,
+    ) -> Result<Self, Vec<Issue>> {
         let locations = Locations::index(text);
-        let suite: Suite =
+        let mut suite: Suite =
             serde_yaml::from_str(text).map_err(|e| vec![serde_issue(&e, &locations)])?;
+        suite.resolve_paths(base);
         let issues = validate::check(&suite, &locations, machine);
         if !issues.is_empty() {
             return Err(issues);

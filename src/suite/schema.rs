@@ -30,6 +30,7 @@ use crate::models::{Component, Family};
 use crate::scan::ScanImpl;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +53,17 @@ pub struct Suite {
     pub experiments: Vec<Experiment>,
     #[serde(default)]
     pub plots: Vec<PlotEntry>,
+}
+
+impl Suite {
+    /// Makes relative checkpoint paths relative to `base`, the suite file's folder.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for entry in self.models.values_mut() {
+            if let Some(dir) = entry.checkpoint.as_mut().filter(|d| d.is_relative()) {
+                *dir = base.join(&*dir);
+            }
+        }
+    }
 }
 
 fn default_device() -> String {
@@ -91,6 +103,11 @@ impl DType {
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
     pub family: Family,
+    /// A local HF checkpoint directory (relative paths are relative to the suite file). Its
+    /// `config.json` fixes every size and option and its weights are loaded: the model runs at
+    /// its own width and depth, whatever the grid's `d_model` and `n_layers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
     pub vocab_size: Option<i64>,
     pub norm_eps: Option<f64>,
     // Mamba only.
@@ -162,6 +179,8 @@ fn default_repeats() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
+    /// Widths of the models built from options; checkpoints keep their own.
+    #[serde(default)]
     pub d_model: Vec<i64>,
     pub seq_len: Vec<i64>,
     #[serde(default = "default_batch")]

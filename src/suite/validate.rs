@@ -140,6 +140,10 @@ fn check_model(c: &mut Checker, name: &str, m: &ModelEntry) {
             format!("model name `{name}` is not allowed; use letters, digits, `-`, `_` and `.`"),
         );
     }
+    if m.checkpoint.is_some() {
+        check_checkpoint_model(c, name, m);
+        return;
+    }
     let foreign: &[(&str, bool)] = match m.family {
         Family::Mamba => &[
             ("head_dim", m.head_dim.is_some()),
@@ -188,6 +192,54 @@ fn check_model(c: &mut Checker, name: &str, m: &ModelEntry) {
                 format!("{head_dim} is not allowed; rotary embeddings need an even head_dim ≥ 2"),
             );
         }
+    }
+}
+
+/// Options a model built from options may set; a checkpoint's config.json sets them all.
+fn sizing_options(m: &ModelEntry) -> [(&'static str, bool); 11] {
+    [
+        ("vocab_size", m.vocab_size.is_some()),
+        ("norm_eps", m.norm_eps.is_some()),
+        ("d_state", m.d_state.is_some()),
+        ("d_conv", m.d_conv.is_some()),
+        ("expand", m.expand.is_some()),
+        ("dt_rank", m.dt_rank.is_some()),
+        ("head_dim", m.head_dim.is_some()),
+        ("n_kv_heads", m.n_kv_heads.is_some()),
+        ("mlp_ratio", m.mlp_ratio.is_some()),
+        ("intermediate_size", m.intermediate_size.is_some()),
+        ("rope_theta", m.rope_theta.is_some()),
+    ]
+}
+
+/// A checkpoint entry: readable, of the family it claims, with no options of its own but `scan`.
+fn check_checkpoint_model(c: &mut Checker, name: &str, m: &ModelEntry) {
+    let at = |field: &str| format!("models.{name}.{field}");
+    for (field, present) in sizing_options(m) {
+        if present {
+            c.fail(
+                at(field),
+                format!("`{field}` is set by the checkpoint's config.json; remove it"),
+            );
+        }
+    }
+    if m.family == Family::Transformer && m.scan.is_some() {
+        c.fail(
+            at("scan"),
+            "`scan` is a mamba option, but this model has `family: transformer`",
+        );
+    }
+    match grid::checkpoint_config(m) {
+        Err(e) => c.fail(at("checkpoint"), e.to_string()),
+        Ok(config) if config.family() != m.family => c.fail(
+            at("family"),
+            format!(
+                "the checkpoint holds a {} model, but this entry says `family: {}`",
+                config.family().name(),
+                m.family.name()
+            ),
+        ),
+        Ok(_) => {}
     }
 }
 
@@ -246,7 +298,23 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
             );
         }
         let grid = &exp.grid;
-        c.positive(at("grid.d_model"), &grid.d_model);
+        let from_checkpoint = |m: &String| {
+            suite
+                .models
+                .get(m)
+                .is_some_and(|entry| entry.checkpoint.is_some())
+        };
+        if !exp.models.iter().all(from_checkpoint) {
+            c.positive(at("grid.d_model"), &grid.d_model);
+        }
+        for (j, model) in exp.models.iter().enumerate() {
+            if from_checkpoint(model) && exp.component != Component::Model {
+                c.fail(format!("experiments[{i}].models[{j}]"), format!("`{model}` is a checkpoint, which runs as a whole model; use `component: model`"));
+            }
+            if from_checkpoint(model) && exp.match_params.is_some() {
+                c.fail(format!("experiments[{i}].models[{j}]"), format!("`{model}` is a checkpoint, whose size is fixed; `match_params` sizes models built from options"));
+            }
+        }
         c.positive(at("grid.seq_len"), &grid.seq_len);
         c.positive(at("grid.batch"), &grid.batch);
         if let Some(layers) = &grid.n_layers {
@@ -260,6 +328,7 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
             .models
             .iter()
             .filter_map(|m| suite.models.get(m).map(|e| (m, e)))
+            .filter(|(_, e)| e.checkpoint.is_none())
         {
             check_widths(c, i, model, &grid.d_model);
         }
