@@ -76,6 +76,9 @@ enum Command {
         #[arg(long)]
         max_new: i64,
     },
+    /// Measure one run spec and write its outcome (started by `mvt run`, once per run).
+    #[command(hide = true)]
+    Worker { spec: PathBuf, outcome: PathBuf },
     /// Show versions, devices, CPU and threads.
     #[command(after_help = "Example:\n  mvt info\n  mvt info --json")]
     Info {
@@ -143,6 +146,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plot { results } => plot(&results),
         Command::Logits { model, mode, out } => logits(&model, mode, &out),
         Command::Generate { model, max_new } => generate(&model, max_new),
+        Command::Worker { spec, outcome } => Ok(runner::worker::serve(&spec, &outcome)?),
         Command::Info { json } => info(json),
     }
 }
@@ -213,6 +217,7 @@ fn run_suite(suite_path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()
         suite_path: suite_path.to_owned(),
         out_dir: out_dir.clone(),
         resume,
+        worker: std::env::current_exe().context("cannot find the mvt binary to start runs")?,
     };
     let summary = runner::run(&plan, &options)?;
 

@@ -26,7 +26,7 @@ experiments:
     component: model
     models: [mamba, transformer]
     grid: { d_model: [16], seq_len: [8], n_layers: [2] }
-    warmup: 0
+    warmup: 1
     repeats: 1
 plots:
   - { kind: latency_vs_seq_len, experiment: fwd }
@@ -209,7 +209,7 @@ experiments:
     component: model
     models: [llama, broken]
     grid: {{ seq_len: [8] }}
-    warmup: 0
+    warmup: 1
     repeats: 1
 ",
         fixtures.join("llama-gqa-untied-biases-sharded").display()

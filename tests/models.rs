@@ -31,14 +31,23 @@ fn build(cfg: &ModelConfig, component: Component) -> BuiltModel {
 fn outputs_have_the_expected_shapes() {
     for cfg in tiny_configs() {
         let block = build(&cfg, Component::Block);
-        let hidden = block.random_input(2, 7, Kind::Float);
-        assert_eq!(hidden.size(), [2, 7, 16]);
-        assert_eq!(block.module.forward(&hidden).size(), [2, 7, 16], "{cfg:?}");
+        let hidden = block.random_inputs(2, 7, Kind::Float);
+        assert_eq!(hidden[0].size(), [2, 7, 16]);
+        assert_eq!(block.forward(&hidden).size(), [2, 7, 16], "{cfg:?}");
 
         let model = build(&cfg, Component::Model);
-        let ids = model.random_input(2, 7, Kind::Float);
-        assert_eq!(ids.kind(), Kind::Int64);
-        assert_eq!(model.module.forward(&ids).size(), [2, 7, 32], "{cfg:?}");
+        let ids = model.random_inputs(2, 7, Kind::Float);
+        assert_eq!(ids[0].kind(), Kind::Int64);
+        assert_eq!(model.forward(&ids).size(), [2, 7, 32], "{cfg:?}");
+
+        // The core op: (batch, channels, L) for the scan, (batch, heads, L, head_dim) for SDPA.
+        let core = build(&cfg, Component::Core);
+        let inputs = core.random_inputs(2, 7, Kind::Float);
+        let want: &[i64] = match cfg {
+            ModelConfig::Mamba(_) => &[2, 16, 7],
+            ModelConfig::Transformer(_) => &[2, 2, 7, 8],
+        };
+        assert_eq!(core.forward(&inputs).size(), want, "{cfg:?}");
     }
 }
 
@@ -49,20 +58,25 @@ fn outputs_never_depend_on_future_tokens() {
     for cfg in tiny_configs() {
         for component in Component::ALL {
             let model = build(&cfg, component);
-            let input = model.random_input(1, seq_len, Kind::Float);
-            let base = model.module.forward(&input);
+            let inputs = model.random_inputs(1, seq_len, Kind::Float);
+            let base = model.forward(&inputs);
+            // Core ops keep time on dimension 2, the others on dimension 1.
+            let time = if component == Component::Core { 2 } else { 1 };
             for t in [0, 5, seq_len - 1] {
-                let perturbed = input.copy();
+                let perturbed: Vec<Tensor> = inputs.iter().map(Tensor::copy).collect();
                 match component {
-                    Component::Mixer | Component::Block => {
-                        let _ = perturbed.narrow(1, t, 1).g_add_scalar_(1.0);
+                    Component::Core | Component::Mixer | Component::Block => {
+                        for input in &perturbed {
+                            let _ = input.narrow(time, t, 1).g_add_scalar_(1.0);
+                        }
                     }
                     Component::Model => {
-                        let token = (input.int64_value(&[0, t]) + 1) % cfg.vocab_size();
-                        let _ = perturbed.narrow(1, t, 1).fill_(token);
+                        let token = (inputs[0].int64_value(&[0, t]) + 1) % cfg.vocab_size();
+                        let _ = perturbed[0].narrow(1, t, 1).fill_(token);
                     }
                 }
-                let out = model.module.forward(&perturbed);
+                let out = model.forward(&perturbed);
+                let (out, base) = (out.transpose(1, time), base.transpose(1, time));
                 let before = (out.narrow(1, 0, t) - base.narrow(1, 0, t)).abs();
                 let max_before = if t == 0 {
                     0.0
@@ -118,9 +132,7 @@ fn reduced_precision_keeps_a_log_and_d_in_fp32() {
         let expected = if fp32 { Kind::Float } else { Kind::BFloat16 };
         assert_eq!(var.kind(), expected, "{name}");
     }
-    let out = built
-        .module
-        .forward(&built.random_input(1, 5, Kind::BFloat16));
+    let out = built.forward(&built.random_inputs(1, 5, Kind::BFloat16));
     // mamba_ssm's default `residual_in_fp32`: the stream between blocks stays fp32.
     assert_eq!(out.kind(), Kind::Float);
     assert_eq!(out.isfinite().all().int64_value(&[]), 1);
@@ -133,9 +145,7 @@ fn reduced_precision_keeps_a_log_and_d_in_fp32() {
         ..mamba.clone()
     });
     let built = BuiltModel::new(&bf16_stream, Component::Block, Device::Cpu, Kind::BFloat16);
-    let out = built
-        .module
-        .forward(&built.random_input(1, 5, Kind::BFloat16));
+    let out = built.forward(&built.random_inputs(1, 5, Kind::BFloat16));
     assert_eq!(out.kind(), Kind::BFloat16);
 }
 

@@ -1,3 +1,4 @@
 //! Measurement: timing and its statistics.
 
+pub mod memory;
 pub mod timing;

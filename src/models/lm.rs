@@ -1,8 +1,8 @@
 //! A language model of either family behind one type, with the two ways to run it: parallel
 //! mode (one forward over the whole sequence) and step mode (token by token from a state).
 
-use super::mamba::MambaLm;
-use super::transformer::TransformerLm;
+use super::mamba::{LayerState, MambaLm};
+use super::transformer::{KvCache, TransformerLm};
 use super::{Decoder, ModelConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Tensor};
@@ -27,6 +27,13 @@ impl Mode {
     }
 }
 
+/// What a [`LanguageModel`] carries between decoding steps.
+#[derive(Debug, Clone)]
+pub enum State {
+    Mamba(Vec<LayerState>),
+    Transformer(Vec<KvCache>),
+}
+
 #[derive(Debug)]
 pub enum LanguageModel {
     Mamba(MambaLm),
@@ -48,6 +55,32 @@ impl LanguageModel {
             (LanguageModel::Transformer(lm), Mode::Parallel) => lm.forward(ids),
             (LanguageModel::Mamba(lm), Mode::Step) => token_by_token(lm, ids),
             (LanguageModel::Transformer(lm), Mode::Step) => token_by_token(lm, ids),
+        }
+    }
+
+    /// Logits (batch, seq_len, vocab) of a prompt (batch, seq_len), and the state after it.
+    pub fn prefill(&self, ids: &Tensor) -> (Tensor, State) {
+        match self {
+            LanguageModel::Mamba(lm) => {
+                let (logits, state) = lm.prefill(ids);
+                (logits, State::Mamba(state))
+            }
+            LanguageModel::Transformer(lm) => {
+                let (logits, state) = lm.prefill(ids);
+                (logits, State::Transformer(state))
+            }
+        }
+    }
+
+    /// Logits (batch, vocab) of the next tokens (batch,), advancing `state`.
+    ///
+    /// # Panics
+    /// If `state` came from a model of the other family.
+    pub fn step(&self, ids: &Tensor, state: &mut State) -> Tensor {
+        match (self, state) {
+            (LanguageModel::Mamba(lm), State::Mamba(s)) => lm.step(ids, s),
+            (LanguageModel::Transformer(lm), State::Transformer(s)) => lm.step(ids, s),
+            _ => panic!("a decoding state of one family was passed to a model of the other"),
         }
     }
 

@@ -134,12 +134,22 @@ impl Config {
 
 /// What one mixer carries from token to token in step mode (mamba_simple.py's inference cache).
 /// Its size is fixed, whatever the context length: this is Mamba's O(1)-per-token decoding.
+/// Cloning is cheap: a step replaces the tensors rather than writing into them.
 #[derive(Debug)]
 pub struct LayerState {
     /// The last `d_conv` convolution inputs: (batch, d_inner, d_conv).
     pub conv: Tensor,
     /// The SSM state h: (batch, d_inner, d_state), fp32.
     pub ssm: Tensor,
+}
+
+impl Clone for LayerState {
+    fn clone(&self) -> Self {
+        Self {
+            conv: self.conv.shallow_clone(),
+            ssm: self.ssm.shallow_clone(),
+        }
+    }
 }
 
 /// The selective SSM mixer (paper Figure 3, right; `Mamba` in mamba_simple.py).

@@ -1,14 +1,17 @@
 //! The two model families and what the runner needs to build either one uniformly.
 
 pub mod checkpoint;
+pub mod core_op;
 pub mod lm;
 pub mod mamba;
 pub mod matching;
 pub mod norm;
 pub mod transformer;
 
+use core_op::CoreOp;
+use lm::LanguageModel;
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Autoregressive decoding: a prompt in parallel, then one token at a time.
 pub trait Decoder {
@@ -47,6 +50,10 @@ impl Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
+    /// The sequence-mixing operation alone, as in the Mamba paper's Fig. 8 (left): Mamba's
+    /// selective scan over d_model channels with its state size, or the Transformer's causal
+    /// fused attention over d_model / head_dim heads. No projections.
+    Core,
     /// The sequence mixer alone on hidden states (batch, seq_len, d_model): Mamba's selective
     /// SSM mixer, or the Transformer's attention layer with its projections.
     Mixer,
@@ -58,10 +65,16 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 3] = [Component::Mixer, Component::Block, Component::Model];
+    pub const ALL: [Component; 4] = [
+        Component::Core,
+        Component::Mixer,
+        Component::Block,
+        Component::Model,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Component::Core => "core",
             Component::Mixer => "mixer",
             Component::Block => "block",
             Component::Model => "model",
@@ -117,6 +130,9 @@ impl ModelConfig {
     /// Parameter count of `component`, from the configuration alone.
     pub fn params(&self, component: Component) -> i64 {
         match (self, component) {
+            // A, D and Δ's bias: the scan's own parameters.
+            (ModelConfig::Mamba(cfg), Component::Core) => cfg.d_model * (cfg.d_state + 2),
+            (ModelConfig::Transformer(_), Component::Core) => 0,
             (ModelConfig::Mamba(cfg), Component::Mixer) => cfg.mixer_params(),
             (ModelConfig::Transformer(cfg), Component::Mixer) => cfg.attention_params(),
             (ModelConfig::Mamba(cfg), Component::Block) => cfg.block_params(),
@@ -127,11 +143,21 @@ impl ModelConfig {
     }
 }
 
+/// What a [`BuiltModel`] runs.
+#[derive(Debug)]
+pub enum Network {
+    /// A mixer or residual block on hidden states (batch, seq_len, d_model).
+    Layer(Box<dyn nn::Module>),
+    /// A language model on token ids, with step mode.
+    Lm(LanguageModel),
+    /// The sequence-mixing operation alone.
+    Core(CoreOp),
+}
+
 /// A model instance with its parameters, ready to run.
 pub struct BuiltModel {
     pub vars: nn::VarStore,
-    pub module: Box<dyn nn::Module>,
-    component: Component,
+    pub network: Network,
     d_model: i64,
     vocab_size: i64,
 }
@@ -142,20 +168,20 @@ impl BuiltModel {
     pub fn new(cfg: &ModelConfig, component: Component, device: Device, kind: Kind) -> Self {
         let vars = nn::VarStore::new(device);
         let root = vars.root();
-        let module: Box<dyn nn::Module> = match (cfg, component) {
-            (ModelConfig::Mamba(c), Component::Mixer) => Box::new(mamba::Mixer::new(root, c)),
+        let network = match (cfg, component) {
+            (_, Component::Core) => Network::Core(CoreOp::new(root, cfg)),
+            (_, Component::Model) => Network::Lm(LanguageModel::new(root, cfg)),
+            (ModelConfig::Mamba(c), Component::Mixer) => {
+                Network::Layer(Box::new(mamba::Mixer::new(root, c)))
+            }
             (ModelConfig::Transformer(c), Component::Mixer) => {
-                Box::new(transformer::Attention::new(root, c))
+                Network::Layer(Box::new(transformer::Attention::new(root, c)))
             }
             (ModelConfig::Mamba(c), Component::Block) => {
-                Box::new(mamba::ResidualBlock::new(root, c))
+                Network::Layer(Box::new(mamba::ResidualBlock::new(root, c)))
             }
-            (ModelConfig::Mamba(c), Component::Model) => Box::new(mamba::MambaLm::new(root, c)),
             (ModelConfig::Transformer(c), Component::Block) => {
-                Box::new(transformer::DecoderBlock::new(root, c))
-            }
-            (ModelConfig::Transformer(c), Component::Model) => {
-                Box::new(transformer::TransformerLm::new(root, c))
+                Network::Layer(Box::new(transformer::DecoderBlock::new(root, c)))
             }
         };
         if kind != Kind::Float {
@@ -163,8 +189,7 @@ impl BuiltModel {
         }
         Self {
             vars,
-            module,
-            component,
+            network,
             d_model: cfg.d_model(),
             vocab_size: cfg.vocab_size(),
         }
@@ -183,24 +208,41 @@ impl BuiltModel {
         } = checkpoint::Checkpoint::load(dir, device, kind)?;
         Ok(Self {
             vars,
-            module: Box::new(model),
-            component: Component::Model,
+            network: Network::Lm(model),
             d_model: config.d_model(),
             vocab_size: config.vocab_size(),
         })
     }
 
-    /// Random input of the right kind: hidden states for a block, token ids for a model.
-    pub fn random_input(&self, batch: i64, seq_len: i64, kind: Kind) -> Tensor {
+    /// Random inputs of the right kind: hidden states for a layer, token ids for a language
+    /// model, the operation's own tensors for a core op (see [`CoreOp::random_inputs`]).
+    pub fn random_inputs(&self, batch: i64, seq_len: i64, kind: Kind) -> Vec<Tensor> {
         let device = self.vars.device();
-        match self.component {
-            Component::Mixer | Component::Block => {
-                Tensor::randn([batch, seq_len, self.d_model], (kind, device))
-            }
-            Component::Model => {
-                Tensor::randint(self.vocab_size, [batch, seq_len], (Kind::Int64, device))
-            }
+        match &self.network {
+            Network::Layer(_) => vec![Tensor::randn(
+                [batch, seq_len, self.d_model],
+                (kind, device),
+            )],
+            Network::Lm(_) => vec![Tensor::randint(
+                self.vocab_size,
+                [batch, seq_len],
+                (Kind::Int64, device),
+            )],
+            Network::Core(op) => op.random_inputs(batch, seq_len, self.d_model, kind, device),
         }
+    }
+
+    /// The parallel-mode forward pass on `inputs` from [`BuiltModel::random_inputs`].
+    pub fn forward(&self, inputs: &[Tensor]) -> Tensor {
+        match &self.network {
+            Network::Layer(layer) => layer.forward(&inputs[0]),
+            Network::Lm(lm) => lm.forward(&inputs[0]),
+            Network::Core(op) => op.forward(inputs),
+        }
+    }
+
+    pub fn vocab_size(&self) -> i64 {
+        self.vocab_size
     }
 
     pub fn param_count(&self) -> i64 {
@@ -223,7 +265,7 @@ fn untied_lm_head(p: &nn::Path, d_model: i64, vocab_size: i64) -> Tensor {
 }
 
 fn is_fp32_param(name: &str) -> bool {
-    name.ends_with("A_log") || name.ends_with(".D") || name == "D"
+    name.ends_with("A_log") || name.ends_with(".D") || name == "D" || name == "delta_bias"
 }
 
 pub(crate) fn cast_except_fp32_params(vars: &nn::VarStore, kind: Kind) {

@@ -185,6 +185,16 @@ pub struct KvCache {
     values: Option<Tensor>,
 }
 
+/// Cheap: appending builds new tensors, so clones never see each other's tokens.
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys.as_ref().map(Tensor::shallow_clone),
+            values: self.values.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+}
+
 impl KvCache {
     /// Tokens cached so far.
     pub fn len(&self) -> i64 {

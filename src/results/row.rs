@@ -6,14 +6,31 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
+    /// Memory ran out: libtorch said so, or the kernel killed the run's process.
+    Oom,
+    /// The run exceeded its wall-clock limit and was killed.
+    Timeout,
+    /// The run's process died without reporting (a signal or an exit code; `message` says).
+    Crashed,
     /// The run raised an error; `message` says which.
     Error,
 }
 
 impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Ok,
+        Status::Oom,
+        Status::Timeout,
+        Status::Crashed,
+        Status::Error,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::Oom => "oom",
+            Status::Timeout => "timeout",
+            Status::Crashed => "crashed",
             Status::Error => "error",
         }
     }
@@ -38,14 +55,26 @@ pub struct Row {
     pub params: i64,
     /// The model whose parameter count this one's depth was chosen to match (`match_params`).
     pub matched_to: Option<String>,
+    /// Tokens generated per sequence (`generate_throughput`).
+    pub new_tokens: Option<i64>,
     pub scan: String,
     pub threads: i64,
     pub status: Status,
     pub latency_median_s: Option<f64>,
+    pub latency_p10_s: Option<f64>,
+    pub latency_p90_s: Option<f64>,
     pub latency_min_s: Option<f64>,
     pub latency_max_s: Option<f64>,
     pub samples: i64,
+    /// Samples flagged by the MAD rule; they stay in every statistic.
+    #[serde(default)]
+    pub outliers: i64,
+    /// Tokens processed (generated, for `generate_throughput`) per second at the median.
     pub tokens_per_s: Option<f64>,
+    /// Peak bytes the pass needed above what was live before it (see `measure::memory`).
+    pub peak_mem_bytes: Option<i64>,
+    /// CUDA: the most the allocator held from the driver.
+    pub reserved_mem_bytes: Option<i64>,
     pub wall_s: f64,
     pub message: Option<String>,
 }

@@ -1,90 +1,168 @@
-//! Runs one spec in this process and turns the outcome, success or failure, into a row.
+//! Measures one run spec in the current process: builds the model, times the pass, probes
+//! peak memory. The runner calls this inside a child process of its own (see
+//! [`super::worker`]); its result, or its failure, is an [`Outcome`].
 
-use crate::device::synchronize;
-use crate::measure::timing::{measure, Timing};
-use crate::models::{BuiltModel, ModelConfig};
-use crate::results::{Row, Status};
+use crate::measure::memory::{MemoryProbe, PeakMemory};
+use crate::measure::timing::{sample, warm_up, Sampling, Timing};
+use crate::models::{BuiltModel, Network};
+use crate::results::Status;
 use crate::suite::schema::Pass;
 use crate::suite::RunSpec;
+use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
-use tch::Device;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-/// Measures `spec` on `device`. libtorch errors surface in tch as panics; they are caught here
-/// and recorded as an `error` row with their message.
-pub fn execute(spec: &RunSpec, device: Device) -> Row {
-    let start = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| measure_pass(spec, device)))
-        .map_err(|payload| panic_message(payload.as_ref()))
-        .and_then(|result| result);
-    let wall_s = start.elapsed().as_secs_f64();
-    let mut row = Row {
-        suite: spec.suite.clone(),
-        experiment: spec.experiment.clone(),
-        run_id: spec.run_id.clone(),
-        model: spec.model.clone(),
-        family: spec.config.family().name().to_owned(),
-        component: spec.component.name().to_owned(),
-        pass: spec.pass.name().to_owned(),
-        device: spec.device.clone(),
-        dtype: spec.dtype.name().to_owned(),
-        batch: spec.batch,
-        seq_len: spec.seq_len,
-        d_model: spec.config.d_model(),
-        n_layers: spec.config.n_layers(),
-        params: spec.config.params(spec.component),
-        matched_to: spec.matched_to.clone(),
-        scan: scan_name(spec, device),
-        threads: i64::from(tch::get_num_threads()),
-        status: Status::Ok,
-        latency_median_s: None,
-        latency_min_s: None,
-        latency_max_s: None,
-        samples: 0,
-        tokens_per_s: None,
-        wall_s,
-        message: None,
-    };
-    match outcome {
-        Ok(timing) => {
-            row.latency_median_s = Some(timing.median_s);
-            row.latency_min_s = Some(timing.min_s);
-            row.latency_max_s = Some(timing.max_s);
-            row.samples = timing.samples as i64;
-            row.tokens_per_s = Some((spec.batch * spec.seq_len) as f64 / timing.median_s);
-        }
-        Err(message) => {
-            row.status = Status::Error;
-            row.message = Some(message);
-        }
-    }
-    row
+/// What a finished measurement reports to the runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub timing: Timing,
+    /// `None` where the platform reports no memory.
+    pub memory: Option<PeakMemory>,
+    /// Tokens one timed call processes (or, for generation, produces).
+    pub tokens_per_call: i64,
+    /// libtorch's intra-op threads in the process that measured.
+    pub threads: i64,
 }
 
-fn measure_pass(spec: &RunSpec, device: Device) -> Result<Timing, String> {
+/// How a run ended, as the process that ran it saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Measured(Measurement),
+    Failed { status: Status, message: String },
+}
+
+/// Runs `spec` on `device`. libtorch errors surface in tch as panics; they are caught here and
+/// become `error` (or `oom`, when the message says memory ran out).
+pub fn measure_run(spec: &RunSpec, device: Device) -> Outcome {
+    match catch_unwind(AssertUnwindSafe(|| measure_pass(spec, device))) {
+        Ok(Ok(measurement)) => Outcome::Measured(measurement),
+        Ok(Err(message)) => failure(message),
+        Err(payload) => failure(panic_message(payload.as_ref())),
+    }
+}
+
+fn failure(message: String) -> Outcome {
+    let status = if is_out_of_memory(&message) {
+        Status::Oom
+    } else {
+        Status::Error
+    };
+    Outcome::Failed { status, message }
+}
+
+/// libtorch's wording for a failed allocation, on CUDA and on the CPU.
+pub fn is_out_of_memory(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    lower.contains("out of memory")
+        || lower.contains("can't allocate memory")
+        || lower.contains("not enough memory")
+}
+
+fn measure_pass(spec: &RunSpec, device: Device) -> Result<Measurement, String> {
+    super::worker::inject_fault(&spec.run_id);
     tch::manual_seed(spec.seed as i64);
     let kind = spec.dtype.kind();
     let model = match &spec.checkpoint {
         Some(dir) => BuiltModel::from_checkpoint(dir, device, kind).map_err(|e| e.to_string())?,
         None => BuiltModel::new(&spec.config, spec.component, device, kind),
     };
-    let input = model.random_input(spec.batch, spec.seq_len, kind);
-    synchronize(device);
-    Ok(match spec.pass {
-        Pass::Forward => tch::no_grad(|| {
-            measure(device, spec.warmup, spec.repeats, || {
-                let _ = model.module.forward(&input);
+    let inputs = model.random_inputs(spec.batch, spec.seq_len, kind);
+    let sampling = Sampling {
+        warmup: spec.warmup,
+        warmup_s: spec.warmup_s,
+        repeats: spec.repeats,
+    };
+    let tokens = spec.batch * spec.seq_len;
+    let timed = |tokens_per_call: i64, pass: &mut dyn FnMut()| {
+        // Warm up outside the memory probe: the first call's one-time allocations are not
+        // what the pass needs in steady state.
+        warm_up(device, sampling, &mut *pass);
+        let probe = MemoryProbe::start(device);
+        let timing = sample(device, sampling.repeats, &mut *pass);
+        Measurement {
+            timing,
+            memory: probe.finish(),
+            tokens_per_call,
+            threads: i64::from(tch::get_num_threads()),
+        }
+    };
+    Ok(match (spec.pass, &model.network) {
+        (Pass::Forward, _) => tch::no_grad(|| {
+            timed(tokens, &mut || {
+                let _ = model.forward(&inputs);
             })
         }),
+        (Pass::ForwardBackward, network) => {
+            let inputs = differentiable(inputs);
+            timed(tokens, &mut || {
+                let out = model.forward(&inputs);
+                let loss = match network {
+                    Network::Lm(_) => next_token_loss(&out, &inputs[0]),
+                    _ => out.to_kind(Kind::Float).sum(Kind::Float),
+                };
+                loss.backward();
+            })
+        }
+        (Pass::TrainStep, Network::Lm(_)) => {
+            let mut optimizer = nn::AdamW::default()
+                .build(&model.vars, 1e-4)
+                .map_err(|e| e.to_string())?;
+            timed(tokens, &mut || {
+                let logits = model.forward(&inputs);
+                optimizer.backward_step(&next_token_loss(&logits, &inputs[0]));
+            })
+        }
+        (Pass::Prefill, Network::Lm(lm)) => tch::no_grad(|| {
+            timed(tokens, &mut || {
+                let _ = lm.prefill(&inputs[0]);
+            })
+        }),
+        (Pass::Decode, Network::Lm(lm)) => tch::no_grad(|| {
+            // One step at a context of seq_len tokens, from the same state every call.
+            let (_, state) = lm.prefill(&inputs[0]);
+            let next = inputs[0].select(1, -1);
+            timed(spec.batch, &mut || {
+                let mut state = state.clone();
+                let _ = lm.step(&next, &mut state);
+            })
+        }),
+        (Pass::GenerateThroughput, Network::Lm(lm)) => tch::no_grad(|| {
+            let new_tokens = spec.new_tokens.unwrap_or(1);
+            timed(spec.batch * new_tokens, &mut || {
+                let _ = lm.generate_greedy(&inputs[0], new_tokens);
+            })
+        }),
+        (pass, _) => return Err(format!("`pass: {}` needs `component: model`", pass.name())),
     })
 }
 
-/// The scan implementation a run used, `auto` resolved; empty for models that have none.
-fn scan_name(spec: &RunSpec, device: Device) -> String {
-    match &spec.config {
-        ModelConfig::Mamba(cfg) => cfg.scan.resolve(device).name().to_owned(),
-        ModelConfig::Transformer(_) => String::new(),
+/// The inputs with gradients on every floating-point tensor (token ids have none).
+fn differentiable(inputs: Vec<Tensor>) -> Vec<Tensor> {
+    inputs
+        .into_iter()
+        .map(|t| {
+            if t.is_floating_point() {
+                t.set_requires_grad(true)
+            } else {
+                t
+            }
+        })
+        .collect()
+}
+
+/// Cross-entropy of predicting token t+1 from position t.
+fn next_token_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
+    let (batch, seq_len, vocab) = logits.size3().expect("(batch, seq_len, vocab)");
+    if seq_len < 2 {
+        return logits.to_kind(Kind::Float).mean(Kind::Float);
     }
+    let predictions = logits.narrow(1, 0, seq_len - 1).reshape([-1, vocab]);
+    let targets = ids
+        .narrow(1, 1, seq_len - 1)
+        .reshape([batch * (seq_len - 1)]);
+    predictions
+        .to_kind(Kind::Float)
+        .cross_entropy_for_logits(&targets)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -1,7 +1,11 @@
-//! Runs a plan: every spec in turn, each row saved the moment it exists, then the charts.
+//! Runs a plan: every spec in turn, each in a child process of its own, each row saved the
+//! moment it exists; then the charts.
 
 pub mod execute;
+pub mod isolate;
 pub mod progress;
+pub mod record;
+pub mod worker;
 
 use crate::environment::{git_state, now_rfc3339, Environment};
 use crate::plots::{self, PlotError};
@@ -32,7 +36,12 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Keep the rows already in `out_dir` and skip their run ids.
     pub resume: bool,
+    /// The `mvt` binary, started once per run as `mvt worker`.
+    pub worker: PathBuf,
 }
+
+/// Where a sweep keeps the files it exchanges with its runs' processes.
+const WORK_DIR: &str = ".work";
 
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -45,13 +54,15 @@ pub struct Summary {
 
 pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     let out = &options.out_dir;
-    std::fs::create_dir_all(out).map_err(|source| RunError::Folder {
-        path: out.clone(),
+    let work_dir = out.join(WORK_DIR);
+    std::fs::create_dir_all(&work_dir).map_err(|source| RunError::Folder {
+        path: work_dir.clone(),
         source,
     })?;
-    if let Some(threads) = plan.suite.threads {
-        tch::set_num_threads(threads as i32);
-    }
+    let threads = plan
+        .suite
+        .threads
+        .map_or_else(|| i64::from(tch::get_num_threads()), |t| t as i64);
 
     let mut rows: Vec<Row> = if options.resume {
         store::read_rows(out)?
@@ -70,12 +81,15 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         ..Summary::default()
     };
 
-    let mut manifest = new_manifest(plan, options, rows.len());
+    let mut manifest = new_manifest(plan, options, rows.len(), threads);
     write_manifest(out, &manifest)?;
     let mut progress = Progress::new(plan.runs.len(), summary.skipped);
     for spec in pending {
         progress.begin(spec);
-        let row = execute::execute(spec, plan.device);
+        let start = std::time::Instant::now();
+        let timeout_s = plan.suite.timeout_s(&spec.experiment);
+        let outcome = isolate::run(spec, &options.worker, &work_dir, timeout_s);
+        let row = record::row(spec, &outcome, start.elapsed().as_secs_f64(), threads);
         progress.end(spec, &row);
         summary.ran += 1;
         summary.failed += usize::from(row.status != Status::Ok);
@@ -86,6 +100,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     if rows.is_empty() {
         store::write_rows(out, &rows)?;
     }
+    let _ = std::fs::remove_dir(&work_dir);
 
     manifest.finished_at = Some(now_rfc3339());
     manifest.runs_finished = rows.len();
@@ -104,7 +119,7 @@ pub fn render_plots(plan: &Plan, out: &Path) -> Result<Vec<PathBuf>, RunError> {
     Ok(files)
 }
 
-fn new_manifest(plan: &Plan, options: &Options, already: usize) -> Manifest {
+fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) -> Manifest {
     let suite_dir = options.suite_path.parent().unwrap_or(Path::new("."));
     let (git_commit, git_dirty) = git_state(suite_dir);
     Manifest {
@@ -118,7 +133,7 @@ fn new_manifest(plan: &Plan, options: &Options, already: usize) -> Manifest {
         device: crate::device::device_name(plan.device),
         dtype: plan.suite.dtype.name().to_owned(),
         seed: plan.suite.seed,
-        threads: i64::from(tch::get_num_threads()),
+        threads,
         runs_planned: plan.runs.len(),
         runs_finished: already,
         environment: Environment::collect(),

@@ -1,6 +1,8 @@
 //! Expands a validated suite into a flat list of run specs, each with a stable `run_id`.
 
-use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite};
+use super::schema::{
+    DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite, DEFAULT_NEW_TOKENS,
+};
 use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
@@ -34,7 +36,12 @@ pub struct RunSpec {
     pub batch: i64,
     pub seq_len: i64,
     pub warmup: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_s: f64,
     pub repeats: usize,
+    /// Tokens generated per sequence (`generate_throughput` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tokens: Option<i64>,
     pub seed: u64,
     pub threads: Option<usize>,
 }
@@ -132,7 +139,7 @@ pub fn sized_config(
 
 pub fn layers(exp: &Experiment) -> Vec<i64> {
     match (exp.component, &exp.grid.n_layers) {
-        (Component::Mixer | Component::Block, _) => vec![1],
+        (Component::Core | Component::Mixer | Component::Block, _) => vec![1],
         (Component::Model, Some(layers)) => layers.clone(),
         (Component::Model, None) => vec![DEFAULT_MODEL_LAYERS],
     }
@@ -184,7 +191,10 @@ fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str
         batch: 0,
         seq_len: 0,
         warmup: exp.warmup,
+        warmup_s: exp.warmup_s,
         repeats: exp.repeats,
+        new_tokens: (exp.pass == Pass::GenerateThroughput)
+            .then(|| exp.new_tokens.unwrap_or(DEFAULT_NEW_TOKENS)),
         seed: suite.seed,
         threads: suite.threads,
         config: sized.config,
@@ -207,6 +217,10 @@ fn run_id(spec: &RunSpec) -> String {
         spec.config.n_layers(),
         fnv1a(canonical.as_bytes()) as u32
     )
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// FNV-1a, 64-bit: stable across Rust versions and platforms, unlike `DefaultHasher`.

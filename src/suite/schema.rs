@@ -49,6 +49,10 @@ pub struct Suite {
     /// CPU intra-op threads; all cores when absent.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Wall-clock limit of each run, in seconds; a run that exceeds it is killed and recorded
+    /// as `timeout`.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
     pub models: BTreeMap<String, ModelEntry>,
     pub experiments: Vec<Experiment>,
     #[serde(default)]
@@ -56,6 +60,16 @@ pub struct Suite {
 }
 
 impl Suite {
+    /// The wall-clock limit of one run of experiment `name`.
+    pub fn timeout_s(&self, name: &str) -> f64 {
+        self.experiments
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.timeout_s)
+            .or(self.timeout_s)
+            .unwrap_or(DEFAULT_TIMEOUT_S)
+    }
+
     /// Makes relative checkpoint paths relative to `base`, the suite file's folder.
     pub fn resolve_paths(&mut self, base: &Path) {
         for entry in self.models.values_mut() {
@@ -136,13 +150,47 @@ pub enum ExperimentKind {
 pub enum Pass {
     /// Inference forward, without autograd.
     Forward,
+    /// Forward with autograd, then backward to every input and parameter.
+    ForwardBackward,
+    /// One AdamW step of the language model on random tokens (forward, loss, backward, update).
+    TrainStep,
+    /// The prompt in parallel mode, returning the state or KV cache to decode from.
+    Prefill,
+    /// One decoding step at a context of `seq_len` tokens: Mamba's O(1) state update against
+    /// the Transformer's step over its KV cache.
+    Decode,
+    /// Prefill a `seq_len` prompt, then greedily generate `new_tokens` tokens per sequence;
+    /// throughput is generated tokens per second (the Mamba paper's Fig. 8, right).
+    GenerateThroughput,
 }
 
 impl Pass {
+    pub const ALL: [Pass; 6] = [
+        Pass::Forward,
+        Pass::ForwardBackward,
+        Pass::TrainStep,
+        Pass::Prefill,
+        Pass::Decode,
+        Pass::GenerateThroughput,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Pass::Forward => "forward",
+            Pass::ForwardBackward => "forward_backward",
+            Pass::TrainStep => "train_step",
+            Pass::Prefill => "prefill",
+            Pass::Decode => "decode",
+            Pass::GenerateThroughput => "generate_throughput",
         }
+    }
+
+    /// Passes that exist only for a whole language model.
+    pub fn needs_whole_model(self) -> bool {
+        matches!(
+            self,
+            Pass::TrainStep | Pass::Prefill | Pass::Decode | Pass::GenerateThroughput
+        )
     }
 }
 
@@ -159,12 +207,21 @@ pub struct Experiment {
     /// and every other model's depth is chosen so that its parameter count is within 5%.
     #[serde(default)]
     pub match_params: Option<String>,
-    /// Untimed calls before the samples.
+    /// Untimed calls before the samples (at least one).
     #[serde(default = "default_warmup")]
     pub warmup: usize,
+    /// Keep warming up for at least this many seconds.
+    #[serde(default)]
+    pub warmup_s: f64,
     /// Timed samples; the median is the headline number.
     #[serde(default = "default_repeats")]
     pub repeats: usize,
+    /// Wall-clock limit of each run, in its own process; overrides the suite's.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+    /// Tokens generated per sequence by `pass: generate_throughput`.
+    #[serde(default)]
+    pub new_tokens: Option<i64>,
 }
 
 fn default_warmup() -> usize {
@@ -174,6 +231,12 @@ fn default_warmup() -> usize {
 fn default_repeats() -> usize {
     10
 }
+
+/// Tokens generated per sequence when a suite does not say: the Mamba paper's Fig. 8 (right).
+pub const DEFAULT_NEW_TOKENS: i64 = 128;
+
+/// Wall-clock limit of one run when neither the suite nor the experiment sets one.
+pub const DEFAULT_TIMEOUT_S: f64 = 1800.0;
 
 /// Every combination of these lists is one run per model.
 #[derive(Debug, Clone, Serialize, Deserialize)]

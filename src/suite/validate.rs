@@ -4,7 +4,7 @@
 use super::error::Issue;
 use super::grid;
 use super::locate::Locations;
-use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Suite};
+use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite};
 use crate::device::DeviceSpec;
 use crate::models::{transformer, Component, Family};
 use std::collections::HashSet;
@@ -112,6 +112,7 @@ fn check_header(c: &mut Checker, suite: &Suite, machine: Machine) {
         }
         Ok(_) => {}
     }
+    c.above_zero("timeout_s".to_owned(), suite.timeout_s);
     if suite.threads == Some(0) {
         c.fail(
             "threads",
@@ -291,6 +292,7 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
                 );
             }
         }
+        check_pass(c, i, exp);
         if exp.repeats == 0 {
             c.fail(
                 at("repeats"),
@@ -334,6 +336,40 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
         }
         check_match_params(c, suite, i, exp);
     }
+}
+
+/// Which passes and components go together, and the sampling and limit values.
+fn check_pass(c: &mut Checker, i: usize, exp: &Experiment) {
+    let at = |field: &str| format!("experiments[{i}].{field}");
+    if exp.pass.needs_whole_model() && exp.component != Component::Model {
+        c.fail(
+            at("pass"),
+            format!(
+                "`pass: {}` needs a whole language model; use `component: model`",
+                exp.pass.name()
+            ),
+        );
+    }
+    if exp.new_tokens.is_some() && exp.pass != Pass::GenerateThroughput {
+        c.fail(
+            at("new_tokens"),
+            "`new_tokens` belongs to `pass: generate_throughput`; remove it",
+        );
+    }
+    c.at_least(at("new_tokens"), exp.new_tokens, 1);
+    if exp.warmup == 0 {
+        c.fail(
+            at("warmup"),
+            "0 is not allowed: the first call pays one-time costs (allocation, kernel selection) and is never timed; use 1 or more",
+        );
+    }
+    if !(exp.warmup_s >= 0.0 && exp.warmup_s.is_finite()) {
+        c.fail(
+            at("warmup_s"),
+            format!("{} is not allowed; expected seconds ≥ 0", exp.warmup_s),
+        );
+    }
+    c.above_zero(at("timeout_s"), exp.timeout_s);
 }
 
 /// The reference must be one of the experiment's models, the component a whole model, and

@@ -59,6 +59,18 @@ extern "C" {
         error_len: usize,
     ) -> c_int;
 
+    fn mvt_cuda_memory_stats(
+        device: c_int,
+        allocated_current: *mut i64,
+        allocated_peak: *mut i64,
+        reserved_current: *mut i64,
+        reserved_peak: *mut i64,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+
+    fn mvt_cuda_reset_peak_memory(device: c_int, error: *mut c_char, error_len: usize) -> c_int;
+
     fn mvt_selective_scan(
         inputs: *const *const C_tensor,
         flags: i64,
@@ -103,6 +115,51 @@ pub fn apply_selective_scan(
     }
     // SAFETY: on success `y` is a heap tensor whose ownership the shim passed to us.
     Ok(unsafe { Tensor::from_ptr(y) })
+}
+
+/// Bytes of the CUDA caching allocator on one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CudaMemory {
+    /// Held by live tensors now, and at most since the last reset.
+    pub allocated_current: i64,
+    pub allocated_peak: i64,
+    /// Held from the driver by the allocator (tensors plus its cache), now and at most.
+    pub reserved_current: i64,
+    pub reserved_peak: i64,
+}
+
+/// The CUDA caching allocator's statistics for `device`.
+pub fn cuda_memory(device: usize) -> Result<CudaMemory, TorchExtError> {
+    let mut m = CudaMemory::default();
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: plain out-pointers to live locals; the shim catches every C++ exception.
+    let status = unsafe {
+        mvt_cuda_memory_stats(
+            device as c_int,
+            &mut m.allocated_current,
+            &mut m.allocated_peak,
+            &mut m.reserved_current,
+            &mut m.reserved_peak,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
+    if status != 0 {
+        return Err(TorchExtError(message(&error)));
+    }
+    Ok(m)
+}
+
+/// Makes the CUDA allocator's peaks equal to its current values on `device`.
+pub fn reset_cuda_peak_memory(device: usize) -> Result<(), TorchExtError> {
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: the shim catches every C++ exception and writes at most `error.len()` bytes.
+    let status =
+        unsafe { mvt_cuda_reset_peak_memory(device as c_int, error.as_mut_ptr(), error.len()) };
+    if status != 0 {
+        return Err(TorchExtError(message(&error)));
+    }
+    Ok(())
 }
 
 /// Whether autograd records operations on this thread: false inside `tch::no_grad`.

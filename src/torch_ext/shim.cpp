@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cstdint>
@@ -117,6 +118,38 @@ int mvt_selective_scan(const at::Tensor* const* inputs, int64_t flags, ScanForwa
         *inputs[7], flags, reinterpret_cast<int64_t>(forward_fn),
         reinterpret_cast<int64_t>(backward_fn));
     *y = new at::Tensor(std::move(out));
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
+
+// The CUDA caching allocator's byte counts for `device`: current and peak, of memory handed to
+// tensors (allocated) and memory held from the driver (reserved). Fails when CUDA is absent.
+int mvt_cuda_memory_stats(int device, int64_t* allocated_current, int64_t* allocated_peak,
+                          int64_t* reserved_current, int64_t* reserved_peak, char* error,
+                          size_t error_len) {
+  try {
+    constexpr auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    auto stats = c10::getDeviceAllocator(c10::DeviceType::CUDA)
+                     ->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    *allocated_current = stats.allocated_bytes[all].current;
+    *allocated_peak = stats.allocated_bytes[all].peak;
+    *reserved_current = stats.reserved_bytes[all].current;
+    *reserved_peak = stats.reserved_bytes[all].peak;
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
+
+// Starts a new peak: the peaks become the current values.
+int mvt_cuda_reset_peak_memory(int device, char* error, size_t error_len) {
+  try {
+    c10::getDeviceAllocator(c10::DeviceType::CUDA)
+        ->resetPeakStats(static_cast<c10::DeviceIndex>(device));
     return 0;
   } catch (const std::exception& e) {
     copy_message(e.what(), error, error_len);

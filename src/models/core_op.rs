@@ -1,0 +1,131 @@
+//! The sequence-mixing operation alone, without projections: what the Mamba paper's Fig. 8
+//! (left) times. For Mamba it is the selective scan (Algorithm 2, line 6) over `d_model`
+//! channels with state size N; for the Transformer, causal fused attention
+//! (`scaled_dot_product_attention`, FlashAttention-2 class on CUDA) over d_model / head_dim
+//! heads. Both read their inputs in the layout their kernels want.
+
+use super::{mamba, transformer, ModelConfig};
+use crate::scan::{ScanImpl, ScanInputs};
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub enum CoreOp {
+    Scan {
+        /// (d_model, N), fp32, S4D-real as in [`mamba::Mixer`].
+        a_log: Tensor,
+        /// (d_model,), fp32.
+        d: Tensor,
+        /// Δ's bias inside the softplus, (d_model,), fp32.
+        delta_bias: Tensor,
+        d_state: i64,
+        scan: ScanImpl,
+    },
+    Attention {
+        n_heads: i64,
+        n_kv_heads: i64,
+        head_dim: i64,
+    },
+}
+
+impl CoreOp {
+    pub fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
+        match cfg {
+            ModelConfig::Mamba(c) => Self::scan(p, c),
+            ModelConfig::Transformer(c) => Self::attention(c),
+        }
+    }
+
+    fn scan(p: nn::Path, cfg: &mamba::Config) -> Self {
+        let (d, n) = (cfg.d_model, cfg.d_state);
+        let a = Tensor::arange_start(1, n + 1, (Kind::Float, p.device())).repeat([d, 1]);
+        // softplus⁻¹(0.01): Δ starts inside mamba_simple.py's initial range.
+        let inv_softplus = (0.01f64.exp() - 1.0).ln();
+        Self::Scan {
+            a_log: p.var_copy("A_log", &a.log()),
+            d: p.var("D", &[d], nn::Init::Const(1.0)),
+            delta_bias: p.var("delta_bias", &[d], nn::Init::Const(inv_softplus)),
+            d_state: n,
+            scan: cfg.scan,
+        }
+    }
+
+    fn attention(cfg: &transformer::Config) -> Self {
+        Self::Attention {
+            n_heads: cfg.n_heads(),
+            n_kv_heads: cfg.n_kv_heads(),
+            head_dim: cfg.head_dim,
+        }
+    }
+
+    /// Random inputs for `batch` sequences of `seq_len`, every one with time on dimension 2:
+    /// u, Δ, B, C, z for the scan — (batch, channels or N, seq_len); q, k, v for attention —
+    /// (batch, heads, seq_len, head_dim).
+    pub fn random_inputs(
+        &self,
+        batch: i64,
+        seq_len: i64,
+        d_model: i64,
+        kind: Kind,
+        device: tch::Device,
+    ) -> Vec<Tensor> {
+        let randn = |shape: &[i64]| Tensor::randn(shape, (kind, device));
+        match self {
+            CoreOp::Scan { d_state, .. } => vec![
+                randn(&[batch, d_model, seq_len]),
+                randn(&[batch, d_model, seq_len]),
+                randn(&[batch, *d_state, seq_len]),
+                randn(&[batch, *d_state, seq_len]),
+                randn(&[batch, d_model, seq_len]),
+            ],
+            CoreOp::Attention {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+            } => vec![
+                randn(&[batch, *n_heads, seq_len, *head_dim]),
+                randn(&[batch, *n_kv_heads, seq_len, *head_dim]),
+                randn(&[batch, *n_kv_heads, seq_len, *head_dim]),
+            ],
+        }
+    }
+
+    /// y = scan(u, Δ, A, B, C, D, z) or y = softmax(QKᵀ/√d + causal mask) V.
+    pub fn forward(&self, inputs: &[Tensor]) -> Tensor {
+        match self {
+            CoreOp::Scan {
+                a_log,
+                d,
+                delta_bias,
+                scan,
+                ..
+            } => {
+                let a = -a_log.exp();
+                scan.scan(&ScanInputs {
+                    u: &inputs[0],
+                    delta: &inputs[1],
+                    a: &a,
+                    b: &inputs[2],
+                    c: &inputs[3],
+                    d: Some(d),
+                    z: Some(&inputs[4]),
+                    delta_bias: Some(delta_bias),
+                    delta_softplus: true,
+                })
+            }
+            CoreOp::Attention {
+                n_heads,
+                n_kv_heads,
+                ..
+            } => Tensor::scaled_dot_product_attention(
+                &inputs[0],
+                &inputs[1],
+                &inputs[2],
+                None::<&Tensor>,
+                0.0,
+                true,
+                None,
+                n_kv_heads != n_heads,
+            ),
+        }
+    }
+}

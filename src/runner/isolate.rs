@@ -1,0 +1,157 @@
+//! The parent side of a run: spawns `mvt worker` on one spec, enforces the wall-clock limit,
+//! and turns however the child ended into an [`Outcome`].
+
+use super::execute::{is_out_of_memory, Outcome};
+use crate::results::Status;
+use crate::suite::RunSpec;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(20);
+/// How much of a dead child's stderr a row keeps.
+const STDERR_TAIL: usize = 1500;
+
+/// Runs `spec` in a child process of `worker` (the `mvt` binary), using `work_dir` for the
+/// exchange files, and kills it after `timeout_s` seconds. Never fails: an unspawnable or dead
+/// child is an outcome too.
+pub fn run(spec: &RunSpec, worker: &Path, work_dir: &Path, timeout_s: f64) -> Outcome {
+    let stem = work_dir.join(&spec.run_id);
+    let (spec_path, outcome_path, log_path) = (
+        stem.with_extension("spec.json"),
+        stem.with_extension("outcome.json"),
+        stem.with_extension("stderr.log"),
+    );
+    let outcome = supervise(
+        spec,
+        worker,
+        &spec_path,
+        &outcome_path,
+        &log_path,
+        timeout_s,
+    );
+    for path in [&spec_path, &outcome_path, &log_path] {
+        let _ = std::fs::remove_file(path);
+    }
+    outcome
+}
+
+fn supervise(
+    spec: &RunSpec,
+    worker: &Path,
+    spec_path: &Path,
+    outcome_path: &Path,
+    log_path: &Path,
+    timeout_s: f64,
+) -> Outcome {
+    let failed = |status, message: String| Outcome::Failed { status, message };
+    let json = serde_json::to_vec(spec).expect("run specs serialise");
+    let log = std::fs::write(spec_path, json).and_then(|()| std::fs::File::create(log_path));
+    let child = log.and_then(|log| {
+        Command::new(worker)
+            .arg("worker")
+            .arg(spec_path)
+            .arg(outcome_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+    });
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            return failed(
+                Status::Error,
+                format!("cannot start `{} worker`: {e}", worker.display()),
+            )
+        }
+    };
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed().as_secs_f64() > timeout_s => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return failed(
+                    Status::Timeout,
+                    format!("killed after the {timeout_s} s limit (timeout_s)"),
+                );
+            }
+            Ok(None) => std::thread::sleep(POLL),
+            Err(e) => return failed(Status::Error, format!("lost the run's process: {e}")),
+        }
+    };
+    if let Some(outcome) = std::fs::read(outcome_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Outcome>(&bytes).ok())
+    {
+        return outcome;
+    }
+    let stderr = std::fs::read_to_string(log_path).unwrap_or_default();
+    died(status, &stderr)
+}
+
+/// A child that exited without an outcome: classified by its exit status and last words.
+fn died(status: ExitStatus, stderr: &str) -> Outcome {
+    let tail = tail(stderr);
+    let with_tail = |text: String| {
+        if tail.is_empty() {
+            text
+        } else {
+            format!("{text}; its stderr ends with: {tail}")
+        }
+    };
+    let (status, message) = match (status.signal(), status.code()) {
+        // Nobody here sent SIGKILL (a timeout returns before this): on Linux that is the
+        // kernel's out-of-memory killer.
+        (Some(9), _) => (
+            Status::Oom,
+            with_tail("killed by SIGKILL, most likely by the kernel's out-of-memory killer".into()),
+        ),
+        (Some(signal), _) => (
+            Status::Crashed,
+            with_tail(format!(
+                "killed by signal {signal} ({})",
+                signal_name(signal)
+            )),
+        ),
+        (None, code) if is_out_of_memory(stderr) => (
+            Status::Oom,
+            with_tail(format!(
+                "exited with code {code:?} after running out of memory"
+            )),
+        ),
+        (None, Some(code)) => (
+            Status::Crashed,
+            with_tail(format!(
+                "exited with code {code} without reporting a result"
+            )),
+        ),
+        (None, None) => (Status::Crashed, with_tail("ended without a status".into())),
+    };
+    Outcome::Failed { status, message }
+}
+
+fn tail(text: &str) -> String {
+    let text = text.trim();
+    let start = text
+        .char_indices()
+        .rev()
+        .nth(STDERR_TAIL)
+        .map_or(0, |(i, _)| i);
+    text[start..].replace('\n', " | ")
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => "see `kill -l`",
+    }
+}

@@ -1,0 +1,84 @@
+//! The child side of a run: `mvt worker SPEC OUTCOME` reads one run spec, measures it, and
+//! writes its [`Outcome`] as JSON. A process per run means an out-of-memory error, a crash or a
+//! leak cannot poison the next configuration, and a CPU peak-memory figure belongs to one
+//! configuration alone (optimum-benchmark's model).
+
+use super::execute::{measure_run, Outcome};
+use crate::device::DeviceSpec;
+use crate::results::store::{write_atomic, StoreError};
+use crate::suite::RunSpec;
+use std::path::{Path, PathBuf};
+
+/// Set in a sweep's environment to make chosen runs' children misbehave, so that tests can
+/// prove every way a run ends becomes a row: comma-separated `KIND@TEXT` items, where a run
+/// whose id contains TEXT does KIND (`panic`, `abort`, `exit`, `hang`) before measuring.
+pub const FAULT_INJECTION_VAR: &str = "MVT_FAULT_INJECTION";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot read the run spec `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is not a run spec: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] StoreError),
+}
+
+/// Measures the spec in `spec_path` and writes its outcome to `outcome_path`.
+pub fn serve(spec_path: &Path, outcome_path: &Path) -> Result<(), WorkerError> {
+    let text = std::fs::read_to_string(spec_path).map_err(|source| WorkerError::Read {
+        path: spec_path.to_owned(),
+        source,
+    })?;
+    let spec: RunSpec = serde_json::from_str(&text).map_err(|source| WorkerError::Parse {
+        path: spec_path.to_owned(),
+        source,
+    })?;
+    if let Some(threads) = spec.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    let outcome = match DeviceSpec::parse(&spec.device).and_then(|d| d.resolve(cuda_devices())) {
+        Ok(device) => measure_run(&spec, device),
+        Err(message) => Outcome::Failed {
+            status: crate::results::Status::Error,
+            message,
+        },
+    };
+    let json = serde_json::to_vec(&outcome).expect("outcomes serialise");
+    write_atomic(outcome_path, &json)?;
+    Ok(())
+}
+
+fn cuda_devices() -> usize {
+    tch::Cuda::device_count().max(0) as usize
+}
+
+/// Misbehaves as [`FAULT_INJECTION_VAR`] asks for this run, if it does; called as the first
+/// step of the measurement, where a failing model would fail.
+pub fn inject_fault(run_id: &str) {
+    let Ok(faults) = std::env::var(FAULT_INJECTION_VAR) else {
+        return;
+    };
+    let chosen = faults
+        .split(',')
+        .filter_map(|item| item.split_once('@'))
+        .find(|(_, needle)| run_id.contains(needle));
+    let Some((kind, _)) = chosen else {
+        return;
+    };
+    match kind {
+        "panic" => panic!("injected panic ({FAULT_INJECTION_VAR})"),
+        "abort" => std::process::abort(),
+        "exit" => std::process::exit(3),
+        "hang" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        },
+        _ => {}
+    }
+}
