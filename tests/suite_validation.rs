@@ -411,3 +411,22 @@ fn relative_checkpoint_paths_are_relative_to_the_suite_file() {
     let run = plan.runs.iter().find(|r| r.model == "ckpt").unwrap();
     assert_eq!(run.config.d_model(), 16);
 }
+
+#[test]
+fn decoding_passes_need_a_whole_model_and_warmup_cannot_be_zero() {
+    assert_one(
+        &edit("pass: forward", "pass: decode"),
+        10,
+        &["experiments[0].pass", "`pass: decode` needs a whole language model"],
+    );
+    assert_one(
+        &edit("repeats: 3", "repeats: 3\n    warmup: 0"),
+        15,
+        &["experiments[0].warmup", "first call"],
+    );
+    assert_one(
+        &edit("repeats: 3", "repeats: 3\n    new_tokens: 8"),
+        15,
+        &["new_tokens", "generate_throughput"],
+    );
+}
