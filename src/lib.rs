@@ -1,6 +1,7 @@
 //! mamba-vs-transformer: measures Mamba (S6) against a Transformer with fused attention on the
 //! same hardware and the same work. The `mvt` binary is a thin shell over this library.
 
+pub mod analysis;
 pub mod device;
 pub mod environment;
 pub mod measure;

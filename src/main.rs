@@ -12,7 +12,7 @@ use mamba_vs_transformer::results::manifest::{Manifest, MANIFEST_FILE};
 use mamba_vs_transformer::results::store;
 use mamba_vs_transformer::runner::{self, Options};
 use mamba_vs_transformer::suite::schema::DType;
-use mamba_vs_transformer::suite::{Machine, Plan, SuiteError};
+use mamba_vs_transformer::suite::{grid, Machine, Plan, SuiteError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tch::Tensor;
@@ -265,11 +265,14 @@ fn plot(results: &Path) -> Result<()> {
     })?;
     let manifest: Manifest = serde_json::from_str(&text)
         .with_context(|| format!("cannot parse `{}`", manifest_path.display()))?;
+    let runs = grid::expand(&manifest.resolved_suite, &manifest.device);
     let plan = Plan {
         device: tch::Device::Cpu,
-        runs: Vec::new(),
+        runs,
         suite: manifest.resolved_suite,
     };
+    let mut rows = store::read_rows(results)?;
+    runner::write_crossovers(&plan, results, &mut rows)?;
     let files = runner::render_plots(&plan, results)?;
     for file in &files {
         println!("{}", file.display());

@@ -35,8 +35,8 @@ fn every_pass_runs_and_reports_its_throughput() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = std::fs::read_to_string(Path::new(dir.path()).join("results/passes/rows.jsonl"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(dir.path()).join("results/passes/rows.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -417,7 +417,10 @@ fn decoding_passes_need_a_whole_model_and_warmup_cannot_be_zero() {
     assert_one(
         &edit("pass: forward", "pass: decode"),
         10,
-        &["experiments[0].pass", "`pass: decode` needs a whole language model"],
+        &[
+            "experiments[0].pass",
+            "`pass: decode` needs a whole language model",
+        ],
     );
     assert_one(
         &edit("repeats: 3", "repeats: 3\n    warmup: 0"),

@@ -3,11 +3,14 @@
 //! Text is drawn with the bundled DejaVu Sans, so charts have labels on machines without
 //! fontconfig or system fonts.
 
-pub mod latency;
+pub mod kinds;
+pub mod line;
 mod style;
 
+use crate::analysis::crossover::Crossover;
+use crate::results::Row;
 use crate::suite::schema::{PlotEntry, PlotKind};
-use polars::prelude::{DataFrame, PolarsError};
+use polars::prelude::PolarsError;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +26,30 @@ pub enum PlotError {
     },
 }
 
-/// Draws `plot` from `table` into `dir`, returning the files written (none when the experiment
-/// has no successful rows to show).
-pub fn render(plot: &PlotEntry, table: &DataFrame, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+/// Draws `plot` from `rows` (and their `crossovers`) into `dir`, returning the files written
+/// (none when the experiment has nothing to show).
+pub fn render(
+    plot: &PlotEntry,
+    rows: &[Row],
+    crossovers: &[Crossover],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
     std::fs::create_dir_all(dir).map_err(|source| PlotError::Folder {
         path: dir.to_owned(),
         source,
     })?;
     let stem = dir.join(format!("{}_{}", plot.kind.name(), plot.experiment));
-    match plot.kind {
-        PlotKind::LatencyVsSeqLen => latency::latency_vs_seq_len(table, &plot.experiment, &stem),
+    let experiment = plot.experiment.as_str();
+    let chart = match plot.kind {
+        PlotKind::LatencyVsSeqLen => kinds::latency_vs_seq_len(rows, experiment),
+        PlotKind::DecodeVsContext => kinds::decode_vs_context(rows, experiment),
+        PlotKind::MemoryVsSeqLen => kinds::memory_vs_seq_len(rows, experiment),
+        PlotKind::ThroughputVsBatch => kinds::throughput_vs_batch(rows, experiment),
+        PlotKind::AttentionShareVsSeqLen => kinds::attention_share_vs_seq_len(rows, experiment),
+        PlotKind::CrossoverVsWidth => kinds::crossover_vs_width(crossovers, experiment),
+    };
+    if chart.is_empty() {
+        return Ok(Vec::new());
     }
+    style::png_and_svg(&stem, &chart)
 }

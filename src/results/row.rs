@@ -75,6 +75,24 @@ pub struct Row {
     pub peak_mem_bytes: Option<i64>,
     /// CUDA: the most the allocator held from the driver.
     pub reserved_mem_bytes: Option<i64>,
+    /// The analytic model's costs of one timed call (`measure::analytic`), for every row.
+    #[serde(default)]
+    pub flops: f64,
+    #[serde(default)]
+    pub core_flops: f64,
+    #[serde(default)]
+    pub core_bytes: f64,
+    #[serde(default)]
+    pub bytes_moved: f64,
+    #[serde(default)]
+    pub param_bytes: f64,
+    #[serde(default)]
+    pub activation_bytes: f64,
+    #[serde(default)]
+    pub state_bytes: f64,
+    /// The latency the analytic model predicts with this device's fitted FLOP/s and bandwidth
+    /// (`analysis::fit`); absent until enough runs of the device succeed.
+    pub predicted_latency_s: Option<f64>,
     pub wall_s: f64,
     pub message: Option<String>,
 }

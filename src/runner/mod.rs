@@ -7,6 +7,7 @@ pub mod progress;
 pub mod record;
 pub mod worker;
 
+use crate::analysis::{crossover, fit};
 use crate::environment::{git_state, now_rfc3339, Environment};
 use crate::plots::{self, PlotError};
 use crate::results::manifest::{Manifest, MANIFEST_FILE};
@@ -94,6 +95,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         summary.ran += 1;
         summary.failed += usize::from(row.status != Status::Ok);
         rows.push(row);
+        fit::predict(&mut rows);
         store::write_rows(out, &rows)?;
     }
     progress.finish();
@@ -105,18 +107,39 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     manifest.finished_at = Some(now_rfc3339());
     manifest.runs_finished = rows.len();
     write_manifest(out, &manifest)?;
+    write_crossovers(plan, out, &mut rows)?;
     summary.charts = render_plots(plan, out)?;
     Ok(summary)
 }
 
-/// Re-renders every chart the suite asks for from the stored table in `out`.
+/// Fits the device model to `rows` and writes `crossover.csv` when the results hold pairs of
+/// Mamba and Transformer series.
+pub fn write_crossovers(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<(), StoreError> {
+    let crossovers = analyze(plan, rows);
+    if crossovers.is_empty() {
+        return Ok(());
+    }
+    write_atomic(
+        &out.join(crossover::CROSSOVER_FILE),
+        crossover::to_csv(&crossovers).as_bytes(),
+    )
+}
+
+/// Re-renders every chart the suite asks for from the rows stored in `out`.
 pub fn render_plots(plan: &Plan, out: &Path) -> Result<Vec<PathBuf>, RunError> {
-    let table = store::read_frame(out)?;
+    let mut rows = store::read_rows(out)?;
+    let crossovers = analyze(plan, &mut rows);
     let mut files = Vec::new();
     for plot in &plan.suite.plots {
-        files.extend(plots::render(plot, &table, &out.join("plots"))?);
+        files.extend(plots::render(plot, &rows, &crossovers, &out.join("plots"))?);
     }
     Ok(files)
+}
+
+/// Fits the device model to `rows` (filling their predictions) and finds every crossover.
+fn analyze(plan: &Plan, rows: &mut [Row]) -> Vec<crossover::Crossover> {
+    let fits = fit::predict(rows);
+    crossover::analyze(rows, &plan.runs, &fits)
 }
 
 fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) -> Manifest {

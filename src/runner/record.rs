@@ -1,6 +1,7 @@
 //! Turns a run spec and its outcome into a result row: the same columns whatever happened.
 
 use super::execute::Outcome;
+use crate::measure::analytic::costs;
 use crate::models::ModelConfig;
 use crate::results::{Row, Status};
 use crate::suite::RunSpec;
@@ -9,6 +10,7 @@ use tch::Device;
 /// The row of `spec`, which ended as `outcome` after `wall_s` seconds in its process.
 /// `threads` is what the run was set to use when its process did not report it.
 pub fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
+    let predicted = costs(spec);
     let mut row = Row {
         suite: spec.suite.clone(),
         experiment: spec.experiment.clone(),
@@ -39,6 +41,14 @@ pub fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row 
         tokens_per_s: None,
         peak_mem_bytes: None,
         reserved_mem_bytes: None,
+        flops: predicted.flops,
+        core_flops: predicted.core_flops,
+        core_bytes: predicted.core_bytes,
+        bytes_moved: predicted.bytes_moved,
+        param_bytes: predicted.param_bytes,
+        activation_bytes: predicted.activation_bytes,
+        state_bytes: predicted.state_bytes,
+        predicted_latency_s: None,
         wall_s,
         message: None,
     };

@@ -262,12 +262,27 @@ fn default_batch() -> Vec<i64> {
 pub enum PlotKind {
     /// Latency against sequence length, log-log, one line per model and width.
     LatencyVsSeqLen,
+    /// Latency of one decoding step against the context length.
+    DecodeVsContext,
+    /// Peak memory against sequence length, measured and (dashed) analytic.
+    MemoryVsSeqLen,
+    /// Tokens per second against batch size.
+    ThroughputVsBatch,
+    /// The share of the Transformer's time in attention against length, per width.
+    AttentionShareVsSeqLen,
+    /// Crossover length L* against width, with the line L = d.
+    CrossoverVsWidth,
 }
 
 impl PlotKind {
     pub fn name(self) -> &'static str {
         match self {
             PlotKind::LatencyVsSeqLen => "latency_vs_seq_len",
+            PlotKind::DecodeVsContext => "decode_vs_context",
+            PlotKind::MemoryVsSeqLen => "memory_vs_seq_len",
+            PlotKind::ThroughputVsBatch => "throughput_vs_batch",
+            PlotKind::AttentionShareVsSeqLen => "attention_share_vs_seq_len",
+            PlotKind::CrossoverVsWidth => "crossover_vs_width",
         }
     }
 }

@@ -1,0 +1,330 @@
+//! Crossover lengths: the smallest sequence length L* at which Mamba's median latency is at
+//! most the Transformer's, per (experiment, device, dtype, pass, component, d_model, batch)
+//! and pair of models, measured and predicted. This is the forum claim "below a length equal
+//! to the width, attention is cheaper" put as a number per width.
+//!
+//! Measured L* interpolates log(t_mamba / t_transformer) linearly in log L between the last
+//! grid length where Mamba is slower and the first where it is not. Its bounds repeat that
+//! with the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
+//! A crossover outside the measured range is said in words, never as a made-up number.
+
+use super::fit::DeviceFit;
+use crate::measure::analytic::costs;
+use crate::results::{Row, Status};
+use crate::suite::RunSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const CROSSOVER_FILE: &str = "crossover.csv";
+
+/// Where the measured ratio crosses 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// Mamba is slower at shorter lengths and not slower from L* on.
+    Crossed,
+    /// Mamba is at most as slow already at the shortest length measured.
+    MambaFasterThroughout,
+    /// Mamba is slower at every length measured.
+    NoneInRange,
+    /// Fewer than two lengths where both models succeeded.
+    InsufficientData,
+}
+
+impl Finding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Finding::Crossed => "crossed",
+            Finding::MambaFasterThroughout => "mamba faster throughout",
+            Finding::NoneInRange => "none in range",
+            Finding::InsufficientData => "insufficient data",
+        }
+    }
+}
+
+/// One crossover: a row of `crossover.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Crossover {
+    pub experiment: String,
+    pub device: String,
+    pub dtype: String,
+    pub pass: String,
+    pub component: String,
+    pub d_model: i64,
+    pub batch: i64,
+    pub mamba: String,
+    pub transformer: String,
+    pub finding: Finding,
+    /// Interpolated L*, when `finding` is `crossed`.
+    pub measured: Option<f64>,
+    /// L* with the spreads against Mamba and for it; absent where that ratio does not cross.
+    pub measured_low: Option<f64>,
+    pub measured_high: Option<f64>,
+    /// The lengths where both models succeeded.
+    pub min_len: Option<i64>,
+    pub max_len: Option<i64>,
+    /// Mamba's median over the Transformer's at the longest common length.
+    pub ratio_at_max_len: Option<f64>,
+    /// L* where Mamba's FLOPs fall to the Transformer's (analytic model, any length).
+    pub flops_crossover: Option<f64>,
+    /// L* of the fitted device model (FLOPs and bytes at the fitted rates).
+    pub predicted_crossover: Option<f64>,
+}
+
+/// Every crossover that `rows` (from runs `specs`) allow, given the device fits.
+pub fn analyze(
+    rows: &[Row],
+    specs: &[RunSpec],
+    fits: &BTreeMap<(String, String, i64), DeviceFit>,
+) -> Vec<Crossover> {
+    let spec_of: BTreeMap<&str, &RunSpec> = specs.iter().map(|s| (s.run_id.as_str(), s)).collect();
+    // Series of (L, row) per key and model.
+    type Key = (String, String, String, String, String, i64, i64);
+    let mut series: BTreeMap<Key, BTreeMap<(String, String), Vec<&Row>>> = BTreeMap::new();
+    for row in rows {
+        let key = (
+            row.experiment.clone(),
+            row.device.clone(),
+            row.dtype.clone(),
+            row.pass.clone(),
+            row.component.clone(),
+            row.d_model,
+            row.batch,
+        );
+        series
+            .entry(key)
+            .or_default()
+            .entry((row.family.clone(), row.model.clone()))
+            .or_default()
+            .push(row);
+    }
+    let mut out = Vec::new();
+    for (key, models) in series {
+        let of_family = |family: &'static str| {
+            models
+                .iter()
+                .filter(move |((f, _), _)| f == family)
+                .map(|((_, name), rows)| (name, rows))
+        };
+        for (mamba_name, mamba_rows) in of_family("mamba") {
+            for (transformer_name, transformer_rows) in of_family("transformer") {
+                let (experiment, device, dtype, pass, component, d_model, batch) = key.clone();
+                let mut c = measured(mamba_rows, transformer_rows);
+                c.experiment = experiment;
+                c.device = device;
+                c.dtype = dtype;
+                c.pass = pass;
+                c.component = component;
+                c.d_model = d_model;
+                c.batch = batch;
+                c.mamba = mamba_name.clone();
+                c.transformer = transformer_name.clone();
+                let pair = (
+                    mamba_rows
+                        .iter()
+                        .find_map(|r| spec_of.get(r.run_id.as_str())),
+                    transformer_rows
+                        .iter()
+                        .find_map(|r| spec_of.get(r.run_id.as_str())),
+                );
+                if let (Some(m), Some(t)) = pair {
+                    c.flops_crossover = predicted(m, t, |s| costs(s).flops);
+                    let machine = (c.device.clone(), c.dtype.clone(), mamba_rows[0].threads);
+                    c.predicted_crossover = fits.get(&machine).and_then(|fit| {
+                        predicted(m, t, |s| {
+                            let k = costs(s);
+                            fit.predict(k.flops, k.bytes_moved)
+                        })
+                    });
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The measured crossover of two series of rows at the same widths.
+fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
+    // (L, median, p10, p90) of successful rows.
+    let points = |rows: &[&Row]| -> BTreeMap<i64, (f64, f64, f64)> {
+        rows.iter()
+            .filter(|r| r.status == Status::Ok)
+            .filter_map(|r| {
+                Some((
+                    r.seq_len,
+                    (r.latency_median_s?, r.latency_p10_s?, r.latency_p90_s?),
+                ))
+            })
+            .collect()
+    };
+    let (m, t) = (points(mamba), points(transformer));
+    let common: Vec<(f64, (f64, f64, f64))> = m
+        .iter()
+        .filter_map(|(l, a)| {
+            let b = t.get(l)?;
+            Some((*l as f64, (a.0 / b.0, a.1 / b.2, a.2 / b.1)))
+        })
+        .collect();
+    let mut c = Crossover {
+        experiment: String::new(),
+        device: String::new(),
+        dtype: String::new(),
+        pass: String::new(),
+        component: String::new(),
+        d_model: 0,
+        batch: 0,
+        mamba: String::new(),
+        transformer: String::new(),
+        finding: Finding::InsufficientData,
+        measured: None,
+        measured_low: None,
+        measured_high: None,
+        min_len: common.first().map(|p| p.0 as i64),
+        max_len: common.last().map(|p| p.0 as i64),
+        ratio_at_max_len: common.last().map(|p| p.1 .0),
+        flops_crossover: None,
+        predicted_crossover: None,
+    };
+    if common.len() < 2 {
+        return c;
+    }
+    let curve = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        common.iter().map(|(l, r)| (*l, pick(r))).collect()
+    };
+    let median = first_crossing(&curve(|r| r.0));
+    c.finding = match median {
+        Crossing::At(l) => {
+            c.measured = Some(l);
+            Finding::Crossed
+        }
+        Crossing::Before => Finding::MambaFasterThroughout,
+        Crossing::Never => Finding::NoneInRange,
+    };
+    // The optimistic ratio (Mamba's p10 over the Transformer's p90) crosses earliest.
+    c.measured_low = first_crossing(&curve(|r| r.1)).length();
+    c.measured_high = first_crossing(&curve(|r| r.2)).length();
+    c
+}
+
+enum Crossing {
+    At(f64),
+    Before,
+    Never,
+}
+
+impl Crossing {
+    fn length(&self) -> Option<f64> {
+        match self {
+            Crossing::At(l) => Some(*l),
+            _ => None,
+        }
+    }
+}
+
+/// The first L where `ratio` ≤ 1, interpolated log-log; `points` ascend in L.
+fn first_crossing(points: &[(f64, f64)]) -> Crossing {
+    let Some(first) = points.iter().position(|(_, r)| *r <= 1.0) else {
+        return Crossing::Never;
+    };
+    if first == 0 {
+        return Crossing::Before;
+    }
+    let ((l0, r0), (l1, r1)) = (points[first - 1], points[first]);
+    let (x0, x1, y0, y1) = (l0.ln(), l1.ln(), r0.ln(), r1.ln());
+    let x = if (y1 - y0).abs() < f64::EPSILON {
+        x1
+    } else {
+        x0 + (0.0 - y0) * (x1 - x0) / (y1 - y0)
+    };
+    Crossing::At(x.exp())
+}
+
+/// The smallest L in [2, 2^24] with cost(mamba at L) ≤ cost(transformer at L), found by
+/// bisection on a power-of-√2 grid then on log L; `None` when there is none.
+fn predicted(
+    mamba: &RunSpec,
+    transformer: &RunSpec,
+    cost: impl Fn(&RunSpec) -> f64,
+) -> Option<f64> {
+    let at = |spec: &RunSpec, len: f64| {
+        let mut s = spec.clone();
+        s.seq_len = len.round().max(1.0) as i64;
+        cost(&s)
+    };
+    let ratio = |len: f64| at(mamba, len) / at(transformer, len);
+    let grid: Vec<f64> = (2..=48).map(|i| 2f64.powf(i as f64 / 2.0)).collect();
+    let first = grid.iter().position(|l| ratio(*l) <= 1.0)?;
+    if first == 0 {
+        return Some(grid[0]);
+    }
+    let (mut lo, mut hi) = (grid[first - 1].ln(), grid[first].ln());
+    for _ in 0..40 {
+        let mid = (lo + hi) / 2.0;
+        if ratio(mid.exp()) <= 1.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi.exp())
+}
+
+/// `crossover.csv`: one line per crossover, with empty cells for absent values.
+pub fn to_csv(crossovers: &[Crossover]) -> String {
+    let mut csv = String::from(
+        "experiment,device,dtype,pass,component,d_model,batch,mamba,transformer,finding,\
+         measured,measured_low,measured_high,min_len,max_len,ratio_at_max_len,\
+         flops_crossover,predicted_crossover\n",
+    );
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_default();
+    let int = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for c in crossovers {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            c.experiment,
+            c.device,
+            c.dtype,
+            c.pass,
+            c.component,
+            c.d_model,
+            c.batch,
+            c.mamba,
+            c.transformer,
+            c.finding.name(),
+            num(c.measured),
+            num(c.measured_low),
+            num(c.measured_high),
+            int(c.min_len),
+            int(c.max_len),
+            c.ratio_at_max_len
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_default(),
+            num(c.flops_crossover),
+            num(c.predicted_crossover),
+        ));
+    }
+    csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolates_in_log_space() {
+        // Ratio 2 at L=100, 0.5 at L=400: log r falls linearly to 0 halfway, at L = 200.
+        let Crossing::At(l) = first_crossing(&[(100.0, 2.0), (400.0, 0.5)]) else {
+            panic!("no crossing")
+        };
+        assert!((l - 200.0).abs() < 1e-9);
+        assert!(matches!(
+            first_crossing(&[(1.0, 0.9), (2.0, 0.5)]),
+            Crossing::Before
+        ));
+        assert!(matches!(
+            first_crossing(&[(1.0, 3.0), (2.0, 1.5)]),
+            Crossing::Never
+        ));
+    }
+}

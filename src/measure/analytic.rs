@@ -1,0 +1,366 @@
+//! The analytic cost model: FLOPs, bytes moved and memory of a run, from its configuration
+//! alone. Measurements are checked against it, and it predicts what cannot be measured here
+//! (frontier widths, lengths past memory).
+//!
+//! Conventions:
+//! - a multiply-add is 2 FLOPs; exp, softplus, sigmoid and division count 1 each;
+//! - causal attention computes only the unmasked half, L(L+1)/2 query-key pairs, as
+//!   FlashAttention-2 and SDPA's fused kernels do;
+//! - backward costs twice the forward (the standard 3× rule for a training step), for the
+//!   scan too (our kernels recompute states in backward instead of storing them);
+//! - bytes are what the fused kernels must move: the scan reads u, Δ, z, B, C and writes y, never
+//!   the (B, L, D, N) states (paper §3.3.2); fused attention reads Q, K, V and writes O, never
+//!   the (L, L) scores.
+
+use crate::models::{mamba, transformer, Component, ModelConfig};
+use crate::suite::schema::{DType, Pass};
+use crate::suite::RunSpec;
+use serde::{Deserialize, Serialize};
+
+/// The predicted costs of one timed call of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Costs {
+    pub flops: f64,
+    /// The part of `flops` spent in the core op (scan or attention), all layers.
+    pub core_flops: f64,
+    /// Bytes of the core op's inputs and outputs (scan or fused attention), all layers.
+    pub core_bytes: f64,
+    /// Bytes the whole call must move at least: weights read, activations written and read.
+    pub bytes_moved: f64,
+    /// Weights, at their stored dtypes (A_log and D in fp32).
+    pub param_bytes: f64,
+    /// Activations kept for backward (training passes only).
+    pub activation_bytes: f64,
+    /// What decoding carries: Mamba's states, or the Transformer's KV cache at its longest.
+    pub state_bytes: f64,
+}
+
+/// The forward of one part of a model over a [`Shape`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Layer {
+    flops: f64,
+    core_flops: f64,
+    /// Elements the core op reads and writes.
+    core_elems: f64,
+    /// Activation elements written (and later read) by the layer's ops.
+    activation_elems: f64,
+    /// Activation elements saved for backward.
+    saved_elems: f64,
+}
+
+/// A batch of sequences, and where attention's keys start: `context` tokens are cached
+/// before the `new` ones processed now (0 for a parallel pass).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    pub batch: f64,
+    pub new: f64,
+    pub context: f64,
+}
+
+impl Shape {
+    fn tokens(&self) -> f64 {
+        self.batch * self.new
+    }
+
+    /// Query-key pairs under the causal mask, per sequence and head.
+    fn causal_pairs(&self) -> f64 {
+        // Σ_{i=1..new} (context + i)
+        self.new * self.context + self.new * (self.new + 1.0) / 2.0
+    }
+}
+
+pub fn bytes_per_element(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 4.0,
+        DType::Bf16 | DType::F16 => 2.0,
+    }
+}
+
+/// The costs of one timed call of `spec`.
+pub fn costs(spec: &RunSpec) -> Costs {
+    let elt = bytes_per_element(spec.dtype);
+    let cfg = &spec.config;
+    let (batch, len) = (spec.batch as f64, spec.seq_len as f64);
+    let parallel = Shape {
+        batch,
+        new: len,
+        context: 0.0,
+    };
+    let param_bytes = param_bytes(cfg, spec.component, elt);
+    let forward = |shape: Shape| component_forward(cfg, spec.component, shape);
+    // One inference call: weights read once, every activation written and read once, and a
+    // decoding state (if any) read.
+    let inference = |f: Layer, state: f64| Costs {
+        flops: f.flops,
+        core_flops: f.core_flops,
+        core_bytes: f.core_elems * elt,
+        bytes_moved: param_bytes + 2.0 * f.activation_elems * elt + state,
+        ..Costs::default()
+    };
+    let mut costs = match spec.pass {
+        Pass::Forward | Pass::Prefill => inference(forward(parallel), 0.0),
+        Pass::ForwardBackward | Pass::TrainStep => {
+            let f = forward(parallel);
+            let optimizer = if spec.pass == Pass::TrainStep {
+                // AdamW: two moments and the update, about 12 FLOPs and 4 fp32 tensors a weight.
+                let params = cfg.params(spec.component) as f64;
+                (12.0 * params, 16.0 * params)
+            } else {
+                (0.0, 0.0)
+            };
+            Costs {
+                flops: 3.0 * f.flops + optimizer.0,
+                core_flops: 3.0 * f.core_flops,
+                core_bytes: 3.0 * f.core_elems * elt,
+                // Forward reads weights and writes activations; backward reads both and writes
+                // gradients of each.
+                bytes_moved: 3.0 * param_bytes + 6.0 * f.activation_elems * elt + optimizer.1,
+                activation_bytes: f.saved_elems * elt,
+                ..Costs::default()
+            }
+        }
+        Pass::Decode => {
+            let step = Shape {
+                batch,
+                new: 1.0,
+                context: len,
+            };
+            inference(forward(step), state_bytes(cfg, batch, len, elt))
+        }
+        Pass::GenerateThroughput => {
+            let mut total = inference(forward(parallel), 0.0);
+            // The first token comes from the prefill's logits; each further one is a step.
+            for i in 0..(spec.new_tokens.unwrap_or(1) - 1).max(0) {
+                let context = len + i as f64;
+                let step = Shape {
+                    batch,
+                    new: 1.0,
+                    context,
+                };
+                let cost = inference(forward(step), state_bytes(cfg, batch, context, elt));
+                total.flops += cost.flops;
+                total.core_flops += cost.core_flops;
+                total.core_bytes += cost.core_bytes;
+                total.bytes_moved += cost.bytes_moved;
+            }
+            total
+        }
+    };
+    costs.param_bytes = param_bytes;
+    if matches!(spec.pass, Pass::Decode | Pass::GenerateThroughput) {
+        let context = len + spec.new_tokens.unwrap_or(1) as f64;
+        costs.state_bytes = state_bytes(cfg, batch, context, elt);
+    }
+    costs
+}
+
+/// The forward of `component` over `shape`.
+fn component_forward(cfg: &ModelConfig, component: Component, shape: Shape) -> Layer {
+    let layers = cfg.n_layers() as f64;
+    let d = cfg.d_model() as f64;
+    let tokens = shape.tokens();
+    let norm = Layer {
+        flops: 4.0 * tokens * d,
+        activation_elems: tokens * d,
+        saved_elems: tokens * d,
+        ..Layer::default()
+    };
+    let residual = Layer {
+        flops: tokens * d,
+        activation_elems: tokens * d,
+        ..Layer::default()
+    };
+    match (cfg, component) {
+        (ModelConfig::Mamba(c), Component::Core) => scan(c, shape, c.d_model as f64),
+        (ModelConfig::Transformer(c), Component::Core) => attention_core(c, shape),
+        (ModelConfig::Mamba(c), Component::Mixer) => mamba_mixer(c, shape),
+        (ModelConfig::Transformer(c), Component::Mixer) => attention_layer(c, shape),
+        (ModelConfig::Mamba(c), Component::Block) => sum(&[norm, mamba_mixer(c, shape), residual]),
+        (ModelConfig::Transformer(c), Component::Block) => {
+            transformer_block(c, shape, norm, residual)
+        }
+        (ModelConfig::Mamba(c), Component::Model) => {
+            let block = sum(&[norm, mamba_mixer(c, shape), residual]);
+            model(block, layers, norm, tokens, d, c.vocab_size as f64)
+        }
+        (ModelConfig::Transformer(c), Component::Model) => {
+            let block = transformer_block(c, shape, norm, residual);
+            model(block, layers, norm, tokens, d, c.vocab_size as f64)
+        }
+    }
+}
+
+/// `layers` blocks, the final norm and the LM head (the embedding is a lookup).
+fn model(block: Layer, layers: f64, norm: Layer, tokens: f64, d: f64, vocab: f64) -> Layer {
+    let head = Layer {
+        flops: 2.0 * tokens * d * vocab,
+        activation_elems: tokens * vocab,
+        saved_elems: tokens * vocab,
+        ..Layer::default()
+    };
+    sum(&[scale(block, layers), norm, head])
+}
+
+fn transformer_block(c: &transformer::Config, shape: Shape, norm: Layer, residual: Layer) -> Layer {
+    sum(&[
+        norm,
+        attention_layer(c, shape),
+        residual,
+        norm,
+        mlp(c, shape),
+        residual,
+    ])
+}
+
+/// A dense projection of `tokens` rows from `fan_in` to `fan_out`.
+fn linear(tokens: f64, fan_in: f64, fan_out: f64) -> Layer {
+    Layer {
+        flops: 2.0 * tokens * fan_in * fan_out,
+        activation_elems: tokens * fan_out,
+        saved_elems: tokens * fan_in,
+        ..Layer::default()
+    }
+}
+
+/// The selective scan over `channels` (Algorithm 2, lines 5–6, with the D skip and the gate):
+/// per state element Δ·A, exp, Δu·B, h = Āh + B̄u and y += C·h (7 FLOPs); per channel Δ's
+/// bias and softplus, Δ·u, the D skip, and the SiLU gate (9 FLOPs).
+fn scan(c: &mamba::Config, shape: Shape, channels: f64) -> Layer {
+    let n = c.d_state as f64;
+    let tokens = shape.tokens();
+    let flops = tokens * channels * (7.0 * n + 9.0);
+    Layer {
+        flops,
+        core_flops: flops,
+        // u, Δ, z in and y out per channel, B and C per state; A, D and Δ's bias once.
+        core_elems: tokens * (4.0 * channels + 2.0 * n) + channels * (n + 2.0),
+        activation_elems: tokens * channels,
+        saved_elems: 0.0,
+    }
+}
+
+fn mamba_mixer(c: &mamba::Config, shape: Shape) -> Layer {
+    let tokens = shape.tokens();
+    let (d, e) = (c.d_model as f64, c.d_inner() as f64);
+    let (n, r, k) = (c.d_state as f64, c.dt_rank() as f64, c.d_conv as f64);
+    let conv = Layer {
+        flops: 2.0 * tokens * e * k + 3.0 * tokens * e, // and SiLU
+        activation_elems: tokens * e,
+        saved_elems: tokens * e,
+        ..Layer::default()
+    };
+    let mut scan = scan(c, shape, e);
+    scan.saved_elems = tokens * e; // Δ; the states are recomputed
+    sum(&[
+        linear(tokens, d, 2.0 * e),
+        conv,
+        linear(tokens, e, r + 2.0 * n),
+        linear(tokens, r, e),
+        scan,
+        linear(tokens, e, d),
+    ])
+}
+
+/// QKᵀ, the softmax and AV under the causal mask: the fused kernel alone.
+fn attention_core(c: &transformer::Config, shape: Shape) -> Layer {
+    let (heads, kv_heads, hd) = (c.n_heads() as f64, c.n_kv_heads() as f64, c.head_dim as f64);
+    let pairs = shape.batch * heads * shape.causal_pairs();
+    let tokens = shape.tokens();
+    // Q and O for the new tokens; K and V for every cached and new token.
+    let keys = shape.batch * (shape.context + shape.new);
+    let flops = 2.0 * 2.0 * pairs * hd + 5.0 * pairs;
+    Layer {
+        flops,
+        core_flops: flops,
+        core_elems: 2.0 * tokens * heads * hd + 2.0 * keys * kv_heads * hd,
+        activation_elems: tokens * heads * hd,
+        // The output and the softmax's log-sum-exp (FlashAttention's backward recomputes P).
+        saved_elems: tokens * heads * (hd + 1.0),
+    }
+}
+
+fn attention_layer(c: &transformer::Config, shape: Shape) -> Layer {
+    let tokens = shape.tokens();
+    let d = c.d_model as f64;
+    let (q, kv) = (
+        (c.n_heads() * c.head_dim) as f64,
+        (c.n_kv_heads() * c.head_dim) as f64,
+    );
+    let rope = Layer {
+        flops: 3.0 * tokens * (q + kv),
+        activation_elems: tokens * (q + kv),
+        ..Layer::default()
+    };
+    sum(&[
+        linear(tokens, d, q + 2.0 * kv),
+        rope,
+        attention_core(c, shape),
+        linear(tokens, q, d),
+    ])
+}
+
+/// SwiGLU: gate and up projections, SiLU(gate)·up (4 FLOPs an element), down projection.
+fn mlp(c: &transformer::Config, shape: Shape) -> Layer {
+    let tokens = shape.tokens();
+    let (d, f) = (c.d_model as f64, c.intermediate_size() as f64);
+    let gate = Layer {
+        flops: 4.0 * tokens * f,
+        activation_elems: tokens * f,
+        saved_elems: tokens * f,
+        ..Layer::default()
+    };
+    sum(&[linear(tokens, d, 2.0 * f), gate, linear(tokens, f, d)])
+}
+
+fn sum(parts: &[Layer]) -> Layer {
+    parts.iter().fold(Layer::default(), |a, b| Layer {
+        flops: a.flops + b.flops,
+        core_flops: a.core_flops + b.core_flops,
+        core_elems: a.core_elems + b.core_elems,
+        activation_elems: a.activation_elems + b.activation_elems,
+        saved_elems: a.saved_elems + b.saved_elems,
+    })
+}
+
+fn scale(layer: Layer, by: f64) -> Layer {
+    Layer {
+        flops: layer.flops * by,
+        core_flops: layer.core_flops * by,
+        core_elems: layer.core_elems * by,
+        activation_elems: layer.activation_elems * by,
+        saved_elems: layer.saved_elems * by,
+    }
+}
+
+/// Weight bytes: everything at the compute dtype except the fp32 `A_log`, `D` (and the core
+/// scan's Δ bias).
+fn param_bytes(cfg: &ModelConfig, component: Component, elt: f64) -> f64 {
+    let params = cfg.params(component) as f64;
+    let fp32 = match cfg {
+        ModelConfig::Mamba(c) => {
+            let per_layer = (c.d_inner() * (c.d_state + 1)) as f64;
+            match component {
+                Component::Core => params,
+                Component::Mixer | Component::Block => per_layer,
+                Component::Model => per_layer * c.n_layers as f64,
+            }
+        }
+        ModelConfig::Transformer(_) => 0.0,
+    };
+    fp32 * 4.0 + (params - fp32) * elt
+}
+
+/// Decoding state at `context` tokens: Mamba's conv window (compute dtype) and fp32 SSM
+/// state per layer; the Transformer's keys and values per layer.
+fn state_bytes(cfg: &ModelConfig, batch: f64, context: f64, elt: f64) -> f64 {
+    match cfg {
+        ModelConfig::Mamba(c) => {
+            let e = c.d_inner() as f64;
+            c.n_layers as f64 * batch * e * (c.d_conv as f64 * elt + c.d_state as f64 * 4.0)
+        }
+        ModelConfig::Transformer(c) => {
+            let kv = (c.n_kv_heads() * c.head_dim) as f64;
+            c.n_layers as f64 * 2.0 * batch * context * kv * elt
+        }
+    }
+}

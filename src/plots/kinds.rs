@@ -1,0 +1,306 @@
+//! One function per chart kind: which rows, which axes, which lines.
+
+use super::line::{Axis, Failure, Line, LineChart};
+use crate::analysis::crossover::Crossover;
+use crate::measure::timing::format_seconds;
+use crate::results::{Row, Status};
+use std::collections::BTreeMap;
+
+fn bytes(b: f64) -> String {
+    match b {
+        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.0} kB", b / 1e3),
+        b => format!("{b:.0} B"),
+    }
+}
+
+fn rate(r: f64) -> String {
+    match r {
+        r if r >= 1e6 => format!("{:.1}M", r / 1e6),
+        r if r >= 1e3 => format!("{:.1}k", r / 1e3),
+        r => format!("{r:.0}"),
+    }
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+/// Lines of `experiment`'s rows: one per `label`, points at (x, y) of successful rows, and
+/// an ✕ for each failed one. Lines of one model share a colour.
+fn lines(
+    rows: &[Row],
+    experiment: &str,
+    label: impl Fn(&Row) -> String,
+    x: impl Fn(&Row) -> f64,
+    y: impl Fn(&Row) -> Option<f64>,
+) -> (Vec<Line>, Vec<Failure>) {
+    let mine: Vec<&Row> = rows.iter().filter(|r| r.experiment == experiment).collect();
+    let models: Vec<&str> = {
+        let mut m: Vec<&str> = mine.iter().map(|r| r.model.as_str()).collect();
+        m.dedup();
+        m.sort();
+        m.dedup();
+        m
+    };
+    let color_of = |r: &Row| models.iter().position(|m| *m == r.model).unwrap_or(0);
+    let mut grouped: BTreeMap<String, Line> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for row in &mine {
+        match (row.status, y(row)) {
+            (Status::Ok, Some(value)) if value > 0.0 => {
+                let line = grouped.entry(label(row)).or_insert_with(|| Line {
+                    label: label(row),
+                    color: color_of(row),
+                    ..Line::default()
+                });
+                line.points.push((x(row), value));
+            }
+            (Status::Ok, _) => {}
+            (status, _) => failures.push(Failure {
+                x: x(row),
+                status: status.name().to_owned(),
+                color: color_of(row),
+            }),
+        }
+    }
+    let mut lines: Vec<Line> = grouped.into_values().collect();
+    for line in &mut lines {
+        line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    (lines, failures)
+}
+
+/// `mamba d=1024`, with the batch when `experiment` sweeps it.
+fn model_width(rows: &[Row], experiment: &str) -> impl Fn(&Row) -> String {
+    let batches: std::collections::BTreeSet<i64> = rows
+        .iter()
+        .filter(|r| r.experiment == experiment)
+        .map(|r| r.batch)
+        .collect();
+    let show_batch = batches.len() > 1;
+    move |r: &Row| {
+        if show_batch {
+            format!("{} d={} b={}", r.model, r.d_model, r.batch)
+        } else {
+            format!("{} d={}", r.model, r.d_model)
+        }
+    }
+}
+
+/// Median latency against L, log-log: slope 1 is linear scaling, slope 2 quadratic.
+pub fn latency_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
+    let (lines, failures) = lines(
+        rows,
+        experiment,
+        model_width(rows, experiment),
+        |r| r.seq_len as f64,
+        |r| r.latency_median_s,
+    );
+    LineChart {
+        title: format!("{experiment}: median latency vs sequence length"),
+        x_desc: "sequence length L (tokens, log scale)".into(),
+        y_desc: "median latency (log scale)".into(),
+        x_axis: Axis::Log2,
+        y_axis: Axis::Log10(format_seconds),
+        lines,
+        failures,
+        references: Vec::new(),
+    }
+}
+
+/// One decoding step against the context it attends to (or, for Mamba, does not).
+pub fn decode_vs_context(rows: &[Row], experiment: &str) -> LineChart {
+    let mut chart = latency_vs_seq_len(rows, experiment);
+    chart.title = format!("{experiment}: latency of one decoding step vs context");
+    chart.x_desc = "context length (tokens, log scale)".into();
+    chart.y_desc = "median step latency (log scale)".into();
+    chart
+}
+
+/// Peak memory of the pass against L, measured; dashed, the analytic activation or state
+/// bytes where the pass has them.
+pub fn memory_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
+    let label = model_width(rows, experiment);
+    let (mut lines, failures) = lines(
+        rows,
+        experiment,
+        &label,
+        |r| r.seq_len as f64,
+        |r| r.peak_mem_bytes.map(|b| b as f64),
+    );
+    let (predicted, _) = lines_of_prediction(rows, experiment, &label);
+    lines.extend(predicted);
+    LineChart {
+        title: format!("{experiment}: peak memory vs sequence length"),
+        x_desc: "sequence length L (tokens, log scale)".into(),
+        y_desc: "peak memory above weights and inputs (log scale)".into(),
+        x_axis: Axis::Log2,
+        y_axis: Axis::Log10(bytes),
+        lines,
+        failures,
+        references: Vec::new(),
+    }
+}
+
+/// Dashed lines of the analytic memory (activations kept for backward, or decoding state).
+fn lines_of_prediction(
+    rows: &[Row],
+    experiment: &str,
+    label: &impl Fn(&Row) -> String,
+) -> (Vec<Line>, Vec<Failure>) {
+    let (mut predicted, failures) = lines(
+        rows,
+        experiment,
+        |r| format!("{} (analytic)", label(r)),
+        |r| r.seq_len as f64,
+        |r| Some(r.activation_bytes + r.state_bytes),
+    );
+    for line in &mut predicted {
+        line.dashed = true;
+    }
+    (predicted, failures)
+}
+
+/// Tokens per second against batch size (generation throughput: the paper's Fig. 8 right).
+pub fn throughput_vs_batch(rows: &[Row], experiment: &str) -> LineChart {
+    let (lines, failures) = lines(
+        rows,
+        experiment,
+        |r| format!("{} d={} L={}", r.model, r.d_model, r.seq_len),
+        |r| r.batch as f64,
+        |r| r.tokens_per_s,
+    );
+    LineChart {
+        title: format!("{experiment}: throughput vs batch size"),
+        x_desc: "batch size (log scale)".into(),
+        y_desc: "tokens per second (log scale)".into(),
+        x_axis: Axis::Log2,
+        y_axis: Axis::Log10(rate),
+        lines,
+        failures,
+        references: Vec::new(),
+    }
+}
+
+/// The share of a Transformer's time spent in attention: measured where a `component: core`
+/// run of the same model, width, length, batch and pass exists in the results; and, dashed,
+/// the analytic FLOP share.
+pub fn attention_share_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
+    let core_time = |r: &Row| {
+        rows.iter()
+            .find(|c| {
+                c.component == "core"
+                    && c.status == Status::Ok
+                    && (
+                        &c.model, c.d_model, c.seq_len, c.batch, &c.pass, &c.device, &c.dtype,
+                    ) == (
+                        &r.model, r.d_model, r.seq_len, r.batch, &r.pass, &r.device, &r.dtype,
+                    )
+            })
+            .and_then(|c| c.latency_median_s)
+    };
+    let transformer: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.family == "transformer")
+        .cloned()
+        .collect();
+    let (mut lines_measured, failures) = lines(
+        &transformer,
+        experiment,
+        |r| format!("measured d={}", r.d_model),
+        |r| r.seq_len as f64,
+        |r| Some(core_time(r)? / r.latency_median_s?),
+    );
+    let (mut flops, _) = lines(
+        &transformer,
+        experiment,
+        |r| format!("FLOP model d={}", r.d_model),
+        |r| r.seq_len as f64,
+        |r| (r.flops > 0.0).then(|| r.core_flops / r.flops),
+    );
+    for (i, line) in lines_measured.iter_mut().enumerate() {
+        line.color = i;
+    }
+    for (i, line) in flops.iter_mut().enumerate() {
+        line.color = i;
+        line.dashed = true;
+    }
+    lines_measured.extend(flops);
+    LineChart {
+        title: format!("{experiment}: share of Transformer time in attention"),
+        x_desc: "sequence length L (tokens, log scale)".into(),
+        y_desc: "attention share".into(),
+        x_axis: Axis::Log2,
+        y_axis: Axis::Linear(percent),
+        lines: lines_measured,
+        failures,
+        references: Vec::new(),
+    }
+}
+
+/// Measured crossover L* (with bounds) and the FLOP model's, against width, with L = d: the
+/// forum claim "attention is cheaper below a length equal to the width" in one picture.
+pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineChart {
+    let mine: Vec<&Crossover> = crossovers
+        .iter()
+        .filter(|c| c.experiment == experiment)
+        .collect();
+    let mut grouped: BTreeMap<String, (Line, Line)> = BTreeMap::new();
+    for c in &mine {
+        let key = format!("{} {} b={}", c.pass, c.component, c.batch);
+        let index = grouped.len();
+        let (measured, flops) = grouped.entry(key.clone()).or_insert_with(|| {
+            (
+                Line {
+                    label: format!("measured L*: {key}"),
+                    color: index,
+                    ..Line::default()
+                },
+                Line {
+                    label: format!("FLOP model L*: {key}"),
+                    color: index,
+                    dashed: true,
+                    ..Line::default()
+                },
+            )
+        });
+        let d = c.d_model as f64;
+        if let Some(l) = c.measured {
+            measured.points.push((d, l));
+            if let (Some(lo), Some(hi)) = (c.measured_low, c.measured_high) {
+                measured.bounds.push((d, lo.min(hi), lo.max(hi)));
+            }
+        }
+        if let Some(l) = c.flops_crossover {
+            flops.points.push((d, l));
+        }
+    }
+    let mut lines = Vec::new();
+    for (_, (mut measured, mut flops)) in grouped {
+        measured.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        flops.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        lines.push(measured);
+        lines.push(flops);
+    }
+    let widths: Vec<f64> = mine.iter().map(|c| c.d_model as f64).collect();
+    let (lo, hi) = widths.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &d| {
+        (lo.min(d), hi.max(d))
+    });
+    let references = if lo <= hi {
+        vec![("L = d_model".to_owned(), vec![(lo, lo), (hi, hi)])]
+    } else {
+        Vec::new()
+    };
+    LineChart {
+        title: format!("{experiment}: crossover length vs width"),
+        x_desc: "d_model (log scale)".into(),
+        y_desc: "crossover L* (tokens, log scale)".into(),
+        x_axis: Axis::Log2,
+        y_axis: Axis::Log10(|l| format!("{l:.0}")),
+        lines,
+        failures: Vec::new(),
+        references,
+    }
+}

@@ -1,0 +1,155 @@
+//! The analytic cost model against values worked out by hand.
+
+use mamba_vs_transformer::measure::analytic::costs;
+use mamba_vs_transformer::suite::{Machine, Plan, RunSpec};
+
+/// The single run of a one-experiment suite.
+fn run(model: &str, pass: &str, component: &str, grid: &str, extra: &str) -> RunSpec {
+    let text = format!(
+        "\
+name: a
+device: cpu
+models:
+  m: {{ family: mamba, d_state: 2, d_conv: 4, expand: 2, dt_rank: 1, vocab_size: 10 }}
+  t: {{ family: transformer, head_dim: 8, mlp_ratio: 2, vocab_size: 10 }}
+experiments:
+  - {{ name: e, kind: speed, pass: {pass}, component: {component}, models: [{model}], grid: {grid}{extra} }}
+"
+    );
+    let mut runs = Plan::parse(&text, Machine { cuda_devices: 0 })
+        .expect("valid")
+        .runs;
+    assert_eq!(runs.len(), 1);
+    runs.remove(0)
+}
+
+#[test]
+fn mamba_mixer_forward_flops() {
+    // B 1, L 2, d 4, E 8, N 2, R 1, K 4 (2 FLOPs per multiply-add):
+    // in_proj 2·2·4·16 = 256; conv 2·2·8·4 + SiLU 3·2·8 = 176; x_proj 2·2·8·5 = 160;
+    // dt_proj 2·2·1·8 = 32; scan 2·8·(7·2 + 9) = 368; out_proj 2·2·8·4 = 128.
+    let spec = run(
+        "m",
+        "forward",
+        "mixer",
+        "{ d_model: [4], seq_len: [2] }",
+        "",
+    );
+    assert_eq!(costs(&spec).flops, 1120.0);
+}
+
+#[test]
+fn the_scan_alone_and_its_bytes() {
+    // Core op over d 4 channels, N 2, B 1, L 2: 2·4·(7·2 + 9) = 184 FLOPs. Bytes in f32:
+    // u, Δ, z, y: 4·2·4 = 32 elements; B, C: 2·2·2 = 8; A, D, bias: 4·(2 + 2) = 16 → 56·4.
+    let spec = run("m", "forward", "core", "{ d_model: [4], seq_len: [2] }", "");
+    let c = costs(&spec);
+    assert_eq!((c.flops, c.core_bytes), (184.0, 224.0));
+}
+
+#[test]
+fn causal_attention_counts_the_unmasked_half() {
+    // d 16 = 2 heads of 8, B 1, L 4: 2·(4·5/2) = 20 query-key pairs; QKᵀ and AV 2·2·20·8 = 640,
+    // softmax 5·20 = 100.
+    let spec = run(
+        "t",
+        "forward",
+        "core",
+        "{ d_model: [16], seq_len: [4] }",
+        "",
+    );
+    let c = costs(&spec);
+    assert_eq!(c.flops, 740.0);
+    // Q, O: 2·4·16 = 128 elements; K, V: another 128 → 256 elements of 4 bytes.
+    assert_eq!(c.core_bytes, 1024.0);
+}
+
+#[test]
+fn backward_is_twice_the_forward() {
+    let grid = "{ d_model: [16], seq_len: [8] }";
+    let forward = costs(&run("t", "forward", "block", grid, "")).flops;
+    let both = costs(&run("t", "forward_backward", "block", grid, "")).flops;
+    assert_eq!(both, 3.0 * forward);
+}
+
+#[test]
+fn a_decoding_step_attends_over_its_context_and_mamba_state_is_fixed() {
+    // Transformer, 2 layers of d 16 (2 heads of 8, MLP 32), vocab 10, B 1, context 4.
+    let spec = run(
+        "t",
+        "decode",
+        "model",
+        "{ d_model: [16], seq_len: [4] }",
+        "",
+    );
+    let c = costs(&spec);
+    // One new token: QKV 2·16·48 = 1536, RoPE 3·32 = 96, attention over 5 keys per head:
+    // 2 heads · 5 pairs → 4·10·8 + 5·10 = 370, O 2·16·16 = 512; MLP 2·16·64 + 4·32 + 2·32·16
+    // = 2048 + 128 + 1024 = 3200; 2 norms 2·64 = 128, 2 residuals 32. Layer 5874; 2 layers
+    // 11748, final norm 64, head 2·16·10 = 320.
+    assert_eq!(c.flops, 12132.0);
+    // KV cache at 4 + 1 tokens: 2 layers · (K, V) · 5 · 16 · 4 bytes.
+    assert_eq!(c.state_bytes, 2.0 * 2.0 * 5.0 * 16.0 * 4.0);
+
+    let short = costs(&run(
+        "m",
+        "decode",
+        "model",
+        "{ d_model: [4], seq_len: [4] }",
+        "",
+    ));
+    let long = costs(&run(
+        "m",
+        "decode",
+        "model",
+        "{ d_model: [4], seq_len: [4096] }",
+        "",
+    ));
+    assert_eq!(
+        short.flops, long.flops,
+        "Mamba's step is O(1) in the context"
+    );
+    // 2 layers · E 8 · (conv 4 f32 + state 2 f32) · 4 bytes.
+    assert_eq!(short.state_bytes, 2.0 * 8.0 * 6.0 * 4.0);
+}
+
+#[test]
+fn weights_keep_a_log_and_d_in_fp32() {
+    let f32 = run(
+        "m",
+        "forward",
+        "mixer",
+        "{ d_model: [4], seq_len: [2] }",
+        "",
+    );
+    let mut bf16 = f32.clone();
+    bf16.dtype = mamba_vs_transformer::suite::schema::DType::Bf16;
+    let params = f32.config.params(f32.component) as f64;
+    assert_eq!(costs(&f32).param_bytes, 4.0 * params);
+    // A_log and D: E·(N + 1) = 24 fp32 values; the rest in 2 bytes.
+    assert_eq!(costs(&bf16).param_bytes, 24.0 * 4.0 + (params - 24.0) * 2.0);
+}
+
+#[test]
+fn generation_is_a_prefill_and_a_step_per_further_token() {
+    let grid = "{ d_model: [16], seq_len: [4] }";
+    let generate = costs(&run(
+        "t",
+        "generate_throughput",
+        "model",
+        grid,
+        ", new_tokens: 3",
+    ));
+    let prefill = costs(&run("t", "prefill", "model", grid, "")).flops;
+    let step_at = |context: &str| {
+        costs(&run(
+            "t",
+            "decode",
+            "model",
+            &format!("{{ d_model: [16], seq_len: [{context}] }}"),
+            "",
+        ))
+        .flops
+    };
+    assert_eq!(generate.flops, prefill + step_at("4") + step_at("5"));
+}
