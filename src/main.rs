@@ -12,9 +12,10 @@ use mamba_vs_transformer::results::manifest::{Manifest, MANIFEST_FILE};
 use mamba_vs_transformer::results::store;
 use mamba_vs_transformer::runner::{self, Options};
 use mamba_vs_transformer::suite::schema::DType;
-use mamba_vs_transformer::suite::{grid, Machine, Plan, SuiteError};
+use mamba_vs_transformer::suite::{grid, Machine, Plan, Shard, SuiteError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use tch::Tensor;
 
 #[derive(Parser)]
@@ -43,6 +44,21 @@ enum Command {
         /// Keep the rows already in the results folder and run only what is missing.
         #[arg(long)]
         resume: bool,
+        /// Run only shard I of N (0-based): every N-th run from the I-th, e.g. on a cluster
+        /// `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`; then `mvt merge`.
+        #[arg(long, value_parser = Shard::from_str)]
+        shard: Option<Shard>,
+    },
+    /// Combine the results folders of a suite's shards (or repeated sweeps) into one.
+    #[command(
+        after_help = "Example:\n  mvt merge results/crossover results/crossover.shard-0of4 results/crossover.shard-1of4 ..."
+    )]
+    Merge {
+        /// The merged results folder to write.
+        out: PathBuf,
+        /// Results folders of the same suite.
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
     },
     /// Check a suite without running it: every problem, with its line and column.
     #[command(after_help = "Example:\n  mvt validate experiments/smoke.yaml")]
@@ -131,7 +147,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { suite, out, resume } => run_suite(&suite, out, resume),
+        Command::Run {
+            suite,
+            out,
+            resume,
+            shard,
+        } => run_suite(&suite, out, resume, shard),
+        Command::Merge { out, dirs } => merge(&out, &dirs),
         Command::Validate { suite } => {
             let plan = Plan::load(&suite, Machine::current())?;
             println!(
@@ -203,9 +225,20 @@ fn generate(args: &CheckpointArgs, max_new: i64) -> Result<()> {
     Ok(())
 }
 
-fn run_suite(suite_path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()> {
+fn run_suite(
+    suite_path: &Path,
+    out: Option<PathBuf>,
+    resume: bool,
+    shard: Option<Shard>,
+) -> Result<()> {
     let plan = Plan::load(suite_path, Machine::current())?;
-    let out_dir = out.unwrap_or_else(|| Path::new("results").join(&plan.suite.name));
+    let out_dir = out.unwrap_or_else(|| {
+        let name = match shard {
+            Some(s) => format!("{}.shard-{}of{}", plan.suite.name, s.index, s.count),
+            None => plan.suite.name.clone(),
+        };
+        Path::new("results").join(name)
+    });
     eprintln!(
         "suite `{}`: {} run(s) on {} → {}",
         plan.suite.name,
@@ -218,6 +251,7 @@ fn run_suite(suite_path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()
         out_dir: out_dir.clone(),
         resume,
         worker: std::env::current_exe().context("cannot find the mvt binary to start runs")?,
+        shard,
     };
     let summary = runner::run(&plan, &options)?;
 
@@ -252,6 +286,26 @@ fn run_suite(suite_path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()
             out_dir.join(store::CSV_FILE).display()
         );
     }
+    Ok(())
+}
+
+fn merge(out: &Path, dirs: &[PathBuf]) -> Result<()> {
+    let summary = runner::merge::merge(out, dirs).map_err(|e| match e {
+        runner::merge::MergeError::Run(run) => anyhow::Error::from(run),
+        invalid => InvalidInput(invalid.to_string()).into(),
+    })?;
+    for conflict in &summary.conflicts {
+        eprintln!("conflict: {conflict}");
+    }
+    eprintln!(
+        "{} of {} planned run(s) in {} ({} duplicate row(s), {} conflict(s), {} chart file(s))",
+        summary.rows,
+        summary.planned,
+        out.display(),
+        summary.duplicates,
+        summary.conflicts.len(),
+        summary.charts.len()
+    );
     Ok(())
 }
 

@@ -7,6 +7,27 @@ use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// Provenance of a merged results folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergeRecord {
+    pub sources: Vec<MergedSource>,
+    /// Run ids found in more than one source with different results, and which was kept.
+    pub conflicts: Vec<String>,
+    /// Planned runs that no source finished.
+    pub missing: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergedSource {
+    pub dir: String,
+    pub shard: Option<String>,
+    pub rows: usize,
+    pub git_commit: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub cpu_model: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub suite: String,
@@ -26,6 +47,12 @@ pub struct Manifest {
     pub threads: i64,
     pub runs_planned: usize,
     pub runs_finished: usize,
+    /// `I/N` when this folder holds one shard of the suite (`mvt run --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The folders `mvt merge` combined into this one, and what it found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeRecord>,
     pub environment: Environment,
     /// The suite after defaults were applied.
     pub resolved_suite: Suite,

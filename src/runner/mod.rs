@@ -3,6 +3,7 @@
 
 pub mod execute;
 pub mod isolate;
+pub mod merge;
 pub mod progress;
 pub mod record;
 pub mod worker;
@@ -13,7 +14,7 @@ use crate::plots::{self, PlotError};
 use crate::results::manifest::{Manifest, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic, StoreError};
 use crate::results::{Row, Status};
-use crate::suite::Plan;
+use crate::suite::{Plan, Shard};
 use progress::Progress;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct Options {
     pub resume: bool,
     /// The `mvt` binary, started once per run as `mvt worker`.
     pub worker: PathBuf,
+    /// Run only this shard of the plan.
+    pub shard: Option<Shard>,
 }
 
 /// Where a sweep keeps the files it exchanges with its runs' processes.
@@ -71,20 +74,23 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         Vec::new()
     };
     let finished: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
-    let pending: Vec<_> = plan
-        .runs
+    let mine = match options.shard {
+        Some(shard) => shard.select(&plan.runs),
+        None => plan.runs.clone(),
+    };
+    let pending: Vec<_> = mine
         .iter()
         .filter(|s| !finished.contains(&s.run_id))
         .collect();
     let mut summary = Summary {
-        planned: plan.runs.len(),
-        skipped: plan.runs.len() - pending.len(),
+        planned: mine.len(),
+        skipped: mine.len() - pending.len(),
         ..Summary::default()
     };
 
     let mut manifest = new_manifest(plan, options, rows.len(), threads);
     write_manifest(out, &manifest)?;
-    let mut progress = Progress::new(plan.runs.len(), summary.skipped);
+    let mut progress = Progress::new(mine.len(), summary.skipped);
     for spec in pending {
         progress.begin(spec);
         let start = std::time::Instant::now();
@@ -157,8 +163,12 @@ fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) ->
         dtype: plan.suite.dtype.name().to_owned(),
         seed: plan.suite.seed,
         threads,
-        runs_planned: plan.runs.len(),
+        runs_planned: options
+            .shard
+            .map_or(plan.runs.len(), |s| s.select(&plan.runs).len()),
         runs_finished: already,
+        shard: options.shard.map(|s| s.to_string()),
+        merge: None,
         environment: Environment::collect(),
         resolved_suite: plan.suite.clone(),
     }

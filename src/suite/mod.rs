@@ -4,11 +4,13 @@ pub mod error;
 pub mod grid;
 pub mod locate;
 pub mod schema;
+pub mod shard;
 pub mod validate;
 
 pub use error::{Issue, SuiteError};
 pub use grid::RunSpec;
 pub use schema::Suite;
+pub use shard::Shard;
 pub use validate::Machine;
 
 use crate::device::{device_name, DeviceSpec};

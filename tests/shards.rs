@@ -1,0 +1,143 @@
+//! Sharding a sweep across machines and merging the shards back into one results set.
+
+use mamba_vs_transformer::suite::{Machine, Plan, Shard};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+const SUITE: &str = "\
+name: sharded
+device: cpu
+threads: 1
+models:
+  m: { family: mamba, d_state: 4 }
+  t: { family: transformer, head_dim: 8 }
+experiments:
+  - name: fwd
+    kind: speed
+    pass: forward
+    component: mixer
+    models: [m, t]
+    grid: { d_model: [16], seq_len: [8, 16, 32] }
+    warmup: 1
+    repeats: 2
+";
+
+#[test]
+fn shards_cover_the_plan_exactly_once() {
+    let plan = Plan::parse(SUITE, Machine { cuda_devices: 0 }).unwrap();
+    for count in 1..=7 {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for index in 0..count {
+            let shard: Shard = format!("{index}/{count}").parse().unwrap();
+            for run in shard.select(&plan.runs) {
+                *seen.entry(run.run_id).or_default() += 1;
+            }
+        }
+        assert_eq!(seen.len(), plan.runs.len(), "{count} shards");
+        assert!(seen.values().all(|n| *n == 1), "{count} shards: {seen:?}");
+    }
+    for bad in ["2/2", "1", "a/3", "0/0", "-1/2"] {
+        assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+}
+
+fn mvt(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mvt"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn rows(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("rows.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn merged_shards_hold_every_run_once_and_conflicts_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.yaml"), SUITE).unwrap();
+    for shard in ["0/2", "1/2"] {
+        let out = mvt(&["run", "s.yaml", "--shard", shard], dir.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let results = dir.path().join("results");
+    let (a, b) = (
+        results.join("sharded.shard-0of2"),
+        results.join("sharded.shard-1of2"),
+    );
+    assert_eq!((rows(&a).len(), rows(&b).len()), (3, 3));
+
+    // A third folder repeats shard 0, with one run recorded as a failure instead.
+    let again = results.join("again");
+    std::fs::create_dir(&again).unwrap();
+    std::fs::copy(a.join("manifest.json"), again.join("manifest.json")).unwrap();
+    let mut repeated = rows(&a);
+    repeated[0]["status"] = "error".into();
+    repeated[0]["message"] = "injected".into();
+    let jsonl: String = repeated.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(again.join("rows.jsonl"), jsonl).unwrap();
+
+    let out = mvt(
+        &[
+            "merge",
+            "results/all",
+            "results/again",
+            "results/sharded.shard-0of2",
+            "results/sharded.shard-1of2",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("conflict:") && stderr.contains("kept ok"),
+        "{stderr}"
+    );
+
+    let merged = rows(&results.join("all"));
+    assert_eq!(merged.len(), 6);
+    assert!(
+        merged.iter().all(|r| r["status"] == "ok"),
+        "the successful result wins"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("all/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["runs_planned"], 6);
+    assert_eq!(manifest["merge"]["sources"].as_array().unwrap().len(), 3);
+    assert_eq!(manifest["merge"]["conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(manifest["merge"]["missing"], 0);
+    assert!(results.join("all/crossover.csv").exists());
+
+    // Folders of another suite do not merge.
+    std::fs::write(
+        dir.path().join("other.yaml"),
+        SUITE.replace("name: sharded", "name: other"),
+    )
+    .unwrap();
+    assert!(mvt(&["run", "other.yaml"], dir.path()).status.success());
+    let out = mvt(
+        &["merge", "results/bad", "results/all", "results/other"],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
