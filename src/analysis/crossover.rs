@@ -1,10 +1,10 @@
-//! Crossover lengths: the smallest sequence length L* at which Mamba's median latency is at
-//! most the Transformer's, per (experiment, device, dtype, pass, component, d_model, batch)
+//! Crossover lengths: the sequence length L* from which Mamba's median latency stays at most
+//! the Transformer's, per (experiment, device, dtype, pass, component, d_model, batch)
 //! and pair of models, measured and predicted. This is the forum claim "below a length equal
 //! to the width, attention is cheaper" put as a number per width.
 //!
 //! Measured L* interpolates log(t_mamba / t_transformer) linearly in log L between the last
-//! grid length where Mamba is slower and the first where it is not. Its bounds repeat that
+//! grid length where Mamba is slower and the next one. Its bounds repeat that
 //! with the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
 //! A crossover outside the measured range is said in words, never as a made-up number.
 
@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 
 pub const CROSSOVER_FILE: &str = "crossover.csv";
 
-/// Where the measured ratio crosses 1.
+/// Where the measured ratio crosses 1 for good.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Finding {
-    /// Mamba is slower at shorter lengths and not slower from L* on.
+    /// Mamba is slower at some shorter length and not slower from L* to the longest.
     Crossed,
     /// Mamba is at most as slow already at the shortest length measured.
     MambaFasterThroughout,
@@ -66,10 +66,42 @@ pub struct Crossover {
     /// Mamba's median over the Transformer's at the longest common length.
     pub ratio_at_max_len: Option<f64>,
     /// L* where Mamba's FLOPs fall to the Transformer's (analytic model, any length).
-    pub flops_crossover: Option<f64>,
+    pub flops_crossover: Option<Predicted>,
     /// L* of the fitted device model (FLOPs and bytes at the fitted rates).
-    pub predicted_crossover: Option<f64>,
+    pub predicted_crossover: Option<Predicted>,
 }
+
+/// A crossover predicted over all lengths in [`SEARCH_MIN`, `SEARCH_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Predicted {
+    At(f64),
+    /// Mamba is predicted cheaper already at the shortest length searched.
+    Below,
+    /// Mamba is predicted dearer at every length searched.
+    Never,
+}
+
+impl Predicted {
+    pub fn length(self) -> Option<f64> {
+        match self {
+            Predicted::At(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn cell(self) -> String {
+        match self {
+            Predicted::At(l) => format!("{l:.1}"),
+            Predicted::Below => format!("below {SEARCH_MIN}"),
+            Predicted::Never => format!("none up to {SEARCH_MAX}"),
+        }
+    }
+}
+
+/// The lengths a predicted crossover is searched over.
+pub const SEARCH_MIN: i64 = 2;
+pub const SEARCH_MAX: i64 = 1 << 24;
 
 /// Every crossover that `rows` (from runs `specs`) allow, given the device fits.
 pub fn analyze(
@@ -99,6 +131,8 @@ pub fn analyze(
             .push(row);
     }
     let mut out = Vec::new();
+    // Generation sweeps batch at one prompt length: there is no length to cross at.
+    series.retain(|key, _| key.3 != "generate_throughput");
     for (key, models) in series {
         let of_family = |family: &'static str| {
             models
@@ -222,15 +256,17 @@ impl Crossing {
     }
 }
 
-/// The first L where `ratio` ≤ 1, interpolated log-log; `points` ascend in L.
+/// The L from which `ratio` stays ≤ 1 up to the longest length, interpolated log-log between
+/// the last length where Mamba is slower and the next; `points` ascend in L. A dip below 1
+/// that does not last (noise at short lengths) is not a crossover.
 fn first_crossing(points: &[(f64, f64)]) -> Crossing {
-    let Some(first) = points.iter().position(|(_, r)| *r <= 1.0) else {
-        return Crossing::Never;
-    };
-    if first == 0 {
+    let Some(last_above) = points.iter().rposition(|(_, r)| *r > 1.0) else {
         return Crossing::Before;
+    };
+    if last_above + 1 == points.len() {
+        return Crossing::Never;
     }
-    let ((l0, r0), (l1, r1)) = (points[first - 1], points[first]);
+    let ((l0, r0), (l1, r1)) = (points[last_above], points[last_above + 1]);
     let (x0, x1, y0, y1) = (l0.ln(), l1.ln(), r0.ln(), r1.ln());
     let x = if (y1 - y0).abs() < f64::EPSILON {
         x1
@@ -240,23 +276,26 @@ fn first_crossing(points: &[(f64, f64)]) -> Crossing {
     Crossing::At(x.exp())
 }
 
-/// The smallest L in [2, 2^24] with cost(mamba at L) ≤ cost(transformer at L), found by
-/// bisection on a power-of-√2 grid then on log L; `None` when there is none.
+/// The smallest L in [SEARCH_MIN, SEARCH_MAX] with cost(mamba at L) ≤ cost(transformer at
+/// L), found on a power-of-√2 grid, then by bisection on log L.
 fn predicted(
     mamba: &RunSpec,
     transformer: &RunSpec,
     cost: impl Fn(&RunSpec) -> f64,
-) -> Option<f64> {
+) -> Option<Predicted> {
     let at = |spec: &RunSpec, len: f64| {
         let mut s = spec.clone();
         s.seq_len = len.round().max(1.0) as i64;
         cost(&s)
     };
     let ratio = |len: f64| at(mamba, len) / at(transformer, len);
-    let grid: Vec<f64> = (2..=48).map(|i| 2f64.powf(i as f64 / 2.0)).collect();
-    let first = grid.iter().position(|l| ratio(*l) <= 1.0)?;
+    let steps = 2 * (SEARCH_MAX as f64).log2() as i64;
+    let grid: Vec<f64> = (2..=steps).map(|i| 2f64.powf(i as f64 / 2.0)).collect();
+    let Some(first) = grid.iter().position(|l| ratio(*l) <= 1.0) else {
+        return Some(Predicted::Never);
+    };
     if first == 0 {
-        return Some(grid[0]);
+        return Some(Predicted::Below);
     }
     let (mut lo, mut hi) = (grid[first - 1].ln(), grid[first].ln());
     for _ in 0..40 {
@@ -267,7 +306,7 @@ fn predicted(
             lo = mid;
         }
     }
-    Some(hi.exp())
+    Some(Predicted::At(hi.exp()))
 }
 
 /// `crossover.csv`: one line per crossover, with empty cells for absent values.
@@ -300,8 +339,10 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
             c.ratio_at_max_len
                 .map(|x| format!("{x:.3}"))
                 .unwrap_or_default(),
-            num(c.flops_crossover),
-            num(c.predicted_crossover),
+            c.flops_crossover.map(Predicted::cell).unwrap_or_default(),
+            c.predicted_crossover
+                .map(Predicted::cell)
+                .unwrap_or_default(),
         ));
     }
     csv

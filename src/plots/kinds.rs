@@ -28,7 +28,8 @@ fn percent(v: f64) -> String {
 }
 
 /// Lines of `experiment`'s rows: one per `label`, points at (x, y) of successful rows, and
-/// an ✕ for each failed one. Lines of one model share a colour.
+/// an ✕ for each failed one. Lines are ordered naturally (d=64 before d=128), each in its own
+/// colour; a failure takes the colour of its line.
 fn lines(
     rows: &[Row],
     experiment: &str,
@@ -37,25 +38,24 @@ fn lines(
     y: impl Fn(&Row) -> Option<f64>,
 ) -> (Vec<Line>, Vec<Failure>) {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.experiment == experiment).collect();
-    let models: Vec<&str> = {
-        let mut m: Vec<&str> = mine.iter().map(|r| r.model.as_str()).collect();
-        m.dedup();
-        m.sort();
-        m.dedup();
-        m
-    };
-    let color_of = |r: &Row| models.iter().position(|m| *m == r.model).unwrap_or(0);
-    let mut grouped: BTreeMap<String, Line> = BTreeMap::new();
+    let mut labels: Vec<String> = mine.iter().map(|r| label(r)).collect();
+    labels.sort_by(|a, b| natural_order(a, b));
+    labels.dedup();
+    let color_of = |r: &Row| labels.iter().position(|l| *l == label(r)).unwrap_or(0);
+    let mut lines: Vec<Line> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Line {
+            label: l.clone(),
+            color: i,
+            ..Line::default()
+        })
+        .collect();
     let mut failures = Vec::new();
     for row in &mine {
         match (row.status, y(row)) {
             (Status::Ok, Some(value)) if value > 0.0 => {
-                let line = grouped.entry(label(row)).or_insert_with(|| Line {
-                    label: label(row),
-                    color: color_of(row),
-                    ..Line::default()
-                });
-                line.points.push((x(row), value));
+                lines[color_of(row)].points.push((x(row), value));
             }
             (Status::Ok, _) => {}
             (status, _) => failures.push(Failure {
@@ -65,11 +65,38 @@ fn lines(
             }),
         }
     }
-    let mut lines: Vec<Line> = grouped.into_values().collect();
     for line in &mut lines {
         line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     (lines, failures)
+}
+
+/// Compares text with its digit runs as numbers: `d=64` < `d=128`.
+fn natural_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for ch in s.chars() {
+            let digit = ch.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, text)) if *d == digit => text.push(ch),
+                _ => out.push((digit, ch.to_string())),
+            }
+        }
+        out
+    }
+    let key = |s: &str| -> Vec<(u64, String)> {
+        chunks(s)
+            .into_iter()
+            .map(|(digit, text)| {
+                if digit {
+                    (text.parse().unwrap_or(u64::MAX), String::new())
+                } else {
+                    (0, text)
+                }
+            })
+            .collect()
+    };
+    key(a).cmp(&key(b))
 }
 
 /// `mamba d=1024`, with the batch when `experiment` sweeps it.
@@ -273,7 +300,7 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
                 measured.bounds.push((d, lo.min(hi), lo.max(hi)));
             }
         }
-        if let Some(l) = c.flops_crossover {
+        if let Some(l) = c.flops_crossover.and_then(|p| p.length()) {
             flops.points.push((d, l));
         }
     }
