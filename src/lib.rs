@@ -11,4 +11,5 @@ pub mod results;
 pub mod runner;
 pub mod scan;
 pub mod suite;
+pub mod tasks;
 pub mod torch_ext;

@@ -13,6 +13,7 @@ use mamba_vs_transformer::results::store;
 use mamba_vs_transformer::runner::{self, Options};
 use mamba_vs_transformer::suite::schema::DType;
 use mamba_vs_transformer::suite::{grid, Machine, Plan, Shard, SuiteError};
+use mamba_vs_transformer::tasks::{Task, IGNORE};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -95,6 +96,22 @@ enum Command {
     /// Measure one run spec and write its outcome (started by `mvt run`, once per run).
     #[command(hide = true)]
     Worker { spec: PathBuf, outcome: PathBuf },
+    /// Print one example of a recall task: its inputs and targets, token ids, aligned.
+    #[command(
+        after_help = "Tasks and their options (--set NAME=VALUE):\n  mqar               vocab_size (8192), num_kv_pairs (required), power_a (0.01), random_non_queries (true)\n  selective_copying  vocab_size (16), n_tokens (16)\n  induction_heads    vocab_size (16)\n  copying            alphabet (26)\n  phonebook          alphabet (26), name_len (4), number_len (10); --seq-len is the number of entries\n\nExample:\n  mvt sample --task mqar --set num_kv_pairs=4 --set vocab_size=64 --seq-len 32 --seed 0"
+    )]
+    Sample {
+        /// mqar, selective_copying, induction_heads, copying or phonebook.
+        #[arg(long)]
+        task: String,
+        /// A task option, NAME=VALUE; repeat for several.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        options: Vec<String>,
+        #[arg(long)]
+        seq_len: i64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Show versions, devices, CPU and threads.
     #[command(after_help = "Example:\n  mvt info\n  mvt info --json")]
     Info {
@@ -169,8 +186,68 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits { model, mode, out } => logits(&model, mode, &out),
         Command::Generate { model, max_new } => generate(&model, max_new),
         Command::Worker { spec, outcome } => Ok(runner::worker::serve(&spec, &outcome)?),
+        Command::Sample {
+            task,
+            options,
+            seq_len,
+            seed,
+        } => sample(&task, &options, seq_len, seed),
         Command::Info { json } => info(json),
     }
+}
+
+/// Builds the task from its name and NAME=VALUE options, with the suite format's names.
+fn parse_task(name: &str, options: &[String]) -> Result<Task, InvalidInput> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("task".into(), serde_json::Value::String(name.to_owned()));
+    for option in options {
+        let (key, value) = option
+            .split_once('=')
+            .ok_or_else(|| InvalidInput(format!("--set `{option}`: expected NAME=VALUE")))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        fields.insert(key.to_owned(), value);
+    }
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| InvalidInput(format!("task `{name}`: {e}")))
+}
+
+fn sample(name: &str, options: &[String], seq_len: i64, seed: u64) -> Result<()> {
+    let task = parse_task(name, options)?;
+    let example = task
+        .example(seq_len, seed)
+        .map_err(|e| InvalidInput(e.to_string()))?;
+    println!(
+        "{} (vocab {}), seq_len {seq_len}, seed {seed}: {} tokens, {} scored; · = ignored (-100)",
+        task.name(),
+        task.vocab_size(),
+        example.inputs.len(),
+        example.targets.iter().filter(|t| **t != IGNORE).count()
+    );
+    const PER_LINE: usize = 20;
+    let width = task
+        .vocab_size()
+        .max(example.inputs.len() as i64)
+        .to_string()
+        .len()
+        + 1;
+    let cell = |v: i64| {
+        if v == IGNORE {
+            format!("{:>width$}", "·")
+        } else {
+            format!("{v:>width$}")
+        }
+    };
+    for start in (0..example.inputs.len()).step_by(PER_LINE) {
+        let end = (start + PER_LINE).min(example.inputs.len());
+        let row = |values: &[i64]| values.iter().map(|v| cell(*v)).collect::<String>();
+        let positions: Vec<i64> = (start as i64..end as i64).collect();
+        println!();
+        println!("position {}", row(&positions));
+        println!("inputs   {}", row(&example.inputs[start..end]));
+        println!("targets  {}", row(&example.targets[start..end]));
+    }
+    Ok(())
 }
 
 /// The checkpoint on its device, and the prompt as a (1, seq_len) tensor of valid ids.

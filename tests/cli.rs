@@ -252,3 +252,66 @@ experiments:
         .unwrap()
         .contains("`backbone.norm_f.weight`"));
 }
+
+#[test]
+fn sample_prints_one_example_and_names_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "sample",
+        "--task",
+        "mqar",
+        "--set",
+        "num_kv_pairs=2",
+        "--set",
+        "vocab_size=16",
+        "--seq-len",
+        "12",
+        "--seed",
+        "3",
+    ];
+    let out = mvt(&args, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("mqar (vocab 16), seq_len 12, seed 3: 12 tokens, 2 scored"),
+        "{shown}"
+    );
+    assert!(shown.contains("inputs") && shown.contains("targets"));
+    assert_eq!(
+        text(&mvt(&args, dir.path())),
+        shown,
+        "the same seed prints the same example"
+    );
+
+    let typo = mvt(
+        &[
+            "sample",
+            "--task",
+            "mqar",
+            "--set",
+            "kv=2",
+            "--seq-len",
+            "12",
+        ],
+        dir.path(),
+    );
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        text(&typo).contains("unknown field `kv`"),
+        "{}",
+        text(&typo)
+    );
+    let impossible = mvt(
+        &[
+            "sample",
+            "--task",
+            "mqar",
+            "--set",
+            "num_kv_pairs=8",
+            "--seq-len",
+            "12",
+        ],
+        dir.path(),
+    );
+    assert_eq!(impossible.status.code(), Some(2));
+}
