@@ -13,3 +13,4 @@ pub mod scan;
 pub mod suite;
 pub mod tasks;
 pub mod torch_ext;
+pub mod train;
