@@ -73,7 +73,7 @@ fn transformer_lm(n_kv_heads: Option<i64>) -> (nn::VarStore, TransformerLm) {
 
 #[test]
 fn mamba_steps_match_parallel_mode() {
-    for scan in [ScanImpl::Reference, ScanImpl::CpuFused] {
+    for scan in [ScanImpl::Reference, ScanImpl::CpuFused, ScanImpl::Chunked] {
         let (_vs, lm) = mamba_lm(scan);
         // A one-token prompt is token by token; a prompt shorter than d_conv pads the window.
         for prompt in [1, 2, 6] {

@@ -204,7 +204,7 @@ fn fused_takes_bf16_inputs() {
 #[test]
 fn auto_picks_the_fused_kernel_on_the_cpu() {
     assert_eq!(ScanImpl::Auto.resolve(Device::Cpu), ScanImpl::CpuFused);
-    assert_eq!(ScanImpl::Auto.resolve(Device::Cuda(0)), ScanImpl::Reference);
+    assert_eq!(ScanImpl::Auto.resolve(Device::Cuda(0)), ScanImpl::Chunked);
     assert_eq!(
         ScanImpl::Reference.resolve(Device::Cpu),
         ScanImpl::Reference
@@ -261,9 +261,13 @@ fn grads(case: &Case, t: &Tensors, scan: ScanImpl) -> Vec<(&'static str, Tensor)
 
 /// Gradients are compared 10× looser than outputs, the loosest of mamba_ssm's factors.
 fn check_grads(case: &Case) {
+    check_grads_of(case, ScanImpl::CpuFused);
+}
+
+fn check_grads_of(case: &Case, scan: ScanImpl) {
     let t = tensors(case, 23);
     let want = grads(case, &leaves(&t), ScanImpl::Reference);
-    let got = grads(case, &leaves(&t), ScanImpl::CpuFused);
+    let got = grads(case, &leaves(&t), scan);
     for ((name, g), (_, w)) in got.iter().zip(&want) {
         let label = format!(
             "{name}, B{} D{} N{} L{}",
@@ -350,4 +354,102 @@ fn inference_does_not_ask_for_gradients() {
     assert!(inputs(&case, &t).needs_grad());
     assert!(!tch::no_grad(|| inputs(&case, &t).needs_grad()));
     assert!(!inputs(&case, &tensors(&case, 5)).needs_grad());
+}
+
+// --- The chunked scan (libtorch ops: the GPU path's fallback) ----------------------------------
+
+use mamba_vs_transformer::scan::chunked;
+
+#[test]
+fn chunked_matches_the_reference_across_chunk_boundaries_and_options() {
+    // Lengths below, at and across the chunk size, and several chunks with a ragged end.
+    for seq_len in [
+        1,
+        5,
+        chunked::CHUNK,
+        chunked::CHUNK + 1,
+        3 * chunked::CHUNK - 7,
+    ] {
+        let base = Case::new(2, 6, 8, seq_len);
+        for case in every_option(base) {
+            let t = tensors(&case, 41);
+            let (want, want_last) = reference::selective_scan(&inputs(&case, &t), None);
+            let (got, got_last) = chunked::selective_scan(&inputs(&case, &t), None);
+            assert_close(&got, &want, 6e-4, 2e-3, &format!("chunked y, L{seq_len}"));
+            assert_close(&got_last, &want_last, 6e-4, 2e-3, "chunked last state");
+        }
+    }
+    for delta_scale in [1e-3, 8.0] {
+        let case = Case {
+            delta_scale,
+            ..Case::new(1, 4, 16, 150)
+        };
+        let t = tensors(&case, 42);
+        let (want, _) = reference::selective_scan(&inputs(&case, &t), None);
+        let (got, _) = chunked::selective_scan(&inputs(&case, &t), None);
+        assert_close(&got, &want, 6e-4, 2e-3, "chunked y, extreme Δ");
+    }
+}
+
+#[test]
+fn chunked_continues_from_a_state_like_one_long_scan() {
+    let case = Case::new(2, 5, 4, 150);
+    let t = tensors(&case, 43);
+    let whole = inputs(&case, &t);
+    let (want, want_last) = reference::selective_scan(&whole, None);
+    // Split the sequence at 100: the second half starts from the first half's last state.
+    let part = |from: i64, len: i64| {
+        let cut = |x: &Tensor| x.narrow(2, from, len);
+        (cut(&t.u), cut(&t.delta), cut(&t.b), cut(&t.c), cut(&t.z))
+    };
+    let scan_part = |p: &(Tensor, Tensor, Tensor, Tensor, Tensor), state: Option<&Tensor>| {
+        let x = ScanInputs {
+            u: &p.0,
+            delta: &p.1,
+            b: &p.2,
+            c: &p.3,
+            z: Some(&p.4),
+            ..whole
+        };
+        chunked::selective_scan(&x, state)
+    };
+    let (first, state) = scan_part(&part(0, 100), None);
+    let (second, last) = scan_part(&part(100, 50), Some(&state));
+    assert_close(
+        &Tensor::cat(&[first, second], 2),
+        &want,
+        6e-4,
+        2e-3,
+        "resumed y",
+    );
+    assert_close(&last, &want_last, 6e-4, 2e-3, "resumed state");
+}
+
+#[test]
+fn chunked_gradients_match_reference_autograd() {
+    for (batch, d_inner, d_state, seq_len) in [(2, 4, 8, 130), (1, 3, 4, 1), (2, 5, 16, 64)] {
+        for case in every_option(Case::new(batch, d_inner, d_state, seq_len)).step_by(5) {
+            check_grads_of(&case, ScanImpl::Chunked);
+        }
+    }
+}
+
+#[test]
+fn chunked_takes_bf16_inputs_and_returns_bf16() {
+    let case = Case::new(2, 8, 16, 100);
+    let t = tensors(&case, 44);
+    let bf = |x: &Tensor| x.to_kind(Kind::BFloat16);
+    let (u, delta, b, c, z) = (bf(&t.u), bf(&t.delta), bf(&t.b), bf(&t.c), bf(&t.z));
+    let bf16 = ScanInputs {
+        u: &u,
+        delta: &delta,
+        b: &b,
+        c: &c,
+        z: Some(&z),
+        ..inputs(&case, &t)
+    };
+    let (want, _) = reference::selective_scan(&bf16, None);
+    let (got, _) = chunked::selective_scan(&bf16, None);
+    assert_eq!(got.kind(), Kind::BFloat16);
+    assert_close(&got, &want, 3e-2, 5e-2, "chunked bf16 y");
 }

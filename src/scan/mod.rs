@@ -4,6 +4,7 @@
 //! tests compare them.
 
 mod autograd;
+pub mod chunked;
 pub mod cpu_fused;
 pub mod fast_math;
 mod host;
@@ -61,6 +62,8 @@ pub enum ScanImpl {
     Reference,
     /// The fused multi-threaded CPU kernel of [`cpu_fused`], an autograd node when training.
     CpuFused,
+    /// The chunked associative scan of [`chunked`] in libtorch ops, on any device.
+    Chunked,
 }
 
 impl ScanImpl {
@@ -69,15 +72,17 @@ impl ScanImpl {
             ScanImpl::Auto => "auto",
             ScanImpl::Reference => "reference",
             ScanImpl::CpuFused => "cpu_fused",
+            ScanImpl::Chunked => "chunked",
         }
     }
 
-    /// The concrete implementation `self` stands for on `device`. Until a GPU scan lands, CUDA
-    /// runs the reference loop.
+    /// The concrete implementation `self` stands for on `device`: the fused kernel on the
+    /// CPU, the chunked scan elsewhere (a few kernel launches per 64 steps instead of the
+    /// reference's one per step).
     pub fn resolve(self, device: Device) -> ScanImpl {
         match self {
             ScanImpl::Auto if device == Device::Cpu => ScanImpl::CpuFused,
-            ScanImpl::Auto => ScanImpl::Reference,
+            ScanImpl::Auto => ScanImpl::Chunked,
             concrete => concrete,
         }
     }
@@ -87,6 +92,7 @@ impl ScanImpl {
     pub fn scan_with_state(self, inputs: &ScanInputs) -> (Tensor, Tensor) {
         match self.resolve(inputs.u.device()) {
             ScanImpl::CpuFused if !inputs.needs_grad() => fused_on_host(inputs, None),
+            ScanImpl::Chunked => chunked::selective_scan(inputs, None),
             _ => reference::selective_scan(inputs, None),
         }
     }
@@ -106,6 +112,7 @@ impl ScanImpl {
                     fused_on_host(inputs, None).0
                 }
             }
+            ScanImpl::Chunked => chunked::selective_scan(inputs, None).0,
             _ => reference::selective_scan(inputs, None).0,
         }
     }

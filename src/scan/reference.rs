@@ -11,25 +11,13 @@ use tch::{Kind, Tensor};
 /// `initial_state` (batch, d_inner, d_state) continues a scan from where an earlier one stopped;
 /// the returned last state (fp32, same shape) lets step-mode decoding continue from here.
 pub fn selective_scan(inputs: &ScanInputs, initial_state: Option<&Tensor>) -> (Tensor, Tensor) {
-    let out_kind = inputs.u.kind();
     let u = inputs.u.to_kind(Kind::Float);
     let a = inputs.a.to_kind(Kind::Float);
     let b = inputs.b.to_kind(Kind::Float);
     let c = inputs.c.to_kind(Kind::Float);
     let (batch, d_inner, seq_len) = u.size3().expect("u is (batch, d_inner, seq_len)");
     let d_state = a.size()[1];
-
-    // Out-of-place throughout, so autograd can differentiate through the reference.
-    let delta = inputs.delta.to_kind(Kind::Float);
-    let delta = match inputs.delta_bias {
-        Some(bias) => delta + bias.to_kind(Kind::Float).unsqueeze(-1),
-        None => delta,
-    };
-    let delta = if inputs.delta_softplus {
-        delta.softplus()
-    } else {
-        delta
-    };
+    let delta = step_sizes(inputs);
 
     // Eq. (4), zero-order hold: Ā = exp(Δ A), (batch, d_inner, seq_len, d_state).
     let delta_a = (delta.unsqueeze(-1) * a.unsqueeze(1)).exp();
@@ -47,14 +35,33 @@ pub fn selective_scan(inputs: &ScanInputs, initial_state: Option<&Tensor>) -> (T
         // Eq. (2b): y_t = C_t h_t, (batch, d_inner)
         ys.push(h.matmul(&c.select(2, t).unsqueeze(-1)).squeeze_dim(-1));
     }
-    let y = Tensor::stack(&ys, 2);
+    (skip_and_gate(Tensor::stack(&ys, 2), &u, inputs), h)
+}
+
+/// Δ = softplus(Δ + bias) in fp32, (batch, d_inner, seq_len), out of place throughout so that
+/// autograd can differentiate through it.
+pub(super) fn step_sizes(inputs: &ScanInputs) -> Tensor {
+    let delta = inputs.delta.to_kind(Kind::Float);
+    let delta = match inputs.delta_bias {
+        Some(bias) => delta + bias.to_kind(Kind::Float).unsqueeze(-1),
+        None => delta,
+    };
+    if inputs.delta_softplus {
+        delta.softplus()
+    } else {
+        delta
+    }
+}
+
+/// y + D·u, times SiLU(z), in `u`'s original dtype; `y` and `u` are fp32.
+pub(super) fn skip_and_gate(y: Tensor, u: &Tensor, inputs: &ScanInputs) -> Tensor {
     let y = match inputs.d {
-        Some(d) => y + &u * d.to_kind(Kind::Float).unsqueeze(-1),
+        Some(d) => y + u * d.to_kind(Kind::Float).unsqueeze(-1),
         None => y,
     };
     let y = match inputs.z {
         Some(z) => y * z.to_kind(Kind::Float).silu(),
         None => y,
     };
-    (y.to_kind(out_kind), h)
+    y.to_kind(inputs.u.kind())
 }
