@@ -2,6 +2,9 @@
 //! cannot succeed each become a row with its status, the sweep goes on, and a sweep killed with
 //! SIGKILL resumes without losing or repeating a row.
 
+mod common;
+
+use common::rows;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -22,14 +25,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn rows(results: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(results.join("rows.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Six tiny runs (L = 4 … 24), and one whose input alone needs 2^46 bytes.

@@ -1,9 +1,10 @@
 //! Sharding a sweep across machines and merging the shards back into one results set.
 
+mod common;
+
+use common::{mvt, rows};
 use mamba_vs_transformer::suite::{Machine, Plan, Shard};
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 
 const SUITE: &str = "\
 name: sharded
@@ -40,22 +41,6 @@ fn shards_cover_the_plan_exactly_once() {
     for bad in ["2/2", "1", "a/3", "0/0", "-1/2"] {
         assert!(bad.parse::<Shard>().is_err(), "{bad}");
     }
-}
-
-fn mvt(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mvt"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn rows(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("rows.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -433,3 +433,54 @@ fn decoding_passes_need_a_whole_model_and_warmup_cannot_be_zero() {
         &["new_tokens", "generate_throughput"],
     );
 }
+
+const RECALL: &str = "\
+name: recall
+device: cpu
+models:
+  m: { family: mamba }
+experiments:
+  - name: mqar
+    kind: recall
+    task: { task: mqar, num_kv_pairs: 8 }
+    models: [m]
+    grid: { d_model: [32], seq_len: [64, 128] }
+    train: { steps: 10, lr: 1.0e-3 }
+";
+
+#[test]
+fn recall_experiments_are_checked_before_anything_runs() {
+    let plan = Plan::parse(RECALL, CPU_ONLY).expect("valid");
+    assert_eq!(plan.runs.len(), 2);
+    assert_eq!(
+        plan.runs[0].config.vocab_size(),
+        8192,
+        "the task sets the vocabulary"
+    );
+
+    let impossible = RECALL.replace("seq_len: [64, 128]", "seq_len: [16, 128]");
+    assert_one(
+        &impossible,
+        8,
+        &["experiments[0].task", "at length 16", "4·num_kv_pairs (32)"],
+    );
+    let with_pass = RECALL.replace("kind: recall", "kind: recall\n    pass: forward");
+    assert_one(
+        &with_pass,
+        8,
+        &["experiments[0].pass", "belongs to speed experiments"],
+    );
+    let no_train = RECALL.replace("    train: { steps: 10, lr: 1.0e-3 }\n", "");
+    assert_one(&no_train, 6, &["experiments[0]", "needs `train`"]);
+    let bad_steps = RECALL.replace("steps: 10", "steps: 0");
+    assert_one(&bad_steps, 11, &["experiments[0].train.steps", "≥ 1"]);
+    let typo = RECALL.replace("num_kv_pairs", "num_pairs");
+    assert!(!issues(&typo).is_empty());
+    let speed_plot =
+        format!("{RECALL}plots:\n  - {{ kind: latency_vs_seq_len, experiment: mqar }}\n");
+    assert_one(
+        &speed_plot,
+        13,
+        &["needs a speed experiment", "`mqar` is recall"],
+    );
+}

@@ -113,7 +113,7 @@ pub fn analyze(
     // Series of (L, row) per key and model.
     type Key = (String, String, String, String, String, i64, i64);
     let mut series: BTreeMap<Key, BTreeMap<(String, String), Vec<&Row>>> = BTreeMap::new();
-    for row in rows {
+    for row in rows.iter().filter(|r| r.kind == "speed") {
         let key = (
             row.experiment.clone(),
             row.device.clone(),

@@ -331,3 +331,108 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
         references,
     }
 }
+
+/// Recall rows of `experiment` grouped by (model, d_model, training length), keeping for each
+/// the learning rate with the best accuracy at the training length (zoology plots the best).
+fn best_lr_runs<'a>(
+    rows: &'a [Row],
+    experiment: &str,
+) -> BTreeMap<(String, i64, i64), Vec<&'a Row>> {
+    let mut by_lr: BTreeMap<(String, i64, i64), BTreeMap<String, Vec<&Row>>> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.experiment == experiment && r.kind == "recall")
+    {
+        let lr = format!("{:e}", row.lr.unwrap_or_default());
+        by_lr
+            .entry((row.model.clone(), row.d_model, row.seq_len))
+            .or_default()
+            .entry(lr)
+            .or_default()
+            .push(row);
+    }
+    by_lr
+        .into_iter()
+        .map(|(key, runs)| {
+            let in_distribution = |rows: &Vec<&Row>| {
+                rows.iter()
+                    .find(|r| r.eval_seq_len == Some(r.seq_len))
+                    .and_then(|r| r.accuracy)
+                    .unwrap_or(-1.0)
+            };
+            let best = runs
+                .into_values()
+                .max_by(|a, b| in_distribution(a).total_cmp(&in_distribution(b)))
+                .unwrap_or_default();
+            (key, best)
+        })
+        .collect()
+}
+
+/// Accuracy against width, best over learning rates, one chart per training length.
+pub fn accuracy_vs_width(rows: &[Row], experiment: &str) -> Vec<(i64, LineChart)> {
+    let best = best_lr_runs(rows, experiment);
+    let lengths: std::collections::BTreeSet<i64> = best.keys().map(|k| k.2).collect();
+    let mut charts = Vec::new();
+    for len in lengths {
+        let chosen: Vec<Row> = best
+            .iter()
+            .filter(|(k, _)| k.2 == len)
+            .flat_map(|(_, rows)| rows.iter().filter(|r| r.eval_seq_len == Some(len)))
+            .map(|r| (*r).clone())
+            .collect();
+        let series = lines(
+            &chosen,
+            experiment,
+            |r| r.model.clone(),
+            |r| r.d_model as f64,
+            accuracy,
+        );
+        let title = format!("{experiment}: accuracy vs width at L={len} (best lr)");
+        charts.push((len, accuracy_chart(title, "d_model (log scale)", series)));
+    }
+    charts
+}
+
+/// Accuracy, kept above zero so that a line can still be drawn through chance-level points.
+fn accuracy(r: &Row) -> Option<f64> {
+    r.accuracy.map(|a| a.max(1e-9))
+}
+
+fn accuracy_chart(
+    title: String,
+    x_desc: &str,
+    (lines, failures): (Vec<Line>, Vec<Failure>),
+) -> LineChart {
+    LineChart {
+        title,
+        x_desc: x_desc.into(),
+        y_desc: "accuracy at the recall positions".into(),
+        x_axis: Axis::Log2,
+        y_axis: Axis::Linear(percent),
+        lines,
+        failures,
+        references: Vec::new(),
+    }
+}
+
+/// Accuracy against evaluation length for models trained at one length: extrapolation.
+pub fn accuracy_vs_eval_len(rows: &[Row], experiment: &str) -> LineChart {
+    let chosen: Vec<Row> = best_lr_runs(rows, experiment)
+        .into_values()
+        .flatten()
+        .cloned()
+        .collect();
+    let series = lines(
+        &chosen,
+        experiment,
+        |r| format!("{} d={} trained at L={}", r.model, r.d_model, r.seq_len),
+        |r| r.eval_seq_len.unwrap_or(r.seq_len) as f64,
+        accuracy,
+    );
+    accuracy_chart(
+        format!("{experiment}: accuracy vs evaluation length"),
+        "evaluation length (tokens, log scale)",
+        series,
+    )
+}

@@ -40,16 +40,36 @@ pub fn render(
     })?;
     let stem = dir.join(format!("{}_{}", plot.kind.name(), plot.experiment));
     let experiment = plot.experiment.as_str();
-    let chart = match plot.kind {
-        PlotKind::LatencyVsSeqLen => kinds::latency_vs_seq_len(rows, experiment),
-        PlotKind::DecodeVsContext => kinds::decode_vs_context(rows, experiment),
-        PlotKind::MemoryVsSeqLen => kinds::memory_vs_seq_len(rows, experiment),
-        PlotKind::ThroughputVsBatch => kinds::throughput_vs_batch(rows, experiment),
-        PlotKind::AttentionShareVsSeqLen => kinds::attention_share_vs_seq_len(rows, experiment),
-        PlotKind::CrossoverVsWidth => kinds::crossover_vs_width(crossovers, experiment),
+    let single = |chart| vec![(stem.clone(), chart)];
+    let charts = match plot.kind {
+        PlotKind::AccuracyVsWidth => kinds::accuracy_vs_width(rows, experiment)
+            .into_iter()
+            .map(|(len, chart)| {
+                (
+                    stem.with_file_name(format!("{}_L{len}", file_name(&stem))),
+                    chart,
+                )
+            })
+            .collect(),
+        PlotKind::AccuracyVsEvalLen => single(kinds::accuracy_vs_eval_len(rows, experiment)),
+        PlotKind::LatencyVsSeqLen => single(kinds::latency_vs_seq_len(rows, experiment)),
+        PlotKind::DecodeVsContext => single(kinds::decode_vs_context(rows, experiment)),
+        PlotKind::MemoryVsSeqLen => single(kinds::memory_vs_seq_len(rows, experiment)),
+        PlotKind::ThroughputVsBatch => single(kinds::throughput_vs_batch(rows, experiment)),
+        PlotKind::AttentionShareVsSeqLen => {
+            single(kinds::attention_share_vs_seq_len(rows, experiment))
+        }
+        PlotKind::CrossoverVsWidth => single(kinds::crossover_vs_width(crossovers, experiment)),
     };
-    if chart.is_empty() {
-        return Ok(Vec::new());
+    let mut files = Vec::new();
+    for (stem, chart) in charts.iter().filter(|(_, c)| !c.is_empty()) {
+        files.extend(style::png_and_svg(stem, chart)?);
     }
-    style::png_and_svg(&stem, &chart)
+    Ok(files)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

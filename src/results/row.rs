@@ -41,6 +41,9 @@ impl Status {
 pub struct Row {
     pub suite: String,
     pub experiment: String,
+    /// `speed` or `recall`.
+    #[serde(default = "speed")]
+    pub kind: String,
     pub run_id: String,
     pub model: String,
     pub family: String,
@@ -93,6 +96,27 @@ pub struct Row {
     /// The latency the analytic model predicts with this device's fitted FLOP/s and bandwidth
     /// (`analysis::fit`); absent until enough runs of the device succeed.
     pub predicted_latency_s: Option<f64>,
+    /// Recall: the task, the peak learning rate, the length this row evaluates at (`seq_len`
+    /// is the training length), how it was evaluated, and the training outcome.
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub lr: Option<f64>,
+    #[serde(default)]
+    pub eval_seq_len: Option<i64>,
+    #[serde(default)]
+    pub eval_mode: Option<String>,
+    #[serde(default)]
+    pub steps: Option<i64>,
+    #[serde(default)]
+    pub final_loss: Option<f64>,
+    /// Accuracy at the scored positions of held-out examples.
+    #[serde(default)]
+    pub accuracy: Option<f64>,
     pub wall_s: f64,
     pub message: Option<String>,
+}
+
+fn speed() -> String {
+    "speed".to_owned()
 }

@@ -114,6 +114,7 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     let columns = vec![
         col("suite", rows, |r| r.suite.clone()),
         col("experiment", rows, |r| r.experiment.clone()),
+        col("kind", rows, |r| r.kind.clone()),
         col("run_id", rows, |r| r.run_id.clone()),
         col("model", rows, |r| r.model.clone()),
         col("family", rows, |r| r.family.clone()),
@@ -149,6 +150,13 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("activation_bytes", rows, |r| r.activation_bytes),
         col("state_bytes", rows, |r| r.state_bytes),
         col("predicted_latency_s", rows, |r| r.predicted_latency_s),
+        col("task", rows, |r| r.task.clone()),
+        col("lr", rows, |r| r.lr),
+        col("eval_seq_len", rows, |r| r.eval_seq_len),
+        col("eval_mode", rows, |r| r.eval_mode.clone()),
+        col("steps", rows, |r| r.steps),
+        col("final_loss", rows, |r| r.final_loss),
+        col("accuracy", rows, |r| r.accuracy),
         col("wall_s", rows, |r| r.wall_s),
         col("message", rows, |r| r.message.clone()),
     ];

@@ -2,6 +2,7 @@
 //! peak memory. The runner calls this inside a child process of its own (see
 //! [`super::worker`]); its result, or its failure, is an [`Outcome`].
 
+use super::recall::RecallOutcome;
 use crate::measure::memory::{MemoryProbe, PeakMemory};
 use crate::measure::timing::{sample, warm_up, Sampling, Timing};
 use crate::models::{BuiltModel, Network};
@@ -28,7 +29,18 @@ pub struct Measurement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Measured(Measurement),
-    Failed { status: Status, message: String },
+    /// A recall run: trained, and evaluated at every length it reached.
+    Recalled(RecallOutcome),
+    /// A recall run whose process ended early (`status`, `message`) after `partial`.
+    Interrupted {
+        partial: RecallOutcome,
+        status: Status,
+        message: String,
+    },
+    Failed {
+        status: Status,
+        message: String,
+    },
 }
 
 /// Runs `spec` on `device`. libtorch errors surface in tch as panics; they are caught here and
@@ -41,7 +53,8 @@ pub fn measure_run(spec: &RunSpec, device: Device) -> Outcome {
     }
 }
 
-fn failure(message: String) -> Outcome {
+/// A failure with its message, as `oom` when the message says memory ran out, else `error`.
+pub fn failure(message: String) -> Outcome {
     let status = if is_out_of_memory(&message) {
         Status::Oom
     } else {
@@ -165,7 +178,7 @@ fn next_token_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
         .cross_entropy_for_logits(&targets)
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()

@@ -74,23 +74,43 @@ fn supervise(
             Ok(None) if start.elapsed().as_secs_f64() > timeout_s => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return failed(
-                    Status::Timeout,
-                    format!("killed after the {timeout_s} s limit (timeout_s)"),
-                );
+                let message = format!("killed after the {timeout_s} s limit (timeout_s)");
+                return interrupted(read_outcome(outcome_path), Status::Timeout, message);
             }
             Ok(None) => std::thread::sleep(POLL),
             Err(e) => return failed(Status::Error, format!("lost the run's process: {e}")),
         }
     };
-    if let Some(outcome) = std::fs::read(outcome_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Outcome>(&bytes).ok())
-    {
-        return outcome;
+    let saved = read_outcome(outcome_path);
+    if status.success() {
+        if let Some(outcome) = saved {
+            return outcome;
+        }
     }
     let stderr = std::fs::read_to_string(log_path).unwrap_or_default();
-    died(status, &stderr)
+    match died(status, &stderr) {
+        Outcome::Failed { status, message } => interrupted(saved, status, message),
+        other => other,
+    }
+}
+
+fn read_outcome(path: &Path) -> Option<Outcome> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A process that ended early: what a recall run saved before is kept, with why it ended.
+fn interrupted(saved: Option<Outcome>, status: Status, message: String) -> Outcome {
+    match saved {
+        Some(Outcome::Recalled(partial)) => Outcome::Interrupted {
+            partial,
+            status,
+            message,
+        },
+        // A final outcome written just before an abnormal exit still stands.
+        Some(outcome @ (Outcome::Measured(_) | Outcome::Failed { .. })) => outcome,
+        _ => Outcome::Failed { status, message },
+    }
 }
 
 /// A child that exited without an outcome: classified by its exit status and last words.

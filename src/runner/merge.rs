@@ -72,13 +72,15 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
     }
 
     let runs = grid::expand(&first.resolved_suite, &first.device);
-    let mut kept: BTreeMap<String, (Row, PathBuf)> = BTreeMap::new();
+    // A recall run has a row per evaluation length, all with its run id.
+    let key = |row: &Row| (row.run_id.clone(), row.eval_seq_len);
+    let mut kept: BTreeMap<(String, Option<i64>), (Row, PathBuf)> = BTreeMap::new();
     let (mut duplicates, mut conflicts) = (0, Vec::new());
     for (dir, _, rows) in &loaded {
         for row in rows {
-            match kept.get(&row.run_id) {
+            match kept.get(&key(row)) {
                 None => {
-                    kept.insert(row.run_id.clone(), (row.clone(), dir.clone()));
+                    kept.insert(key(row), (row.clone(), dir.clone()));
                 }
                 Some((old, old_dir)) => {
                     duplicates += 1;
@@ -100,17 +102,25 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
                         loser.1.display()
                     ));
                     if replace {
-                        kept.insert(row.run_id.clone(), (row.clone(), dir.clone()));
+                        kept.insert(key(row), (row.clone(), dir.clone()));
                     }
                 }
             }
         }
     }
     // Plan order first, then anything the plan no longer names.
-    let mut rows: Vec<Row> = runs
-        .iter()
-        .filter_map(|spec| kept.remove(&spec.run_id).map(|(row, _)| row))
-        .collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for spec in &runs {
+        let lengths: Vec<Option<i64>> = match &spec.recall {
+            Some(recall) => recall.eval_seq_len.iter().map(|l| Some(*l)).collect(),
+            None => vec![None],
+        };
+        for len in lengths {
+            if let Some((row, _)) = kept.remove(&(spec.run_id.clone(), len)) {
+                rows.push(row);
+            }
+        }
+    }
     rows.extend(kept.into_values().map(|(row, _)| row));
 
     std::fs::create_dir_all(out).map_err(|source| RunError::Folder {
@@ -125,7 +135,13 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
     write_crossovers(&plan, out, &mut rows).map_err(RunError::from)?;
     store::write_rows(out, &rows).map_err(RunError::from)?;
     let finished = rows.len();
-    let missing = plan.runs.len().saturating_sub(finished);
+    let finished_runs: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.run_id.as_str()).collect();
+    let missing = plan
+        .runs
+        .iter()
+        .filter(|s| !finished_runs.contains(s.run_id.as_str()))
+        .count();
     let mut manifest = first.clone();
     manifest.shard = None;
     manifest.runs_planned = plan.runs.len();

@@ -5,6 +5,7 @@ pub mod execute;
 pub mod isolate;
 pub mod merge;
 pub mod progress;
+pub mod recall;
 pub mod record;
 pub mod worker;
 
@@ -15,6 +16,7 @@ use crate::results::manifest::{Manifest, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic, StoreError};
 use crate::results::{Row, Status};
 use crate::suite::{Plan, Shard};
+use crate::train::trainer::CurvePoint;
 use progress::Progress;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,43 @@ pub struct Options {
 /// Where a sweep keeps the files it exchanges with its runs' processes.
 const WORK_DIR: &str = ".work";
 
+/// Training curves of recall runs: run_id, step, loss, lr, eval_accuracy.
+pub const CURVES_FILE: &str = "curves.csv";
+
+fn curves_csv(curves: &[(String, Vec<CurvePoint>)]) -> String {
+    let mut csv = String::from("run_id,step,loss,lr,eval_accuracy\n");
+    for (run_id, curve) in curves {
+        for p in curve {
+            let acc = p.eval_accuracy.map(|a| a.to_string()).unwrap_or_default();
+            csv.push_str(&format!("{run_id},{},{},{},{acc}\n", p.step, p.loss, p.lr));
+        }
+    }
+    csv
+}
+
+/// The curves already in `out`, kept when a sweep resumes.
+fn read_curves(out: &Path) -> Vec<(String, Vec<CurvePoint>)> {
+    let text = std::fs::read_to_string(out.join(CURVES_FILE)).unwrap_or_default();
+    let mut curves: Vec<(String, Vec<CurvePoint>)> = Vec::new();
+    for line in text.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let [run_id, step, loss, lr, acc] = cells[..] else {
+            continue;
+        };
+        let point = CurvePoint {
+            step: step.parse().unwrap_or(0),
+            loss: loss.parse().unwrap_or(f64::NAN),
+            lr: lr.parse().unwrap_or(f64::NAN),
+            eval_accuracy: acc.parse().ok(),
+        };
+        match curves.last_mut() {
+            Some((id, points)) if id == run_id => points.push(point),
+            _ => curves.push((run_id.to_owned(), vec![point])),
+        }
+    }
+    curves
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub planned: usize,
@@ -74,6 +113,11 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         Vec::new()
     };
     let finished: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
+    let mut curves = if options.resume {
+        read_curves(out)
+    } else {
+        Vec::new()
+    };
     let mine = match options.shard {
         Some(shard) => shard.select(&plan.runs),
         None => plan.runs.clone(),
@@ -96,12 +140,16 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         let start = std::time::Instant::now();
         let timeout_s = plan.suite.timeout_s(&spec.experiment);
         let outcome = isolate::run(spec, &options.worker, &work_dir, timeout_s);
-        let row = record::row(spec, &outcome, start.elapsed().as_secs_f64(), threads);
-        progress.end(spec, &row);
+        let new_rows = record::rows(spec, &outcome, start.elapsed().as_secs_f64(), threads);
+        progress.end(spec, &new_rows);
         summary.ran += 1;
-        summary.failed += usize::from(row.status != Status::Ok);
-        rows.push(row);
+        summary.failed += usize::from(new_rows.iter().any(|r| r.status != Status::Ok));
+        rows.extend(new_rows);
         fit::predict(&mut rows);
+        if let Some(curve) = record::curve(&outcome) {
+            curves.push((spec.run_id.clone(), curve.to_vec()));
+            write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())?;
+        }
         store::write_rows(out, &rows)?;
     }
     progress.finish();

@@ -51,13 +51,26 @@ impl Progress {
         }
     }
 
-    pub fn end(&mut self, spec: &RunSpec, row: &Row) {
+    pub fn end(&mut self, spec: &RunSpec, rows: &[Row]) {
         self.done += 1;
-        let outcome = match (row.latency_median_s, &row.message) {
-            (Some(median), _) => format!("ok, median {}", format_seconds(median)),
-            (None, Some(message)) => format!("{}: {}", row.status.name(), first_line(message)),
-            (None, None) => row.status.name().to_owned(),
-        };
+        let outcome = rows
+            .iter()
+            .map(
+                |row| match (row.latency_median_s, row.accuracy, &row.message) {
+                    (Some(median), _, _) => format!("ok, median {}", format_seconds(median)),
+                    (None, Some(acc), _) => format!(
+                        "accuracy {:.3} at L={}",
+                        acc,
+                        row.eval_seq_len.unwrap_or(row.seq_len)
+                    ),
+                    (None, None, Some(message)) => {
+                        format!("{}: {}", row.status.name(), first_line(message))
+                    }
+                    (None, None, None) => row.status.name().to_owned(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("; ");
         let line = format!(
             "[{}/{}] {}: {outcome}",
             self.done,

@@ -1,4 +1,5 @@
-//! Turns a run spec and its outcome into a result row: the same columns whatever happened.
+//! Turns a run spec and its outcome into result rows, the same columns whatever happened: one
+//! row for a speed run, one per evaluation length for a recall run.
 
 use super::execute::Outcome;
 use crate::measure::analytic::costs;
@@ -7,13 +8,90 @@ use crate::results::{Row, Status};
 use crate::suite::RunSpec;
 use tch::Device;
 
-/// The row of `spec`, which ended as `outcome` after `wall_s` seconds in its process.
+/// The rows of `spec`, which ended as `outcome` after `wall_s` seconds in its process.
 /// `threads` is what the run was set to use when its process did not report it.
-pub fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
+pub fn rows(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Vec<Row> {
+    match &spec.recall {
+        None => vec![row(spec, outcome, wall_s, threads)],
+        Some(recall) => recall
+            .eval_seq_len
+            .iter()
+            .map(|&len| recall_row(spec, outcome, wall_s, threads, len))
+            .collect(),
+    }
+}
+
+/// The row of one evaluation length of a recall run.
+fn recall_row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64, len: i64) -> Row {
+    let recall = spec.recall.as_ref().expect("a recall run");
+    let mut row = row(
+        spec,
+        &Outcome::Failed {
+            status: Status::Ok,
+            message: String::new(),
+        },
+        wall_s,
+        threads,
+    );
+    row.kind = "recall".to_owned();
+    row.message = None;
+    row.task = Some(recall.task.name().to_owned());
+    row.lr = Some(recall.train.lr);
+    row.eval_seq_len = Some(len);
+    let (partial, ended) = match outcome {
+        Outcome::Recalled(o) => (Some(o), None),
+        Outcome::Interrupted {
+            partial,
+            status,
+            message,
+        } => (Some(partial), Some((*status, message.clone()))),
+        Outcome::Failed { status, message } => (None, Some((*status, message.clone()))),
+        Outcome::Measured(_) => (
+            None,
+            Some((
+                Status::Error,
+                "a recall run reported a speed measurement".to_owned(),
+            )),
+        ),
+    };
+    if let Some(o) = partial {
+        row.steps = Some(o.trained.steps);
+        row.final_loss = Some(o.trained.final_loss);
+        if let Some(e) = o.evaluated.iter().find(|e| e.seq_len == len) {
+            row.status = e.status;
+            row.accuracy = e.accuracy;
+            row.eval_mode = Some(e.mode.clone());
+            row.message = e.message.clone();
+            row.wall_s = o.trained.wall_s + e.wall_s;
+            return row;
+        }
+    }
+    let (status, message) =
+        ended.unwrap_or((Status::Error, "no evaluation was reported".to_owned()));
+    row.status = status;
+    row.message = Some(if partial.is_some() {
+        format!("ended before evaluating at this length: {message}")
+    } else {
+        message
+    });
+    row
+}
+
+/// The training curve of a recall run, as far as it got.
+pub fn curve(outcome: &Outcome) -> Option<&[crate::train::trainer::CurvePoint]> {
+    match outcome {
+        Outcome::Recalled(o) | Outcome::Interrupted { partial: o, .. } => Some(&o.trained.curve),
+        _ => None,
+    }
+}
+
+/// The row of a speed run.
+fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
     let predicted = costs(spec);
     let mut row = Row {
         suite: spec.suite.clone(),
         experiment: spec.experiment.clone(),
+        kind: spec.kind.name().to_owned(),
         run_id: spec.run_id.clone(),
         model: spec.model.clone(),
         family: spec.config.family().name().to_owned(),
@@ -49,6 +127,13 @@ pub fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row 
         activation_bytes: predicted.activation_bytes,
         state_bytes: predicted.state_bytes,
         predicted_latency_s: None,
+        task: None,
+        lr: None,
+        eval_seq_len: None,
+        eval_mode: None,
+        steps: None,
+        final_loss: None,
+        accuracy: None,
         wall_s,
         message: None,
     };
@@ -70,6 +155,10 @@ pub fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row 
         Outcome::Failed { status, message } => {
             row.status = *status;
             row.message = Some(message.clone());
+        }
+        Outcome::Recalled(_) | Outcome::Interrupted { .. } => {
+            row.status = Status::Error;
+            row.message = Some("a speed run reported a recall outcome".to_owned());
         }
     }
     row

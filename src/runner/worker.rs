@@ -3,7 +3,8 @@
 //! leak cannot poison the next configuration, and a CPU peak-memory figure belongs to one
 //! configuration alone (optimum-benchmark's model).
 
-use super::execute::{measure_run, Outcome};
+use super::execute::{failure, measure_run, panic_message, Outcome};
+use super::recall::RecallOutcome;
 use crate::device::DeviceSpec;
 use crate::results::store::{write_atomic, StoreError};
 use crate::suite::RunSpec;
@@ -43,16 +44,39 @@ pub fn serve(spec_path: &Path, outcome_path: &Path) -> Result<(), WorkerError> {
     if let Some(threads) = spec.threads {
         tch::set_num_threads(threads as i32);
     }
+    let save = |outcome: &Outcome| {
+        let json = serde_json::to_vec(outcome).expect("outcomes serialise");
+        write_atomic(outcome_path, &json)
+    };
     let outcome = match DeviceSpec::parse(&spec.device).and_then(|d| d.resolve(cuda_devices())) {
+        Ok(device) if spec.recall.is_some() => recall_run(&spec, device, outcome_path),
         Ok(device) => measure_run(&spec, device),
         Err(message) => Outcome::Failed {
             status: crate::results::Status::Error,
             message,
         },
     };
-    let json = serde_json::to_vec(&outcome).expect("outcomes serialise");
-    write_atomic(outcome_path, &json)?;
+    save(&outcome)?;
     Ok(())
+}
+
+/// A recall run, saving its partial outcome after training and after every evaluation length,
+/// so that the runner keeps them if the process dies on a later length.
+fn recall_run(spec: &RunSpec, device: tch::Device, outcome_path: &Path) -> Outcome {
+    let mut save_partial = |partial: &RecallOutcome| {
+        let json = serde_json::to_vec(&Outcome::Recalled(partial.clone())).expect("serialises");
+        // Losing a partial save only loses progress that the final save also carries.
+        let _ = write_atomic(outcome_path, &json);
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inject_fault(&spec.run_id);
+        super::recall::run(spec, device, &mut save_partial)
+    }));
+    match result {
+        Ok(Ok(outcome)) => Outcome::Recalled(outcome),
+        Ok(Err(message)) => failure(message),
+        Err(payload) => failure(panic_message(payload.as_ref())),
+    }
 }
 
 fn cuda_devices() -> usize {

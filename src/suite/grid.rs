@@ -6,6 +6,8 @@ use super::schema::{
 use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
+use crate::tasks::Task;
+use crate::train::trainer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +46,18 @@ pub struct RunSpec {
     pub new_tokens: Option<i64>,
     pub seed: u64,
     pub threads: Option<usize>,
+    /// Recall runs: what to train on, how, and where to evaluate; `seq_len` is the training
+    /// length and `batch` the training batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall: Option<RecallSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallSpec {
+    pub task: Task,
+    /// With the grid's learning rate.
+    pub train: TrainConfig,
+    pub eval_seq_len: Vec<i64>,
 }
 
 /// Every grid point of every experiment, models outermost and sequence length innermost.
@@ -52,19 +66,70 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     for exp in &suite.experiments {
         for model in &exp.models {
             for sized in sizes(suite, exp, model) {
-                for &batch in &exp.grid.batch {
-                    for &seq_len in &exp.grid.seq_len {
-                        let mut run = spec(suite, exp, model, sized.clone(), device);
-                        run.batch = batch;
-                        run.seq_len = seq_len;
-                        run.run_id = run_id(&run);
-                        runs.push(run);
+                match exp.kind {
+                    ExperimentKind::Speed => {
+                        for batch in exp.grid.batches() {
+                            for &seq_len in &exp.grid.seq_len {
+                                let mut run = spec(suite, exp, model, sized.clone(), device);
+                                run.batch = batch;
+                                run.seq_len = seq_len;
+                                run.run_id = run_id(&run);
+                                runs.push(run);
+                            }
+                        }
+                    }
+                    ExperimentKind::Recall => {
+                        runs.extend(recall_runs(suite, exp, model, &sized, device));
                     }
                 }
             }
         }
     }
     runs
+}
+
+/// One run per learning rate and training length: the model, sized for the task's vocabulary.
+fn recall_runs(
+    suite: &Suite,
+    exp: &Experiment,
+    model: &str,
+    sized: &Sized,
+    device: &str,
+) -> Vec<RunSpec> {
+    let (Some(task), Some(train)) = (&exp.task, &exp.train) else {
+        return Vec::new(); // validation requires both
+    };
+    let rates = exp.grid.lr.clone().unwrap_or_else(|| vec![train.lr]);
+    let mut runs = Vec::new();
+    for lr in rates {
+        for &seq_len in &exp.grid.seq_len {
+            let mut sized = sized.clone();
+            sized.config = with_vocab(&sized.config, task.vocab_size());
+            let mut run = spec(suite, exp, model, sized, device);
+            run.batch = train.batch_size as i64;
+            run.seq_len = seq_len;
+            run.recall = Some(RecallSpec {
+                task: task.clone(),
+                train: TrainConfig {
+                    lr,
+                    ..train.clone()
+                },
+                eval_seq_len: exp.eval_seq_len.clone().unwrap_or_else(|| vec![seq_len]),
+            });
+            run.run_id = run_id(&run);
+            runs.push(run);
+        }
+    }
+    runs
+}
+
+fn with_vocab(config: &ModelConfig, vocab_size: i64) -> ModelConfig {
+    let mut config = config.clone();
+    match &mut config {
+        ModelConfig::Mamba(c) => c.vocab_size = vocab_size,
+        ModelConfig::Transformer(c) => c.vocab_size = vocab_size,
+    }
+    config
 }
 
 /// A model's configuration at a grid point, the model it was sized to match, if any, and the
@@ -138,7 +203,7 @@ pub fn sized_config(
 }
 
 pub fn layers(exp: &Experiment) -> Vec<i64> {
-    match (exp.component, &exp.grid.n_layers) {
+    match (exp.component(), &exp.grid.n_layers) {
         (Component::Core | Component::Mixer | Component::Block, _) => vec![1],
         (Component::Model, Some(layers)) => layers.clone(),
         (Component::Model, None) => vec![DEFAULT_MODEL_LAYERS],
@@ -184,8 +249,8 @@ fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str
         experiment: exp.name.clone(),
         kind: exp.kind,
         model: model.to_owned(),
-        component: exp.component,
-        pass: exp.pass,
+        component: exp.component(),
+        pass: exp.pass(),
         device: device.to_owned(),
         dtype: suite.dtype,
         batch: 0,
@@ -193,13 +258,14 @@ fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str
         warmup: exp.warmup,
         warmup_s: exp.warmup_s,
         repeats: exp.repeats,
-        new_tokens: (exp.pass == Pass::GenerateThroughput)
+        new_tokens: (exp.pass() == Pass::GenerateThroughput)
             .then(|| exp.new_tokens.unwrap_or(DEFAULT_NEW_TOKENS)),
         seed: suite.seed,
         threads: suite.threads,
         config: sized.config,
         matched_to: sized.matched_to,
         checkpoint: sized.checkpoint,
+        recall: None,
     }
 }
 
@@ -207,8 +273,13 @@ fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str
 /// gives a new id and `--resume` never reuses a stale result.
 fn run_id(spec: &RunSpec) -> String {
     let canonical = serde_json::to_string(spec).expect("run specs serialise");
+    let lr = spec
+        .recall
+        .as_ref()
+        .map(|r| format!(".lr{}", r.train.lr))
+        .unwrap_or_default();
     format!(
-        "{}.{}.d{}.L{}.b{}.n{}.{:08x}",
+        "{}.{}.d{}.L{}.b{}.n{}{lr}.{:08x}",
         spec.experiment,
         spec.model,
         spec.config.d_model(),

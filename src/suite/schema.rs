@@ -28,6 +28,8 @@
 
 use crate::models::{Component, Family};
 use crate::scan::ScanImpl;
+use crate::tasks::Task;
+use crate::train::trainer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,6 +145,17 @@ pub struct ModelEntry {
 pub enum ExperimentKind {
     /// Latency and throughput of a pass over a grid of shapes.
     Speed,
+    /// Train each model on a recall task, then measure its accuracy at `eval_seq_len`.
+    Recall,
+}
+
+impl ExperimentKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExperimentKind::Speed => "speed",
+            ExperimentKind::Recall => "recall",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,8 +212,13 @@ impl Pass {
 pub struct Experiment {
     pub name: String,
     pub kind: ExperimentKind,
-    pub pass: Pass,
-    pub component: Component,
+    /// The pass a speed experiment times (required there; recall experiments train).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<Pass>,
+    /// The part of the model a speed experiment times (required there; recall experiments
+    /// train whole language models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<Component>,
     pub models: Vec<String>,
     pub grid: Grid,
     /// A model of this experiment whose size the others match: its depth comes from the grid,
@@ -222,6 +240,30 @@ pub struct Experiment {
     /// Tokens generated per sequence by `pass: generate_throughput`.
     #[serde(default)]
     pub new_tokens: Option<i64>,
+    /// Recall: the task and its options, e.g. `{ task: mqar, num_kv_pairs: 8 }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// Recall: how to train; a grid's `lr` list overrides `lr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainConfig>,
+    /// Recall: lengths to evaluate at after training [default: the training length].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_seq_len: Option<Vec<i64>>,
+}
+
+impl Experiment {
+    /// The pass: a speed experiment's (validation requires it), a training step for recall.
+    pub fn pass(&self) -> Pass {
+        self.pass.unwrap_or(match self.kind {
+            ExperimentKind::Speed => Pass::Forward,
+            ExperimentKind::Recall => Pass::TrainStep,
+        })
+    }
+
+    /// The component: a speed experiment's (validation requires it), a whole model for recall.
+    pub fn component(&self) -> Component {
+        self.component.unwrap_or(Component::Model)
+    }
 }
 
 fn default_warmup() -> usize {
@@ -246,15 +288,21 @@ pub struct Grid {
     #[serde(default)]
     pub d_model: Vec<i64>,
     pub seq_len: Vec<i64>,
-    #[serde(default = "default_batch")]
-    pub batch: Vec<i64>,
+    /// Speed only [default: 1]; recall trains with `train.batch_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Vec<i64>>,
     /// Depth of a `component: model`; blocks are always one layer deep.
     #[serde(default)]
     pub n_layers: Option<Vec<i64>>,
+    /// Recall only: peak learning rates to sweep (zoology plots the best one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<Vec<f64>>,
 }
 
-fn default_batch() -> Vec<i64> {
-    vec![1]
+impl Grid {
+    pub fn batches(&self) -> Vec<i64> {
+        self.batch.clone().unwrap_or_else(|| vec![1])
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +320,11 @@ pub enum PlotKind {
     AttentionShareVsSeqLen,
     /// Crossover length L* against width, with the line L = d.
     CrossoverVsWidth,
+    /// Recall: accuracy against d_model, best over learning rates, one chart per training
+    /// length (zoology's Fig. 2).
+    AccuracyVsWidth,
+    /// Recall: accuracy against the evaluation length (the Mamba paper's Table 2).
+    AccuracyVsEvalLen,
 }
 
 impl PlotKind {
@@ -283,6 +336,16 @@ impl PlotKind {
             PlotKind::ThroughputVsBatch => "throughput_vs_batch",
             PlotKind::AttentionShareVsSeqLen => "attention_share_vs_seq_len",
             PlotKind::CrossoverVsWidth => "crossover_vs_width",
+            PlotKind::AccuracyVsWidth => "accuracy_vs_width",
+            PlotKind::AccuracyVsEvalLen => "accuracy_vs_eval_len",
+        }
+    }
+
+    /// The experiment kind a chart of this kind draws.
+    pub fn experiment_kind(self) -> ExperimentKind {
+        match self {
+            PlotKind::AccuracyVsWidth | PlotKind::AccuracyVsEvalLen => ExperimentKind::Recall,
+            _ => ExperimentKind::Speed,
         }
     }
 }

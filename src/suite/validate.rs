@@ -292,6 +292,10 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
                 );
             }
         }
+        match exp.kind {
+            ExperimentKind::Speed => check_speed(c, i, exp),
+            ExperimentKind::Recall => check_recall(c, i, exp, suite),
+        }
         check_pass(c, i, exp);
         if exp.repeats == 0 {
             c.fail(
@@ -310,7 +314,7 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
             c.positive(at("grid.d_model"), &grid.d_model);
         }
         for (j, model) in exp.models.iter().enumerate() {
-            if from_checkpoint(model) && exp.component != Component::Model {
+            if from_checkpoint(model) && exp.component() != Component::Model {
                 c.fail(format!("experiments[{i}].models[{j}]"), format!("`{model}` is a checkpoint, which runs as a whole model; use `component: model`"));
             }
             if from_checkpoint(model) && exp.match_params.is_some() {
@@ -318,10 +322,12 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
             }
         }
         c.positive(at("grid.seq_len"), &grid.seq_len);
-        c.positive(at("grid.batch"), &grid.batch);
+        if let Some(batch) = &grid.batch {
+            c.positive(at("grid.batch"), batch);
+        }
         if let Some(layers) = &grid.n_layers {
-            if exp.component != Component::Model {
-                c.fail(at("grid.n_layers"), format!("a `component: {}` is one layer deep; remove n_layers or use `component: model`", exp.component.name()));
+            if exp.component() != Component::Model {
+                c.fail(at("grid.n_layers"), format!("a `component: {}` is one layer deep; remove n_layers or use `component: model`", exp.component().name()));
             } else {
                 c.positive(at("grid.n_layers"), layers);
             }
@@ -338,19 +344,148 @@ fn check_experiments(c: &mut Checker, suite: &Suite) {
     }
 }
 
+/// A speed experiment names its pass and component, and none of recall's fields.
+fn check_speed(c: &mut Checker, i: usize, exp: &Experiment) {
+    let at = |field: &str| format!("experiments[{i}].{field}");
+    if exp.pass.is_none() {
+        let passes: Vec<&str> = Pass::ALL.iter().map(|p| p.name()).collect();
+        c.fail(
+            format!("experiments[{i}]"),
+            format!(
+                "a speed experiment needs `pass`: one of {}",
+                passes.join(", ")
+            ),
+        );
+    }
+    if exp.component.is_none() {
+        let components: Vec<&str> = Component::ALL.iter().map(|p| p.name()).collect();
+        c.fail(
+            format!("experiments[{i}]"),
+            format!(
+                "a speed experiment needs `component`: one of {}",
+                components.join(", ")
+            ),
+        );
+    }
+    let recall_only = [
+        ("task", exp.task.is_some()),
+        ("train", exp.train.is_some()),
+        ("eval_seq_len", exp.eval_seq_len.is_some()),
+        ("grid.lr", exp.grid.lr.is_some()),
+    ];
+    for (field, present) in recall_only {
+        if present {
+            c.fail(
+                at(field),
+                format!(
+                    "`{field}` belongs to `kind: recall` experiments; remove it or change the kind"
+                ),
+            );
+        }
+    }
+}
+
+/// A recall experiment trains whole models from scratch on a task that fits every length.
+fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &Suite) {
+    let at = |field: &str| format!("experiments[{i}].{field}");
+    let speed_only = [
+        ("pass", exp.pass.is_some()),
+        ("component", exp.component.is_some()),
+        ("grid.batch", exp.grid.batch.is_some()),
+        ("new_tokens", exp.new_tokens.is_some()),
+    ];
+    for (field, present) in speed_only {
+        if present {
+            c.fail(at(field), format!("`{field}` belongs to speed experiments; a recall experiment trains whole language models with `train.batch_size`"));
+        }
+    }
+    let Some(task) = &exp.task else {
+        c.fail(
+            format!("experiments[{i}]"),
+            "a recall experiment needs `task`, e.g. `task: { task: mqar, num_kv_pairs: 8 }`",
+        );
+        return;
+    };
+    let Some(train) = &exp.train else {
+        c.fail(
+            format!("experiments[{i}]"),
+            "a recall experiment needs `train`, e.g. `train: { steps: 2000, lr: 1e-3 }`",
+        );
+        return;
+    };
+    let t = |field: &str| format!("experiments[{i}].train.{field}");
+    for (field, value) in [
+        ("steps", train.steps),
+        ("batch_size", train.batch_size),
+        ("eval_every", train.eval_every),
+        ("eval_batches", train.eval_batches),
+    ] {
+        if value == 0 {
+            c.fail(t(field), "0 is not allowed; expected an integer ≥ 1");
+        }
+    }
+    c.above_zero(t("lr"), Some(train.lr));
+    if let Some(target) = train.target_accuracy.filter(|a| !(*a > 0.0 && *a <= 1.0)) {
+        c.fail(
+            t("target_accuracy"),
+            format!("{target} is not allowed; expected a fraction in (0, 1]"),
+        );
+    }
+    if let Some(rates) = &exp.grid.lr {
+        if rates.is_empty() {
+            c.fail(
+                at("grid.lr"),
+                "the list is empty; give at least one learning rate",
+            );
+        }
+        for (j, lr) in rates.iter().enumerate() {
+            c.above_zero(format!("experiments[{i}].grid.lr[{j}]"), Some(*lr));
+        }
+    }
+    if let Some(lengths) = &exp.eval_seq_len {
+        c.positive(at("eval_seq_len"), lengths);
+    }
+    // Every training and evaluation length must make a valid example.
+    let lengths = exp
+        .grid
+        .seq_len
+        .iter()
+        .chain(exp.eval_seq_len.iter().flatten());
+    for len in lengths.filter(|l| **l >= 1) {
+        if let Err(e) = task.example(*len, 0) {
+            c.fail(at("task"), format!("at length {len}: {e}"));
+            break;
+        }
+    }
+    for (j, model) in exp.models.iter().enumerate() {
+        let Some(entry) = suite.models.get(model) else {
+            continue;
+        };
+        if entry.checkpoint.is_some() {
+            c.fail(
+                format!("experiments[{i}].models[{j}]"),
+                format!("`{model}` is a checkpoint; recall experiments train models from scratch"),
+            );
+        }
+        if let Some(vocab) = entry.vocab_size.filter(|v| *v != task.vocab_size()) {
+            c.fail(format!("models.{model}.vocab_size"), format!("{vocab} differs from the {} tokens of task `{}` in experiment `{}`; remove vocab_size (the task sets it)", task.vocab_size(), task.name(), exp.name));
+        }
+    }
+}
+
 /// Which passes and components go together, and the sampling and limit values.
 fn check_pass(c: &mut Checker, i: usize, exp: &Experiment) {
     let at = |field: &str| format!("experiments[{i}].{field}");
-    if exp.pass.needs_whole_model() && exp.component != Component::Model {
+    if exp.pass().needs_whole_model() && exp.component() != Component::Model {
         c.fail(
             at("pass"),
             format!(
                 "`pass: {}` needs a whole language model; use `component: model`",
-                exp.pass.name()
+                exp.pass().name()
             ),
         );
     }
-    if exp.new_tokens.is_some() && exp.pass != Pass::GenerateThroughput {
+    if exp.new_tokens.is_some() && exp.pass() != Pass::GenerateThroughput {
         c.fail(
             at("new_tokens"),
             "`new_tokens` belongs to `pass: generate_throughput`; remove it",
@@ -389,8 +524,8 @@ fn check_match_params(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment
         );
         return;
     }
-    if exp.component != Component::Model {
-        c.fail(path, format!("a `component: {}` is one layer deep, so depth cannot match sizes; use `component: model`", exp.component.name()));
+    if exp.component() != Component::Model {
+        c.fail(path, format!("a `component: {}` is one layer deep, so depth cannot match sizes; use `component: model`", exp.component().name()));
         return;
     }
     let usable = |m: &String| suite.models.contains_key(m);
@@ -457,10 +592,16 @@ fn check_plots(c: &mut Checker, suite: &Suite) {
                     ),
                 );
             }
-            Some(exp) if exp.kind != ExperimentKind::Speed => {
+            Some(exp) if exp.kind != plot.kind.experiment_kind() => {
                 c.fail(
                     path,
-                    format!("a {} plot needs a speed experiment", plot.kind.name()),
+                    format!(
+                        "a {} plot needs a {} experiment, and `{}` is {}",
+                        plot.kind.name(),
+                        plot.kind.experiment_kind().name(),
+                        exp.name,
+                        exp.kind.name()
+                    ),
                 );
             }
             Some(_) => {}

@@ -65,7 +65,7 @@ mod defaults {
 }
 
 /// One line of `curves.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
     /// Steps taken so far.
     pub step: usize,

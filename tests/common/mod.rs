@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests. Each test crate uses the ones it needs.
+
+#![allow(dead_code)]
 
 use std::sync::Mutex;
 
@@ -13,4 +15,22 @@ pub fn seeded<T>(seed: i64, draw: impl FnOnce() -> T) -> T {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     tch::manual_seed(seed);
     draw()
+}
+
+/// `mvt ARGS` in `cwd`, run to completion.
+pub fn mvt(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mvt"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("mvt runs")
+}
+
+/// The rows a results folder holds so far (none before the first is written).
+pub fn rows(results: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(results.join("rows.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect()
 }

@@ -1,0 +1,122 @@
+//! A recall run, in its own process: train the model on the task at the training length, then
+//! evaluate it at every `eval_seq_len`, shortest first. The outcome so far is handed to `save`
+//! after training and after each length, so that a run killed at 2^20 tokens (out of memory,
+//! out of time) still reports every length it finished.
+
+use super::execute::{is_out_of_memory, panic_message};
+use crate::models::lm::{LanguageModel, Mode};
+use crate::models::Family;
+use crate::results::Status;
+use crate::suite::RunSpec;
+use crate::train::eval::{evaluate, EvalSet};
+use crate::train::trainer::{train, CurvePoint};
+use serde::{Deserialize, Serialize};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+use tch::{nn, Device};
+
+/// From this length on, Mamba evaluates in step mode: its fixed-size state keeps memory O(1)
+/// in the length, where parallel mode would hold (batch, L, d_inner) activations.
+pub const MAMBA_STEP_MODE_FROM: i64 = 8192;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub steps: i64,
+    pub final_loss: f64,
+    pub stopped_early: bool,
+    pub curve: Vec<CurvePoint>,
+    pub wall_s: f64,
+}
+
+/// The accuracy at one evaluation length, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluated {
+    pub seq_len: i64,
+    pub mode: String,
+    pub status: Status,
+    pub accuracy: Option<f64>,
+    pub message: Option<String>,
+    pub wall_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallOutcome {
+    pub trained: Trained,
+    pub evaluated: Vec<Evaluated>,
+}
+
+/// Trains and evaluates `spec`; `save` receives the outcome after training and after each
+/// length. An error in training is returned as the message; an error at one length is that
+/// length's status, and the longer lengths are still tried.
+pub fn run(
+    spec: &RunSpec,
+    device: Device,
+    save: &mut dyn FnMut(&RecallOutcome),
+) -> Result<RecallOutcome, String> {
+    let recall = spec.recall.as_ref().ok_or("not a recall run")?;
+    tch::manual_seed(spec.seed as i64);
+    let vars = nn::VarStore::new(device);
+    let model = LanguageModel::new(vars.root(), &spec.config);
+    let start = Instant::now();
+    let trained = train(
+        &model,
+        &vars,
+        &recall.task,
+        spec.seq_len,
+        &recall.train,
+        spec.seed,
+        |_| {},
+    )
+    .map_err(|e| e.to_string())?;
+    let mut outcome = RecallOutcome {
+        trained: Trained {
+            steps: trained.steps as i64,
+            final_loss: trained.final_loss,
+            stopped_early: trained.stopped_early,
+            curve: trained.curve,
+            wall_s: start.elapsed().as_secs_f64(),
+        },
+        evaluated: Vec::new(),
+    };
+    save(&outcome);
+    let mut lengths = recall.eval_seq_len.clone();
+    lengths.sort_unstable();
+    for seq_len in lengths {
+        let mode = match spec.config.family() {
+            Family::Mamba if seq_len >= MAMBA_STEP_MODE_FROM => Mode::Step,
+            _ => Mode::Parallel,
+        };
+        let set = EvalSet {
+            task: &recall.task,
+            seq_len,
+            batches: recall.train.eval_batches,
+            batch_size: recall.train.batch_size,
+            seed: spec.seed,
+        };
+        let start = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| evaluate(&model, &set, mode, device)));
+        let (status, accuracy, message) = match result {
+            Ok(Ok(acc)) => (Status::Ok, Some(acc.value()), None),
+            Ok(Err(e)) => (Status::Error, None, Some(e.to_string())),
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                let status = if is_out_of_memory(&message) {
+                    Status::Oom
+                } else {
+                    Status::Error
+                };
+                (status, None, Some(message))
+            }
+        };
+        outcome.evaluated.push(Evaluated {
+            seq_len,
+            mode: mode.name().to_owned(),
+            status,
+            accuracy,
+            message,
+            wall_s: start.elapsed().as_secs_f64(),
+        });
+        save(&outcome);
+    }
+    Ok(outcome)
+}
