@@ -2,10 +2,11 @@
 //! and turns however the child ended into an [`Outcome`].
 
 use super::execute::{is_out_of_memory, Outcome};
+use super::worker::PROGRESS_EXTENSION;
 use crate::results::Status;
 use crate::suite::RunSpec;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,25 +14,34 @@ const POLL: Duration = Duration::from_millis(20);
 /// How much of a dead child's stderr a row keeps.
 const STDERR_TAIL: usize = 1500;
 
+/// The files a run's process exchanges with the runner.
+struct Exchange {
+    spec: PathBuf,
+    outcome: PathBuf,
+    progress: PathBuf,
+    log: PathBuf,
+}
+
 /// Runs `spec` in a child process of `worker` (the `mvt` binary), using `work_dir` for the
-/// exchange files, and kills it after `timeout_s` seconds. Never fails: an unspawnable or dead
-/// child is an outcome too.
-pub fn run(spec: &RunSpec, worker: &Path, work_dir: &Path, timeout_s: f64) -> Outcome {
+/// exchange files, and kills it after `timeout_s` seconds; `on_progress` sees each new line of
+/// progress the run reports. Never fails: an unspawnable or dead child is an outcome too.
+pub fn run(
+    spec: &RunSpec,
+    worker: &Path,
+    work_dir: &Path,
+    timeout_s: f64,
+    on_progress: &mut dyn FnMut(&str),
+) -> Outcome {
     let stem = work_dir.join(&spec.run_id);
-    let (spec_path, outcome_path, log_path) = (
-        stem.with_extension("spec.json"),
-        stem.with_extension("outcome.json"),
-        stem.with_extension("stderr.log"),
-    );
-    let outcome = supervise(
-        spec,
-        worker,
-        &spec_path,
-        &outcome_path,
-        &log_path,
-        timeout_s,
-    );
-    for path in [&spec_path, &outcome_path, &log_path] {
+    let outcome_path = stem.with_extension("outcome.json");
+    let files = Exchange {
+        spec: stem.with_extension("spec.json"),
+        progress: outcome_path.with_extension(PROGRESS_EXTENSION),
+        outcome: outcome_path,
+        log: stem.with_extension("stderr.log"),
+    };
+    let outcome = supervise(spec, worker, &files, timeout_s, on_progress);
+    for path in [&files.spec, &files.outcome, &files.progress, &files.log] {
         let _ = std::fs::remove_file(path);
     }
     outcome
@@ -40,11 +50,11 @@ pub fn run(spec: &RunSpec, worker: &Path, work_dir: &Path, timeout_s: f64) -> Ou
 fn supervise(
     spec: &RunSpec,
     worker: &Path,
-    spec_path: &Path,
-    outcome_path: &Path,
-    log_path: &Path,
+    files: &Exchange,
     timeout_s: f64,
+    on_progress: &mut dyn FnMut(&str),
 ) -> Outcome {
+    let (spec_path, outcome_path, log_path) = (&files.spec, &files.outcome, &files.log);
     let failed = |status, message: String| Outcome::Failed { status, message };
     let json = serde_json::to_vec(spec).expect("run specs serialise");
     let log = std::fs::write(spec_path, json).and_then(|()| std::fs::File::create(log_path));
@@ -68,7 +78,14 @@ fn supervise(
         }
     };
     let start = Instant::now();
+    let mut shown = String::new();
     let status = loop {
+        if let Ok(line) = std::fs::read_to_string(&files.progress) {
+            if line != shown {
+                on_progress(&line);
+                shown = line;
+            }
+        }
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if start.elapsed().as_secs_f64() > timeout_s => {

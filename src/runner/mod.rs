@@ -139,7 +139,9 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         progress.begin(spec);
         let start = std::time::Instant::now();
         let timeout_s = plan.suite.timeout_s(&spec.experiment);
-        let outcome = isolate::run(spec, &options.worker, &work_dir, timeout_s);
+        let outcome = isolate::run(spec, &options.worker, &work_dir, timeout_s, &mut |line| {
+            progress.update(spec, line)
+        });
         let new_rows = record::rows(spec, &outcome, start.elapsed().as_secs_f64(), threads);
         progress.end(spec, &new_rows);
         summary.ran += 1;

@@ -51,6 +51,14 @@ impl Progress {
         }
     }
 
+    /// A line of progress from inside a long run (training loss and accuracy).
+    pub fn update(&self, spec: &RunSpec, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(format!("{}: {line}", describe(spec))),
+            None => eprintln!("    {}: {line}", describe(spec)),
+        }
+    }
+
     pub fn end(&mut self, spec: &RunSpec, rows: &[Row]) {
         self.done += 1;
         let outcome = rows

@@ -46,12 +46,14 @@ pub struct RecallOutcome {
 }
 
 /// Trains and evaluates `spec`; `save` receives the outcome after training and after each
-/// length. An error in training is returned as the message; an error at one length is that
-/// length's status, and the longer lengths are still tried.
+/// length, `report` a line of progress (loss, accuracy) at each evaluation. An error in
+/// training is returned as the message; an error at one length is that length's status, and
+/// the longer lengths are still tried.
 pub fn run(
     spec: &RunSpec,
     device: Device,
     save: &mut dyn FnMut(&RecallOutcome),
+    report: &mut dyn FnMut(&str),
 ) -> Result<RecallOutcome, String> {
     let recall = spec.recall.as_ref().ok_or("not a recall run")?;
     tch::manual_seed(spec.seed as i64);
@@ -65,7 +67,15 @@ pub fn run(
         spec.seq_len,
         &recall.train,
         spec.seed,
-        |_| {},
+        |point| {
+            report(&format!(
+                "step {}/{}, loss {:.4}, accuracy {:.3}",
+                point.step,
+                recall.train.steps,
+                point.loss,
+                point.eval_accuracy.unwrap_or(f64::NAN)
+            ))
+        },
     )
     .map_err(|e| e.to_string())?;
     let mut outcome = RecallOutcome {
@@ -93,6 +103,7 @@ pub fn run(
             batch_size: recall.train.batch_size,
             seed: spec.seed,
         };
+        report(&format!("evaluating at L={seq_len} ({})", mode.name()));
         let start = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| evaluate(&model, &set, mode, device)));
         let (status, accuracy, message) = match result {

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 /// whose id contains TEXT does KIND (`panic`, `abort`, `exit`, `hang`) before measuring.
 pub const FAULT_INJECTION_VAR: &str = "MVT_FAULT_INJECTION";
 
+/// Beside the outcome file, a run's latest line of progress for the runner to show.
+pub const PROGRESS_EXTENSION: &str = "progress";
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("cannot read the run spec `{}`: {source}", path.display())]
@@ -68,9 +71,13 @@ fn recall_run(spec: &RunSpec, device: tch::Device, outcome_path: &Path) -> Outco
         // Losing a partial save only loses progress that the final save also carries.
         let _ = write_atomic(outcome_path, &json);
     };
+    let progress_path = outcome_path.with_extension(PROGRESS_EXTENSION);
+    let mut report = |line: &str| {
+        let _ = write_atomic(&progress_path, line.as_bytes());
+    };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         inject_fault(&spec.run_id);
-        super::recall::run(spec, device, &mut save_partial)
+        super::recall::run(spec, device, &mut save_partial, &mut report)
     }));
     match result {
         Ok(Ok(outcome)) => Outcome::Recalled(outcome),
