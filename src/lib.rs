@@ -2,11 +2,13 @@
 //! same hardware and the same work. The `mvt` binary is a thin shell over this library.
 
 pub mod analysis;
+pub mod claims;
 pub mod device;
 pub mod environment;
 pub mod measure;
 pub mod models;
 pub mod plots;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scan;

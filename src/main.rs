@@ -96,6 +96,18 @@ enum Command {
     /// Measure one run spec and write its outcome (started by `mvt run`, once per run).
     #[command(hide = true)]
     Worker { spec: PathBuf, outcome: PathBuf },
+    /// Write report.md and a self-contained report.html for one or more results folders: the
+    /// claims and their verdicts, each experiment's charts and table, and every failed run.
+    #[command(
+        after_help = "Example:\n  mvt report results/crossover_cpu --out results/crossover_cpu\n  mvt report results/claims results/induction_extrapolation --out /tmp/report"
+    )]
+    Report {
+        #[arg(required = true, num_args = 1..)]
+        results: Vec<PathBuf>,
+        /// Folder for report.md and report.html [default: the first results folder].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print one example of a recall task: its inputs and targets, token ids, aligned.
     #[command(
         after_help = "Tasks and their options (--set NAME=VALUE):\n  mqar               vocab_size (8192), num_kv_pairs (required), power_a (0.01), random_non_queries (true)\n  selective_copying  vocab_size (16), n_tokens (16)\n  induction_heads    vocab_size (16)\n  copying            alphabet (26)\n  phonebook          alphabet (26), name_len (4), number_len (10); --seq-len is the number of entries\n\nExample:\n  mvt sample --task mqar --set num_kv_pairs=4 --set vocab_size=64 --seq-len 32 --seed 0"
@@ -186,6 +198,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits { model, mode, out } => logits(&model, mode, &out),
         Command::Generate { model, max_new } => generate(&model, max_new),
         Command::Worker { spec, outcome } => Ok(runner::worker::serve(&spec, &outcome)?),
+        Command::Report { results, out } => {
+            let out = out.unwrap_or_else(|| results[0].clone());
+            let files =
+                mamba_vs_transformer::report::write(&results, &out).map_err(|e| match e {
+                    mamba_vs_transformer::report::ReportError::NotResults { .. } => {
+                        anyhow::Error::from(InvalidInput(e.to_string()))
+                    }
+                    other => other.into(),
+                })?;
+            for file in files {
+                println!("{}", file.display());
+            }
+            Ok(())
+        }
         Command::Sample {
             task,
             options,

@@ -154,6 +154,26 @@ pub fn costs(spec: &RunSpec) -> Costs {
     costs
 }
 
+/// FLOPs of one parallel forward of `component` over `batch` sequences of `seq_len`, and the
+/// part spent in the core op: for predictions at sizes no run measured.
+pub fn forward_flops(
+    cfg: &ModelConfig,
+    component: Component,
+    batch: f64,
+    seq_len: f64,
+) -> (f64, f64) {
+    let f = component_forward(
+        cfg,
+        component,
+        Shape {
+            batch,
+            new: seq_len,
+            context: 0.0,
+        },
+    );
+    (f.flops, f.core_flops)
+}
+
 /// The forward of `component` over `shape`.
 fn component_forward(cfg: &ModelConfig, component: Component, shape: Shape) -> Layer {
     let layers = cfg.n_layers() as f64;

@@ -27,6 +27,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Plot(#[from] PlotError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("cannot create the results folder `{}`: {source}", path.display())]
     Folder {
         path: PathBuf,
@@ -93,6 +95,8 @@ pub struct Summary {
     pub ran: usize,
     pub failed: usize,
     pub charts: Vec<PathBuf>,
+    /// report.md and report.html, for suites with claims.
+    pub report: Vec<PathBuf>,
 }
 
 pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
@@ -165,6 +169,9 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     write_manifest(out, &manifest)?;
     write_crossovers(plan, out, &mut rows)?;
     summary.charts = render_plots(plan, out)?;
+    if !plan.suite.claims.is_empty() {
+        summary.report = crate::report::write(std::slice::from_ref(out), out)?;
+    }
     Ok(summary)
 }
 

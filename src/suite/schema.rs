@@ -26,6 +26,7 @@
 //!   - { kind: latency_vs_seq_len, experiment: block-forward }
 //! ```
 
+use crate::claims::Claim;
 use crate::models::{Component, Family};
 use crate::scan::ScanImpl;
 use crate::tasks::Task;
@@ -59,6 +60,9 @@ pub struct Suite {
     pub experiments: Vec<Experiment>,
     #[serde(default)]
     pub plots: Vec<PlotEntry>,
+    /// Claims judged on the experiments' results; a suite with claims gets a report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
 }
 
 impl Suite {

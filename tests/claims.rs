@@ -1,0 +1,344 @@
+//! Claims: each kind's decision rules on small synthetic results, covering every verdict;
+//! validation of bad claims; and a report produced end to end from a tiny suite.
+
+mod common;
+
+use common::mvt;
+use mamba_vs_transformer::analysis::crossover::{Crossover, Finding as Crossing, Predicted};
+use mamba_vs_transformer::claims::{judge, Claim, KindName, Verdict};
+use mamba_vs_transformer::models::Family;
+use mamba_vs_transformer::results::Row;
+use mamba_vs_transformer::suite::{Machine, Plan};
+
+fn claim(kind: KindName, experiments: &[&str]) -> Claim {
+    Claim {
+        id: "c".into(),
+        claim: "words".into(),
+        kind,
+        experiments: experiments.iter().map(|e| e.to_string()).collect(),
+        factor: None,
+        family: None,
+        threshold: None,
+        min_length: None,
+        negligible_below: None,
+        predict_at: None,
+    }
+}
+
+fn crossing(
+    d_model: i64,
+    finding: Crossing,
+    measured: Option<(f64, f64, f64)>,
+    lens: (i64, i64),
+) -> Crossover {
+    Crossover {
+        experiment: "e".into(),
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        pass: "forward".into(),
+        component: "mixer".into(),
+        d_model,
+        batch: 1,
+        mamba: "m".into(),
+        transformer: "t".into(),
+        finding,
+        measured: measured.map(|m| m.0),
+        measured_low: measured.map(|m| m.1),
+        measured_high: measured.map(|m| m.2),
+        min_len: Some(lens.0),
+        max_len: Some(lens.1),
+        ratio_at_max_len: Some(1.2),
+        flops_crossover: Some(Predicted::At(300.0)),
+        predicted_crossover: None,
+    }
+}
+
+#[test]
+fn crossover_claims_are_judged_per_width() {
+    let c = claim(KindName::CrossoverVsWidth, &["e"]);
+    let judged = |crossovers: &[Crossover]| judge(&c, &[], crossovers);
+    let supported = [
+        crossing(
+            64,
+            Crossing::Crossed,
+            Some((2000.0, 1500.0, 2500.0)),
+            (64, 4096),
+        ),
+        crossing(128, Crossing::NoneInRange, None, (64, 4096)),
+    ];
+    let j = judged(&supported);
+    assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
+    assert!(j.findings[0]
+        .detail
+        .contains("FLOP model (predicted): L* = 300"));
+
+    let refuted = [
+        crossing(
+            256,
+            Crossing::Crossed,
+            Some((100.0, 80.0, 150.0)),
+            (64, 4096),
+        ),
+        crossing(512, Crossing::MambaFasterThroughout, None, (64, 4096)),
+    ];
+    assert_eq!(judged(&refuted).verdict, Verdict::Refuted);
+
+    let mixed = [supported[0].clone(), refuted[0].clone()];
+    let j = judged(&mixed);
+    assert_eq!(j.verdict, Verdict::Mixed);
+    assert!(
+        j.summary.contains("supported at d=64") && j.summary.contains("refuted at d=256"),
+        "{}",
+        j.summary
+    );
+
+    // Bounds straddling L = d, lengths that never reach d, or no data: never a verdict.
+    for unsure in [
+        crossing(
+            1024,
+            Crossing::Crossed,
+            Some((1000.0, 900.0, 1200.0)),
+            (64, 4096),
+        ),
+        crossing(8192, Crossing::NoneInRange, None, (64, 4096)),
+        crossing(64, Crossing::InsufficientData, None, (64, 64)),
+    ] {
+        let j = judged(std::slice::from_ref(&unsure));
+        assert_eq!(
+            j.verdict,
+            Verdict::Inconclusive,
+            "{:?}: {}",
+            unsure.finding,
+            j.summary
+        );
+    }
+    assert_eq!(
+        judged(&[]).verdict,
+        Verdict::Inconclusive,
+        "no data, no verdict"
+    );
+}
+
+fn recall_row(
+    model: &str,
+    family: &str,
+    eval_len: i64,
+    status: &str,
+    accuracy: Option<f64>,
+) -> Row {
+    serde_json::from_value(serde_json::json!({
+        "suite": "s", "experiment": "r", "kind": "recall", "run_id": format!("r.{model}"),
+        "model": model, "family": family, "component": "model", "pass": "train_step",
+        "device": "cpu", "dtype": "f32", "batch": 8, "seq_len": 256, "d_model": 64,
+        "n_layers": 2, "params": 1000, "scan": "", "threads": 2, "status": status,
+        "samples": 0, "wall_s": 1.0, "task": "induction_heads", "lr": 1e-3,
+        "eval_seq_len": eval_len, "accuracy": accuracy, "steps": 100
+    }))
+    .unwrap()
+}
+
+#[test]
+fn recall_claims_need_an_evaluation_at_the_distance() {
+    let mut c = claim(KindName::RecallAtDistance, &["r"]);
+    c.family = Some(Family::Mamba);
+    c.threshold = Some(0.9);
+    c.min_length = Some(1 << 20);
+    let near = recall_row("m", "mamba", 256, "ok", Some(1.0));
+    let cases = [
+        (
+            recall_row("m", "mamba", 1 << 20, "ok", Some(0.99)),
+            Verdict::Supported,
+            "accuracy 0.990 at 1048576",
+        ),
+        (
+            recall_row("m", "mamba", 1 << 20, "ok", Some(0.5)),
+            Verdict::Refuted,
+            "longest length passing: 256",
+        ),
+        (
+            recall_row("m", "mamba", 1 << 20, "timeout", None),
+            Verdict::Inconclusive,
+            "timeout at 1048576",
+        ),
+        (
+            recall_row("m", "mamba", 1024, "ok", Some(1.0)),
+            Verdict::Inconclusive,
+            "not evaluated at 1048576",
+        ),
+    ];
+    for (far, want, words) in cases {
+        let j = judge(&c, &[near.clone(), far], &[]);
+        assert_eq!(j.verdict, want, "{}", j.summary);
+        assert!(
+            j.findings[0].detail.contains(words),
+            "{}",
+            j.findings[0].detail
+        );
+    }
+    // Two Mamba models that disagree; the Transformer's rows are not this claim's evidence.
+    let rows = [
+        recall_row("m", "mamba", 1 << 20, "ok", Some(0.99)),
+        recall_row("small", "mamba", 1 << 20, "ok", Some(0.2)),
+        recall_row("t", "transformer", 1 << 20, "oom", None),
+    ];
+    let j = judge(&c, &rows, &[]);
+    assert_eq!(j.verdict, Verdict::Mixed, "{}", j.summary);
+    assert_eq!(j.findings.len(), 2);
+}
+
+fn speed_row(component: &str, seq_len: i64, median: f64) -> Row {
+    serde_json::from_value(serde_json::json!({
+        "suite": "s", "experiment": if component == "core" { "core" } else { "block" },
+        "run_id": format!("{component}{seq_len}"), "model": "t", "family": "transformer",
+        "component": component, "pass": "forward", "device": "cpu", "dtype": "f32", "batch": 1,
+        "seq_len": seq_len, "d_model": 512, "n_layers": 1, "params": 1, "scan": "", "threads": 2,
+        "status": "ok", "samples": 10, "wall_s": 1.0, "latency_median_s": median
+    }))
+    .unwrap()
+}
+
+#[test]
+fn attention_share_claims_use_measurements_and_the_flop_model() {
+    let mut c = claim(KindName::AttentionShare, &["block", "core"]);
+    c.negligible_below = Some(0.1);
+    let measured = |core: f64| {
+        [
+            speed_row("block", 256, 1.0),
+            speed_row("core", 256, core * 0.5),
+            speed_row("block", 1024, 1.0),
+            speed_row("core", 1024, core),
+        ]
+    };
+    // At the longest length measured, 4096: the share is core / block.
+    let j = judge(&c, &measured(0.05), &[]);
+    assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
+    assert!(j.findings[0].measured && j.findings[0].at.contains("L=1024"));
+    assert_eq!(judge(&c, &measured(0.5), &[]).verdict, Verdict::Refuted);
+
+    // A Llama layer at d 8192: attention is ~4% of the FLOPs at 4K tokens, ~57% at 128K.
+    c.predict_at = Some(vec![
+        mamba_vs_transformer::claims::Point {
+            d_model: 8192,
+            seq_len: 4096,
+        },
+        mamba_vs_transformer::claims::Point {
+            d_model: 8192,
+            seq_len: 131072,
+        },
+    ]);
+    let j = judge(&c, &[], &[]);
+    assert_eq!(j.verdict, Verdict::Mixed, "{}", j.summary);
+    assert!(j.findings.iter().all(|f| !f.measured));
+    assert_eq!(j.findings[0].verdict, Verdict::Supported);
+    assert_eq!(j.findings[1].verdict, Verdict::Refuted);
+}
+
+const SUITE: &str = "\
+name: claimed
+description: a tiny study with claims
+device: cpu
+threads: 1
+models:
+  m: { family: mamba, d_state: 4 }
+  t: { family: transformer, head_dim: 8 }
+experiments:
+  - { name: mix, kind: speed, pass: forward, component: mixer, models: [m, t], grid: { d_model: [16], seq_len: [8, 32] }, warmup: 1, repeats: 2 }
+  - { name: blk, kind: speed, pass: forward, component: block, models: [t], grid: { d_model: [16], seq_len: [8, 32] }, warmup: 1, repeats: 2 }
+  - { name: core, kind: speed, pass: forward, component: core, models: [t], grid: { d_model: [16], seq_len: [8, 32] }, warmup: 1, repeats: 2 }
+plots:
+  - { kind: latency_vs_seq_len, experiment: mix }
+claims:
+  - id: attention-cheaper-below-width
+    claim: for sequences shorter than the hidden width, attention is cheaper than Mamba
+    kind: crossover_vs_width
+    factor: 1.0
+    experiments: [mix]
+  - id: attention-negligible
+    claim: at frontier sizes attention cost is negligible next to the matmuls
+    kind: attention_share
+    negligible_below: 0.1
+    predict_at: [{ d_model: 8192, seq_len: 131072 }]
+    experiments: [blk, core]
+";
+
+#[test]
+fn bad_claims_are_rejected_before_anything_runs() {
+    let parse = |text: &str| Plan::parse(text, Machine { cuda_devices: 0 });
+    assert!(parse(SUITE).is_ok());
+    let cases = [
+        (
+            "experiments: [mix]",
+            "experiments: [nope]",
+            "unknown experiment `nope`",
+        ),
+        (
+            "factor: 1.0",
+            "threshold: 0.5",
+            "`threshold` is not a parameter of a crossover_vs_width claim",
+        ),
+        (
+            "    negligible_below: 0.1\n",
+            "",
+            "needs `negligible_below`",
+        ),
+        (
+            "negligible_below: 0.1",
+            "negligible_below: 2.0",
+            "expected a fraction",
+        ),
+        (
+            "id: attention-negligible",
+            "id: attention-cheaper-below-width",
+            "defined twice",
+        ),
+    ];
+    for (from, to, words) in cases {
+        let issues = parse(&SUITE.replace(from, to)).expect_err(words);
+        let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        assert!(text.iter().any(|t| t.contains(words)), "{words}: {text:?}");
+    }
+    let recall_kind = SUITE.replace(
+        "kind: crossover_vs_width\n    factor: 1.0",
+        "kind: recall_at_distance\n    family: mamba\n    threshold: 0.9\n    min_length: 1024",
+    );
+    let issues = parse(&recall_kind).unwrap_err();
+    assert!(issues[0]
+        .to_string()
+        .contains("judged on recall experiments, and `mix` is speed"));
+}
+
+#[test]
+fn a_suite_with_claims_gets_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), SUITE).unwrap();
+    let out = mvt(&["run", "c.yaml"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = dir.path().join("results/claimed");
+    let md = std::fs::read_to_string(results.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Claims") && md.contains("attention-cheaper-below-width"),
+        "{md}"
+    );
+    assert!(
+        md.contains("d=8192, L=131072 (predicted): **refuted**"),
+        "{md}"
+    );
+    assert!(md.contains("## Runs that did not succeed"));
+    let html = std::fs::read_to_string(results.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("class=\"refuted\""),
+        "charts inlined, verdicts styled"
+    );
+
+    // `mvt report` writes the same for any results folders, elsewhere.
+    let out = mvt(
+        &["report", "results/claimed", "--out", "elsewhere"],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    assert!(dir.path().join("elsewhere/report.html").exists());
+}
