@@ -75,7 +75,8 @@ enum Command {
     Logits {
         #[command(flatten)]
         model: CheckpointArgs,
-        /// `parallel` (one forward) or `step` (token by token from the state or KV cache).
+        /// `parallel` (one forward), `step` (token by token from the state or KV cache) or
+        /// `chunked` (2048-token chunks, each continuing from the state).
         #[arg(long, default_value = "parallel", value_parser = by_serde_name::<Mode>)]
         mode: Mode,
         /// Where to write the `.npy` file.

@@ -1,9 +1,11 @@
-//! Step mode equals parallel mode: token by token, and prefill then step, give the logits of
-//! one parallel forward, within mamba_ssm's fp32 tolerance (rtol 6e-4, atol 2e-3).
+//! Step and chunked modes equal parallel mode: token by token, prefill then step, and chunk by
+//! chunk give the logits of one parallel forward, within mamba_ssm's fp32 tolerance (rtol 6e-4,
+//! atol 2e-3).
 
 mod common;
 
 use common::seeded;
+use mamba_vs_transformer::models::lm::chunk_by_chunk;
 use mamba_vs_transformer::models::mamba::{self, MambaLm};
 use mamba_vs_transformer::models::transformer::{self, TransformerLm};
 use mamba_vs_transformer::models::Decoder;
@@ -116,4 +118,28 @@ fn mamba_state_size_does_not_grow_with_context() {
         before,
         short.iter().map(|s| s.ssm.size()).collect::<Vec<_>>()
     );
+}
+
+/// Chunks of `chunk` tokens, each in parallel from the state the previous one left, give the
+/// logits of one parallel pass.
+fn check_chunked<M: Decoder + Module>(model: &M, what: &str) {
+    let ids = ids();
+    let parallel = tch::no_grad(|| model.forward(&ids));
+    // Chunks shorter than, equal to and longer than the convolution window (4).
+    for chunk in [1, 3, 4, 5] {
+        let chunked = tch::no_grad(|| chunk_by_chunk(model, &ids, chunk));
+        assert_close(&chunked, &parallel, &format!("{what}: chunks of {chunk}"));
+    }
+}
+
+#[test]
+fn chunked_mode_matches_parallel_mode() {
+    for scan in [ScanImpl::Reference, ScanImpl::CpuFused, ScanImpl::Chunked] {
+        let (_vs, lm) = mamba_lm(scan);
+        check_chunked(&lm, &format!("mamba {}", scan.name()));
+    }
+    for kv in [None, Some(2)] {
+        let (_vs, lm) = transformer_lm(kv);
+        check_chunked(&lm, &format!("transformer kv {kv:?}"));
+    }
 }

@@ -94,7 +94,7 @@ fn the_same_seed_gives_the_same_loss_curve() {
 }
 
 #[test]
-fn step_mode_evaluation_equals_parallel_evaluation() {
+fn step_and_chunked_evaluation_equal_parallel_evaluation() {
     let task = Task::Mqar(mqar::Config::new(10, 2));
     for cfg in [mamba_cfg(10), transformer_cfg(10)] {
         let (vs, lm) = model(&cfg, 3);
@@ -115,6 +115,12 @@ fn step_mode_evaluation_equals_parallel_evaluation() {
             let acc = |mode| evaluate(&lm, &set, mode, Device::Cpu).unwrap();
             let (parallel, step) = (acc(Mode::Parallel), acc(Mode::Step));
             assert_eq!(parallel, step, "{:?} at L={seq_len}", cfg.family());
+            assert_eq!(
+                parallel,
+                acc(Mode::Chunked),
+                "{:?} at L={seq_len}",
+                cfg.family()
+            );
             assert!(parallel.scored == 2 * 16 * 2);
         }
     }

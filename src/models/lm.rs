@@ -16,13 +16,20 @@ pub enum Mode {
     /// The first token, then one `step` per token: Mamba's recurrent state or the
     /// Transformer's KV cache.
     Step,
+    /// Chunks of [`CHUNK_TOKENS`] in parallel, each continuing from the state (or KV cache)
+    /// the previous one left: Mamba's memory stays that of one chunk at any length.
+    Chunked,
 }
+
+/// Tokens per chunk in [`Mode::Chunked`].
+pub const CHUNK_TOKENS: i64 = 2048;
 
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Parallel => "parallel",
             Mode::Step => "step",
+            Mode::Chunked => "chunked",
         }
     }
 }
@@ -55,6 +62,22 @@ impl LanguageModel {
             (LanguageModel::Transformer(lm), Mode::Parallel) => lm.forward(ids),
             (LanguageModel::Mamba(lm), Mode::Step) => token_by_token(lm, ids),
             (LanguageModel::Transformer(lm), Mode::Step) => token_by_token(lm, ids),
+            (LanguageModel::Mamba(lm), Mode::Chunked) => chunk_by_chunk(lm, ids, CHUNK_TOKENS),
+            (LanguageModel::Transformer(lm), Mode::Chunked) => {
+                chunk_by_chunk(lm, ids, CHUNK_TOKENS)
+            }
+        }
+    }
+
+    /// Logits of a chunk (batch, len) that follows `state`, advancing it.
+    ///
+    /// # Panics
+    /// If `state` came from a model of the other family.
+    pub fn extend(&self, ids: &Tensor, state: &mut State) -> Tensor {
+        match (self, state) {
+            (LanguageModel::Mamba(lm), State::Mamba(s)) => lm.extend(ids, s),
+            (LanguageModel::Transformer(lm), State::Transformer(s)) => lm.extend(ids, s),
+            _ => panic!("a decoding state of one family was passed to a model of the other"),
         }
     }
 
@@ -110,6 +133,22 @@ pub fn token_by_token<D: Decoder>(model: &D, ids: &Tensor) -> Tensor {
         logits.push(model.step(&ids.select(1, t), &mut state));
     }
     Tensor::stack(&logits, 1)
+}
+
+/// Logits (batch, seq_len, vocab) from a prefill of the first `chunk` tokens and an `extend`
+/// per further chunk.
+pub fn chunk_by_chunk<D: Decoder>(model: &D, ids: &Tensor, chunk: i64) -> Tensor {
+    let seq_len = ids.size()[1];
+    let first = chunk.min(seq_len);
+    let (logits, mut state) = model.prefill(&ids.narrow(1, 0, first));
+    let mut parts = vec![logits];
+    let mut start = first;
+    while start < seq_len {
+        let len = chunk.min(seq_len - start);
+        parts.push(model.extend(&ids.narrow(1, start, len), &mut state));
+        start += len;
+    }
+    Tensor::cat(&parts, 1)
 }
 
 fn greedy<D: Decoder>(model: &D, prompt: &Tensor, max_new: i64) -> Tensor {

@@ -236,14 +236,20 @@ impl Mixer {
 impl Module for Mixer {
     /// (batch, seq_len, d_model) → (batch, seq_len, d_model).
     fn forward(&self, hidden: &Tensor) -> Tensor {
-        self.parallel(hidden, false).0
+        self.parallel(hidden, None, false).0
     }
 }
 
 impl Mixer {
-    /// The parallel (training and prefill) pass; with `keep_state`, also the state after the
-    /// last token, from which [`Mixer::step`] continues.
-    fn parallel(&self, hidden: &Tensor, keep_state: bool) -> (Tensor, Option<LayerState>) {
+    /// The parallel (training and prefill) pass over tokens that follow `prior` (the state
+    /// after earlier tokens, or nothing); with `keep_state`, also the state after the last
+    /// token, from which [`Mixer::step`] or another chunk continues.
+    fn parallel(
+        &self,
+        hidden: &Tensor,
+        prior: Option<&LayerState>,
+        keep_state: bool,
+    ) -> (Tensor, Option<LayerState>) {
         let seq_len = hidden.size()[1];
         // (batch, 2·d_inner, seq_len): the SSM branch x and the gate z.
         let xz = self.in_proj.forward(hidden).transpose(1, 2);
@@ -251,15 +257,33 @@ impl Mixer {
             xz.narrow(1, 0, self.d_inner),
             xz.narrow(1, self.d_inner, self.d_inner),
         );
-        let conv_state = keep_state.then(|| {
-            // The last d_conv inputs, zero-padded on the left for prompts shorter than that.
-            let d_conv = self.conv1d.ws.size()[2];
-            let (batch, width, _) = x.size3().expect("(batch, d_inner, seq_len)");
-            let pad = Tensor::zeros([batch, width, d_conv], (x.kind(), x.device()));
-            Tensor::cat(&[&pad, &x], 2).narrow(2, seq_len, d_conv)
-        });
-        // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
-        let x = self.conv1d.forward(&x).narrow(2, 0, seq_len).silu();
+        // The convolution's left context: the last d_conv inputs before this chunk (zeros
+        // at the start of a sequence), then this chunk's inputs.
+        let d_conv = self.conv1d.ws.size()[2];
+        let context = match prior {
+            Some(state) => state.conv.shallow_clone(),
+            None => {
+                let (batch, width, _) = x.size3().expect("(batch, d_inner, seq_len)");
+                Tensor::zeros([batch, width, d_conv], (x.kind(), x.device()))
+            }
+        };
+        let joined = Tensor::cat(&[&context, &x], 2);
+        let conv_state = keep_state.then(|| joined.narrow(2, seq_len, d_conv));
+        let x = match prior {
+            // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
+            None => self.conv1d.forward(&x).narrow(2, 0, seq_len),
+            // After earlier tokens, the window reaches back d_conv − 1 inputs into them.
+            Some(_) => Tensor::conv1d(
+                &joined.narrow(2, 1, d_conv - 1 + seq_len),
+                &self.conv1d.ws,
+                self.conv1d.bs.as_ref(),
+                [1],
+                [0],
+                [1],
+                self.d_inner,
+            ),
+        }
+        .silu();
 
         // Selection (Algorithm 2, lines 2-4): Δ, B, C are functions of the input.
         let x_dbl = self.x_proj.forward(&x.transpose(1, 2)); // (batch, seq_len, r + 2N)
@@ -285,7 +309,8 @@ impl Mixer {
         };
         let (y, state) = match conv_state {
             Some(conv) => {
-                let (y, ssm) = self.scan.scan_with_state(&inputs);
+                let initial = prior.map(|p| &p.ssm);
+                let (y, ssm) = self.scan.scan_with_state_from(&inputs, initial);
                 (y, Some(LayerState { conv, ssm }))
             }
             None => (self.scan.scan(&inputs), None),
@@ -300,8 +325,17 @@ impl Mixer {
 
     /// Prefill: the parallel pass over a prompt, and the state after its last token.
     pub fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
-        let (out, state) = self.parallel(hidden, true);
+        let (out, state) = self.parallel(hidden, None, true);
         (out, state.expect("asked for the state"))
+    }
+
+    /// The parallel pass over a chunk that follows `state`, which it advances past the chunk:
+    /// a long sequence in chunks needs the memory of one chunk, and gives the logits of one
+    /// parallel pass.
+    pub fn extend(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
+        let (out, next) = self.parallel(hidden, Some(state), true);
+        *state = next.expect("asked for the state");
+        out
     }
 
     /// One token, (batch, d_model) → (batch, d_model), in O(1) time and memory: the recurrence
@@ -400,6 +434,12 @@ impl ResidualBlock {
         let (normed, residual) = self.norm_and_residual(hidden);
         residual + self.mixer.step(&normed, state)
     }
+
+    /// A chunk that follows `state`: (batch, len, d_model) → (batch, len, d_model).
+    pub fn extend(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
+        let (normed, residual) = self.norm_and_residual(hidden);
+        residual + self.mixer.extend(&normed, state)
+    }
 }
 
 /// The Mamba language model (`MambaForCausalLM`).
@@ -476,6 +516,14 @@ impl Decoder for MambaLm {
         let mut hidden = self.embeddings.forward(ids);
         for (layer, state) in self.layers.iter().zip(states.iter_mut()) {
             hidden = layer.step(&hidden, state);
+        }
+        self.logits(&hidden)
+    }
+
+    fn extend(&self, ids: &Tensor, states: &mut Self::State) -> Tensor {
+        let mut hidden = self.embeddings.forward(ids);
+        for (layer, state) in self.layers.iter().zip(states.iter_mut()) {
+            hidden = layer.extend(&hidden, state);
         }
         self.logits(&hidden)
     }

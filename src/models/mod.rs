@@ -25,6 +25,10 @@ pub trait Decoder {
 
     /// Logits (batch, vocab) for the next tokens (batch,), advancing the state by one token.
     fn step(&self, ids: &Tensor, state: &mut Self::State) -> Tensor;
+
+    /// Logits (batch, len, vocab) for a chunk of tokens (batch, len) that follows the state,
+    /// computed in parallel, advancing the state past the chunk.
+    fn extend(&self, ids: &Tensor, state: &mut Self::State) -> Tensor;
 }
 
 /// Which family a model belongs to.

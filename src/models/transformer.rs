@@ -442,4 +442,8 @@ impl Decoder for TransformerLm {
         self.forward_cached(&ids.unsqueeze(1), caches)
             .squeeze_dim(1)
     }
+
+    fn extend(&self, ids: &Tensor, caches: &mut Self::State) -> Tensor {
+        self.forward_cached(ids, caches)
+    }
 }

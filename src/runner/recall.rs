@@ -15,9 +15,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 use tch::{nn, Device};
 
-/// From this length on, Mamba evaluates in step mode: its fixed-size state keeps memory O(1)
-/// in the length, where parallel mode would hold (batch, L, d_inner) activations.
-pub const MAMBA_STEP_MODE_FROM: i64 = 8192;
+/// From this length on, Mamba evaluates in chunked mode: its fixed-size state carried from
+/// chunk to chunk keeps memory O(1) in the length, where parallel mode would hold
+/// (batch, L, d_inner) activations.
+pub const MAMBA_CHUNKED_FROM: i64 = 8192;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trained {
@@ -93,7 +94,7 @@ pub fn run(
     lengths.sort_unstable();
     for seq_len in lengths {
         let mode = match spec.config.family() {
-            Family::Mamba if seq_len >= MAMBA_STEP_MODE_FROM => Mode::Step,
+            Family::Mamba if seq_len >= MAMBA_CHUNKED_FROM => Mode::Chunked,
             _ => Mode::Parallel,
         };
         let set = EvalSet {

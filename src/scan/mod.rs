@@ -97,6 +97,21 @@ impl ScanImpl {
         }
     }
 
+    /// Like [`ScanImpl::scan_with_state`], from `initial` (batch, d_inner, d_state) when given:
+    /// the scan of a chunk that follows earlier ones. The fused CPU kernel starts from zero,
+    /// so a continued scan runs the chunked one (or the reference, when asked for).
+    pub fn scan_with_state_from(
+        self,
+        inputs: &ScanInputs,
+        initial: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        match (initial, self.resolve(inputs.u.device())) {
+            (None, _) => self.scan_with_state(inputs),
+            (Some(h), ScanImpl::Reference) => reference::selective_scan(inputs, Some(h)),
+            (Some(h), _) => chunked::selective_scan(inputs, Some(h)),
+        }
+    }
+
     /// y (batch, d_inner, seq_len) in the dtype of `u`.
     pub fn scan(self, inputs: &ScanInputs) -> Tensor {
         match self.resolve(inputs.u.device()) {

@@ -1,9 +1,9 @@
-//! Accuracy at the scored positions only, in parallel mode or in step mode. Step mode carries
-//! Mamba's fixed-size state (or the Transformer's KV cache) from token to token and keeps only
-//! the predictions at scored positions, so Mamba's memory stays O(1) in the length: that is how
-//! a model trained at 256 tokens is evaluated at 2^20.
+//! Accuracy at the scored positions only, in parallel, step or chunked mode. Step and chunked
+//! modes carry Mamba's fixed-size state (or the Transformer's KV cache) from token to token or
+//! chunk to chunk and keep only the current predictions, so Mamba's memory stays O(1) in the
+//! length: that is how a model trained at 256 tokens is evaluated at 2^20.
 
-use crate::models::lm::{LanguageModel, Mode};
+use crate::models::lm::{LanguageModel, Mode, CHUNK_TOKENS};
 use crate::tasks::{eval_seed, Batch, Task, TaskError, IGNORE};
 use tch::{Kind, Tensor};
 
@@ -75,7 +75,32 @@ pub fn accuracy(model: &LanguageModel, batch: &Batch, mode: Mode) -> Accuracy {
             count(&predictions, &batch.targets)
         }
         Mode::Step => stepwise(model, batch),
+        Mode::Chunked => chunkwise(model, batch),
     })
+}
+
+/// Chunked mode: each chunk in parallel from the state the previous one left; only the
+/// chunk's predictions are held, so Mamba's memory is that of one chunk at any length.
+fn chunkwise(model: &LanguageModel, batch: &Batch) -> Accuracy {
+    let seq_len = batch.inputs.size()[1];
+    let first = CHUNK_TOKENS.min(seq_len);
+    let (logits, mut state) = model.prefill(&batch.inputs.narrow(1, 0, first));
+    let mut total = count(
+        &logits.argmax(-1, false),
+        &batch.targets.narrow(1, 0, first),
+    );
+    let mut start = first;
+    while start < seq_len {
+        let len = CHUNK_TOKENS.min(seq_len - start);
+        let logits = model.extend(&batch.inputs.narrow(1, start, len), &mut state);
+        total = total
+            + count(
+                &logits.argmax(-1, false),
+                &batch.targets.narrow(1, start, len),
+            );
+        start += len;
+    }
+    total
 }
 
 fn count(predictions: &Tensor, targets: &Tensor) -> Accuracy {
