@@ -71,6 +71,18 @@ extern "C" {
 
     fn mvt_cuda_reset_peak_memory(device: c_int, error: *mut c_char, error_len: usize) -> c_int;
 
+    fn mvt_set_sdp_backends(mask: c_int, error: *mut c_char, error_len: usize) -> c_int;
+
+    fn mvt_sdp_backends() -> c_int;
+
+    fn mvt_set_autocast(
+        cuda: c_int,
+        enabled: c_int,
+        scalar_type: c_int,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+
     fn mvt_selective_scan(
         inputs: *const *const C_tensor,
         flags: i64,
@@ -156,6 +168,87 @@ pub fn reset_cuda_peak_memory(device: usize) -> Result<(), TorchExtError> {
     // SAFETY: the shim catches every C++ exception and writes at most `error.len()` bytes.
     let status =
         unsafe { mvt_cuda_reset_peak_memory(device as c_int, error.as_mut_ptr(), error.len()) };
+    if status != 0 {
+        return Err(TorchExtError(message(&error)));
+    }
+    Ok(())
+}
+
+/// The kernels `scaled_dot_product_attention` may choose from (libtorch picks the fastest
+/// allowed one for the inputs). Process-wide, like `torch.backends.cuda.enable_*_sdp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdpBackends {
+    pub flash: bool,
+    pub mem_efficient: bool,
+    pub math: bool,
+    pub cudnn: bool,
+}
+
+impl SdpBackends {
+    pub const ALL: SdpBackends = SdpBackends {
+        flash: true,
+        mem_efficient: true,
+        math: true,
+        cudnn: true,
+    };
+
+    fn mask(self) -> c_int {
+        c_int::from(self.flash)
+            | c_int::from(self.mem_efficient) << 1
+            | c_int::from(self.math) << 2
+            | c_int::from(self.cudnn) << 3
+    }
+}
+
+/// Allows only `backends` for fused attention from now on.
+pub fn set_sdp_backends(backends: SdpBackends) -> Result<(), TorchExtError> {
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: the shim catches every C++ exception and writes at most `error.len()` bytes.
+    let status = unsafe { mvt_set_sdp_backends(backends.mask(), error.as_mut_ptr(), error.len()) };
+    if status != 0 {
+        return Err(TorchExtError(message(&error)));
+    }
+    Ok(())
+}
+
+/// The kernels fused attention may choose from now.
+pub fn sdp_backends() -> SdpBackends {
+    // SAFETY: reads process-wide flags; no arguments, no failure.
+    let mask = unsafe { mvt_sdp_backends() };
+    SdpBackends {
+        flash: mask & 1 != 0,
+        mem_efficient: mask & 2 != 0,
+        math: mask & 4 != 0,
+        cudnn: mask & 8 != 0,
+    }
+}
+
+/// Turns autocast (mixed precision) for `device`'s type on this thread on, computing in
+/// `kind`, or off when `kind` is `None`.
+pub fn set_autocast(device: tch::Device, kind: Option<tch::Kind>) -> Result<(), TorchExtError> {
+    let cuda = c_int::from(device.is_cuda());
+    // c10::ScalarType's values for the dtypes autocast computes in.
+    let scalar_type = match kind.unwrap_or(tch::Kind::BFloat16) {
+        tch::Kind::Half => 5,
+        tch::Kind::Float => 6,
+        tch::Kind::BFloat16 => 15,
+        other => {
+            return Err(TorchExtError(format!(
+                "autocast computes in f16, bf16 or f32, not {other:?}"
+            )))
+        }
+    };
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: plain integers in; the shim catches every C++ exception.
+    let status = unsafe {
+        mvt_set_autocast(
+            cuda,
+            c_int::from(kind.is_some()),
+            scalar_type,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
     if status != 0 {
         return Err(TorchExtError(message(&error)));
     }

@@ -7,7 +7,9 @@
 // where autograd expects it.
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -150,6 +152,42 @@ int mvt_cuda_reset_peak_memory(int device, char* error, size_t error_len) {
   try {
     c10::getDeviceAllocator(c10::DeviceType::CUDA)
         ->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
+
+// The fused-attention kernels scaled_dot_product_attention may choose, as bits: 1 flash,
+// 2 memory-efficient, 4 math, 8 cuDNN. Global to the process, like torch.backends.cuda.*.
+int mvt_set_sdp_backends(int mask, char* error, size_t error_len) {
+  try {
+    auto& ctx = at::globalContext();
+    ctx.setSDPUseFlash(mask & 1);
+    ctx.setSDPUseMemEfficient(mask & 2);
+    ctx.setSDPUseMath(mask & 4);
+    ctx.setSDPUseCuDNN(mask & 8);
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
+
+int mvt_sdp_backends() {
+  auto& ctx = at::globalContext();
+  return (ctx.userEnabledFlashSDP() ? 1 : 0) | (ctx.userEnabledMemEfficientSDP() ? 2 : 0) |
+         (ctx.userEnabledMathSDP() ? 4 : 0) | (ctx.userEnabledCuDNNSDP() ? 8 : 0);
+}
+
+// Mixed precision on this thread: autocast for `cuda` (else the CPU) on or off, computing in
+// `scalar_type` (a c10::ScalarType value).
+int mvt_set_autocast(int cuda, int enabled, int scalar_type, char* error, size_t error_len) {
+  try {
+    const auto device = cuda ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_dtype(device, static_cast<at::ScalarType>(scalar_type));
+    at::autocast::set_autocast_enabled(device, enabled != 0);
     return 0;
   } catch (const std::exception& e) {
     copy_message(e.what(), error, error_len);

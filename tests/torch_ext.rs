@@ -1,0 +1,41 @@
+//! The shim's switches that tch lacks: which fused-attention kernels SDPA may use, and
+//! autocast's compute dtype.
+
+use mamba_vs_transformer::torch_ext::{sdp_backends, set_autocast, set_sdp_backends, SdpBackends};
+use tch::{Device, Kind, Tensor};
+
+/// One test: both switches are process- or thread-wide state.
+#[test]
+fn sdp_backends_and_autocast_switch_and_switch_back() {
+    let q = Tensor::randn([1, 2, 16, 8], (Kind::Float, Device::Cpu));
+    let sdpa = || {
+        Tensor::scaled_dot_product_attention(&q, &q, &q, None::<&Tensor>, 0.0, true, None, false)
+    };
+    let fused = sdpa();
+
+    let math_only = SdpBackends {
+        flash: false,
+        mem_efficient: false,
+        math: true,
+        cudnn: false,
+    };
+    set_sdp_backends(math_only).unwrap();
+    assert_eq!(sdp_backends(), math_only);
+    let math = sdpa();
+    assert!(
+        math.allclose(&fused, 1e-5, 1e-5, false),
+        "the same attention by another kernel"
+    );
+    set_sdp_backends(SdpBackends::ALL).unwrap();
+    assert_eq!(sdp_backends(), SdpBackends::ALL);
+
+    let a = Tensor::randn([4, 4], (Kind::Float, Device::Cpu));
+    set_autocast(Device::Cpu, Some(Kind::BFloat16)).unwrap();
+    assert_eq!(
+        a.matmul(&a).kind(),
+        Kind::BFloat16,
+        "autocast computes the matmul in bf16"
+    );
+    set_autocast(Device::Cpu, None).unwrap();
+    assert_eq!(a.matmul(&a).kind(), Kind::Float);
+}
