@@ -12,6 +12,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scan;
+pub mod selfcheck;
 pub mod suite;
 pub mod tasks;
 pub mod torch_ext;

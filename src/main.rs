@@ -109,6 +109,19 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Check this machine: every scan against the CPU reference, both models against their CPU
+    /// twins in f32 and reduced precision, in every mode, and the golden checkpoints.
+    #[command(
+        after_help = "Example:\n  mvt selfcheck --device cuda --fixtures tests/data\n\nExits 1 when a check fails."
+    )]
+    Selfcheck {
+        /// `cpu`, `cuda`, `cuda:N` or `auto`.
+        #[arg(long, default_value = "auto", value_parser = DeviceSpec::parse)]
+        device: DeviceSpec,
+        /// The `tests/data` folder with the golden checkpoints; skipped when absent.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
     /// Print one example of a recall task: its inputs and targets, token ids, aligned.
     #[command(
         after_help = "Tasks and their options (--set NAME=VALUE):\n  mqar               vocab_size (8192), num_kv_pairs (required), power_a (0.01), random_non_queries (true)\n  selective_copying  vocab_size (16), n_tokens (16)\n  induction_heads    vocab_size (16)\n  copying            alphabet (26)\n  phonebook          alphabet (26), name_len (4), number_len (10); --seq-len is the number of entries\n\nExample:\n  mvt sample --task mqar --set num_kv_pairs=4 --set vocab_size=64 --seq-len 32 --seed 0"
@@ -213,6 +226,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Selfcheck { device, fixtures } => selfcheck(device, fixtures.as_deref()),
         Command::Sample {
             task,
             options,
@@ -221,6 +235,23 @@ fn run(cli: Cli) -> Result<()> {
         } => sample(&task, &options, seq_len, seed),
         Command::Info { json } => info(json),
     }
+}
+
+fn selfcheck(device: DeviceSpec, fixtures: Option<&Path>) -> Result<()> {
+    let device = device
+        .resolve(Machine::current().cuda_devices)
+        .map_err(InvalidInput)?;
+    let checks = mamba_vs_transformer::selfcheck::run(device, fixtures);
+    for check in &checks {
+        let mark = if check.passed { "ok  " } else { "FAIL" };
+        println!("{mark}  {}: {}", check.name, check.detail);
+    }
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    println!("{} check(s), {failed} failed", checks.len());
+    if failed > 0 {
+        bail!("{failed} of {} self-checks failed", checks.len());
+    }
+    Ok(())
 }
 
 /// Builds the task from its name and NAME=VALUE options, with the suite format's names.

@@ -315,3 +315,26 @@ fn sample_prints_one_example_and_names_bad_options() {
     );
     assert_eq!(impossible.status.code(), Some(2));
 }
+
+#[test]
+fn selfcheck_passes_on_this_cpu() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let out = mvt(
+        &[
+            "selfcheck",
+            "--device",
+            "cpu",
+            "--fixtures",
+            fixtures.to_str().unwrap(),
+        ],
+        Path::new("."),
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("scan cpu_fused Float on cpu vs CPU reference"),
+        "{shown}"
+    );
+    assert!(shown.contains("golden mamba-tied on cpu step"), "{shown}");
+    assert!(shown.contains(" 0 failed"), "{shown}");
+}

@@ -1,0 +1,305 @@
+//! `mvt selfcheck`: the equivalence checks a new machine must pass before its numbers count.
+//! On a device, every scan implementation is compared with the CPU reference (outputs, and
+//! gradients through autograd), both language models in parallel, step and chunked modes with
+//! their CPU twins' parallel pass in the same dtype (f32, and bf16 and f16 on CUDA), and, given
+//! the fixtures, the golden checkpoints with transformers' logits. Tolerances are mamba_ssm's.
+
+use crate::models::checkpoint::Checkpoint;
+use crate::models::lm::{LanguageModel, Mode};
+use crate::models::{cast_except_fp32_params, mamba, transformer, ModelConfig};
+use crate::scan::{reference, ScanImpl, ScanInputs};
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+
+/// One check and how it went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    /// The worst excess over the tolerance (≤ 0 passes), or why it could not run.
+    pub detail: String,
+}
+
+/// mamba_ssm's tolerances against an fp32 reference: (rtol, atol).
+fn tolerance(kind: Kind) -> (f64, f64) {
+    match kind {
+        Kind::Float => (6e-4, 2e-3),
+        Kind::Half => (3e-3, 5e-3),
+        _ => (3e-2, 5e-2),
+    }
+}
+
+fn compare(name: String, got: &Tensor, want: &Tensor, (rtol, atol): (f64, f64)) -> Check {
+    let got = got.to_device(Device::Cpu).to_kind(Kind::Double);
+    let want = want.to_device(Device::Cpu).to_kind(Kind::Double);
+    if got.size() != want.size() {
+        return Check {
+            name,
+            passed: false,
+            detail: format!("shapes differ: {:?} against {:?}", got.size(), want.size()),
+        };
+    }
+    let finite = got.isfinite().all().int64_value(&[]) == 1;
+    let excess = ((&got - &want).abs() - (want.abs() * rtol + atol))
+        .max()
+        .double_value(&[]);
+    Check {
+        name,
+        passed: finite && excess <= 0.0,
+        detail: if finite {
+            format!("worst excess over tolerance {excess:.2e}")
+        } else {
+            "non-finite values".to_owned()
+        },
+    }
+}
+
+/// Runs every check on `device`; `fixtures` is `tests/data` (golden checkpoints), if present.
+pub fn run(device: Device, fixtures: Option<&Path>) -> Vec<Check> {
+    let mut checks = scans(device);
+    checks.extend(models(device));
+    if let Some(dir) = fixtures {
+        checks.extend(golden(device, dir));
+    }
+    checks
+}
+
+/// The reduced precision this device computes in.
+fn reduced(device: Device) -> Vec<Kind> {
+    if device.is_cuda() {
+        vec![Kind::BFloat16, Kind::Half]
+    } else {
+        vec![Kind::BFloat16]
+    }
+}
+
+/// A scan's tensors: what varies per token in the compute dtype, A, D and Δ's bias in fp32.
+struct ScanTensors {
+    u: Tensor,
+    delta: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    z: Tensor,
+    bias: Tensor,
+}
+
+impl ScanTensors {
+    fn random(batch: i64, d_inner: i64, d_state: i64, len: i64) -> Self {
+        let f = (Kind::Float, Device::Cpu);
+        let a = Tensor::arange_start(1, d_state + 1, f).repeat([d_inner, 1])
+            * (Tensor::rand([d_inner, d_state], f) + 0.5);
+        Self {
+            u: Tensor::randn([batch, d_inner, len], f),
+            delta: Tensor::randn([batch, d_inner, len], f) - 2.0,
+            a: -a,
+            b: Tensor::randn([batch, d_state, len], f),
+            c: Tensor::randn([batch, d_state, len], f),
+            d: Tensor::randn([d_inner], f),
+            z: Tensor::randn([batch, d_inner, len], f),
+            bias: Tensor::randn([d_inner], f) * 0.5,
+        }
+    }
+
+    /// On `device`, the per-token tensors in `kind`.
+    fn on(&self, device: Device, kind: Kind) -> Self {
+        let cast = |t: &Tensor| t.to_device(device).to_kind(kind);
+        let keep = |t: &Tensor| t.to_device(device);
+        Self {
+            u: cast(&self.u),
+            delta: cast(&self.delta),
+            a: keep(&self.a),
+            b: cast(&self.b),
+            c: cast(&self.c),
+            d: keep(&self.d),
+            z: cast(&self.z),
+            bias: keep(&self.bias),
+        }
+    }
+
+    fn inputs(&self) -> ScanInputs<'_> {
+        ScanInputs {
+            u: &self.u,
+            delta: &self.delta,
+            a: &self.a,
+            b: &self.b,
+            c: &self.c,
+            d: Some(&self.d),
+            z: Some(&self.z),
+            delta_bias: Some(&self.bias),
+            delta_softplus: true,
+        }
+    }
+}
+
+fn scans(device: Device) -> Vec<Check> {
+    let mut checks = Vec::new();
+    tch::manual_seed(0);
+    let cpu = ScanTensors::random(2, 8, 16, 200);
+    let name = crate::device::device_name(device);
+    let mut implementations = vec![ScanImpl::Reference, ScanImpl::Chunked];
+    if device == Device::Cpu {
+        implementations.push(ScanImpl::CpuFused);
+    }
+    for imp in implementations {
+        for kind in std::iter::once(Kind::Float).chain(reduced(device)) {
+            let on_device = cpu.on(device, kind);
+            let got = tch::no_grad(|| imp.scan(&on_device.inputs()));
+            // Reduced precision is compared with the reference on the same rounded inputs.
+            let rounded = cpu.on(Device::Cpu, kind);
+            let want = tch::no_grad(|| reference::selective_scan(&rounded.inputs(), None).0);
+            checks.push(compare(
+                format!("scan {} {kind:?} on {name} vs CPU reference", imp.name()),
+                &got,
+                &want,
+                tolerance(kind),
+            ));
+        }
+        // The gradient of Σ y·w with respect to u, fp32, through autograd on the device.
+        let w = Tensor::randn(cpu.u.size(), (Kind::Float, Device::Cpu));
+        let grad_u = |imp: ScanImpl, dev: Device| {
+            let mut t = cpu.on(dev, Kind::Float);
+            t.u = t.u.set_requires_grad(true);
+            let y = imp.scan(&t.inputs());
+            (y * w.to_device(dev)).sum(Kind::Float).backward();
+            t.u.grad()
+        };
+        checks.push(compare(
+            format!("scan {} du on {name} vs CPU reference", imp.name()),
+            &grad_u(imp, device),
+            &grad_u(ScanImpl::Reference, Device::Cpu),
+            (6e-3, 2e-2),
+        ));
+    }
+    checks
+}
+
+/// `cfg`'s language model on `device` in `kind`, with the weights of `source`.
+fn twin(
+    cfg: &ModelConfig,
+    source: &nn::VarStore,
+    device: Device,
+    kind: Kind,
+) -> Result<(nn::VarStore, LanguageModel), tch::TchError> {
+    let mut vars = nn::VarStore::new(device);
+    let model = LanguageModel::new(vars.root(), cfg);
+    if kind != Kind::Float {
+        cast_except_fp32_params(&vars, kind);
+    }
+    vars.copy(source)?;
+    Ok((vars, model))
+}
+
+/// Each model in every mode on `device` against the CPU's parallel pass in the same dtype:
+/// f32 everywhere, and the device's reduced precisions where the device is not the CPU.
+fn models(device: Device) -> Vec<Check> {
+    let configs = [
+        ModelConfig::Mamba(mamba::Config {
+            vocab_size: 64,
+            ..mamba::Config::new(32)
+        }),
+        ModelConfig::Transformer(transformer::Config {
+            vocab_size: 64,
+            n_kv_heads: Some(2),
+            ..transformer::Config::new(64, 16)
+        }),
+    ];
+    let kinds: Vec<Kind> = match device {
+        Device::Cpu => vec![Kind::Float],
+        _ => std::iter::once(Kind::Float)
+            .chain(reduced(device))
+            .collect(),
+    };
+    let mut checks = Vec::new();
+    tch::manual_seed(1);
+    let ids = Tensor::randint(64, [2, 20], (Kind::Int64, Device::Cpu));
+    let name = crate::device::device_name(device);
+    for cfg in &configs {
+        let source = nn::VarStore::new(Device::Cpu);
+        let _ = LanguageModel::new(source.root(), cfg);
+        for &kind in &kinds {
+            let pair = twin(cfg, &source, Device::Cpu, kind)
+                .and_then(|cpu| Ok((cpu, twin(cfg, &source, device, kind)?)));
+            let ((_cpu_vars, cpu), (_vars, model)) = match pair {
+                Ok(pair) => pair,
+                Err(e) => {
+                    checks.push(Check {
+                        name: format!("{} {kind:?} weights", cfg.family().name()),
+                        passed: false,
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let want = tch::no_grad(|| cpu.logits(&ids, Mode::Parallel)).to_kind(Kind::Float);
+            for mode in [Mode::Parallel, Mode::Step, Mode::Chunked] {
+                let got = tch::no_grad(|| model.logits(&ids.to_device(device), mode));
+                checks.push(compare(
+                    format!(
+                        "{} {kind:?} {} logits on {name} vs CPU parallel",
+                        cfg.family().name(),
+                        mode.name()
+                    ),
+                    &got.to_kind(Kind::Float),
+                    &want,
+                    tolerance(kind),
+                ));
+            }
+        }
+    }
+    checks
+}
+
+fn golden(device: Device, data: &Path) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data.join("hf")) else {
+        return vec![Check {
+            name: "golden fixtures".into(),
+            passed: false,
+            detail: format!("no `hf/` folder under {}", data.display()),
+        }];
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let name_check = format!("golden {name} on {}", crate::device::device_name(device));
+        let golden =
+            Tensor::read_safetensors(data.join("golden").join(format!("{name}.safetensors")));
+        let checkpoint = Checkpoint::load(&data.join("hf").join(&name), device, Kind::Float);
+        let (Ok(golden), Ok(checkpoint)) = (golden, checkpoint) else {
+            checks.push(Check {
+                name: name_check,
+                passed: false,
+                detail: "cannot load the fixture or its golden logits".into(),
+            });
+            continue;
+        };
+        let get = |key: &str| {
+            golden
+                .iter()
+                .find(|(n, _)| n == key)
+                .map(|(_, t)| t.shallow_clone())
+        };
+        let (Some(ids), Some(want)) = (get("ids"), get("logits")) else {
+            continue;
+        };
+        for mode in [Mode::Parallel, Mode::Step] {
+            let got = tch::no_grad(|| {
+                checkpoint
+                    .model
+                    .logits(&ids.unsqueeze(0).to_device(device), mode)
+            });
+            checks.push(compare(
+                format!("{name_check} {}", mode.name()),
+                &got.squeeze_dim(0),
+                &want,
+                tolerance(Kind::Float),
+            ));
+        }
+    }
+    checks
+}
