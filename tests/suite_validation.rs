@@ -78,6 +78,47 @@ fn every_committed_suite_is_valid() {
     assert!(checked > 0);
 }
 
+/// What `scripts/gpu_check.sh --dry-run` does to a suite: a line that carries
+/// `# dry-run: TEXT` becomes TEXT, at the same indentation.
+fn dry_run(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            match line.split_once("# dry-run: ") {
+                Some((_, swap)) if !line.trim_start().starts_with('#') => {
+                    format!("{}{swap}", &line[..indent])
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn gpu_check_suites_are_valid_on_a_gpu_and_their_dry_runs_on_this_cpu() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir("experiments/gpu_check").expect("experiments/gpu_check/") {
+        let path = entry.expect("readable").path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(issues) = Plan::parse(&text, Machine { cuda_devices: 1 }) {
+            panic!("{}: {issues:?}", path.display());
+        }
+        let dry = dry_run(&text);
+        assert!(!dry.contains("device: cuda"), "{}", path.display());
+        match Plan::parse(&dry, CPU_ONLY) {
+            Ok(plan) => assert!(
+                plan.runs.len() <= 16,
+                "{}: a dry run stays small",
+                path.display()
+            ),
+            Err(issues) => panic!("{} (dry run): {issues:?}", path.display()),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
 #[test]
 fn unknown_key_is_rejected_with_its_path() {
     assert_one(
