@@ -8,7 +8,7 @@
 //! (batch, d_inner, CHUNK, d_state) states, never the whole sequence's, so a forward pass
 //! needs memory independent of L (autograd keeps every chunk's for backward).
 
-use super::reference::{skip_and_gate, step_sizes};
+use super::reference::{skip_and_gate, Fp32};
 use super::ScanInputs;
 use tch::{Kind, Tensor};
 
@@ -18,17 +18,15 @@ pub const CHUNK: i64 = 64;
 /// Runs the scan from `initial_state` (zeros when `None`); returns y in `u`'s dtype and the
 /// last state, (batch, d_inner, d_state) in fp32.
 pub fn selective_scan(inputs: &ScanInputs, initial_state: Option<&Tensor>) -> (Tensor, Tensor) {
-    let u = inputs.u.to_kind(Kind::Float);
-    let a = inputs.a.to_kind(Kind::Float);
-    let b = inputs.b.to_kind(Kind::Float);
-    let c = inputs.c.to_kind(Kind::Float);
-    let (batch, d_inner, seq_len) = u.size3().expect("u is (batch, d_inner, seq_len)");
-    let d_state = a.size()[1];
-    let delta = step_sizes(inputs);
-    let mut h = match initial_state {
-        Some(state) => state.to_kind(Kind::Float),
-        None => Tensor::zeros([batch, d_inner, d_state], (Kind::Float, u.device())),
-    };
+    let Fp32 {
+        u,
+        a,
+        b,
+        c,
+        delta,
+        mut h,
+    } = Fp32::new(inputs, initial_state);
+    let seq_len = u.size()[2];
     let mut ys = Vec::with_capacity((seq_len / CHUNK + 1) as usize);
     let mut start = 0;
     while start < seq_len {
