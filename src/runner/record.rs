@@ -24,17 +24,7 @@ pub fn rows(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Vec
 /// The row of one evaluation length of a recall run.
 fn recall_row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64, len: i64) -> Row {
     let recall = spec.recall.as_ref().expect("a recall run");
-    let mut row = row(
-        spec,
-        &Outcome::Failed {
-            status: Status::Ok,
-            message: String::new(),
-        },
-        wall_s,
-        threads,
-    );
-    row.kind = "recall".to_owned();
-    row.message = None;
+    let mut row = identity(spec, wall_s, threads);
     row.task = Some(recall.task.name().to_owned());
     row.lr = Some(recall.train.lr);
     row.eval_seq_len = Some(len);
@@ -87,8 +77,39 @@ pub fn curve(outcome: &Outcome) -> Option<&[crate::train::trainer::CurvePoint]> 
 
 /// The row of a speed run.
 fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
+    let mut row = identity(spec, wall_s, threads);
+    match outcome {
+        Outcome::Measured(m) => {
+            let t = &m.timing;
+            row.threads = m.threads;
+            row.latency_median_s = Some(t.median_s);
+            row.latency_p10_s = Some(t.p10_s);
+            row.latency_p90_s = Some(t.p90_s);
+            row.latency_min_s = Some(t.min_s);
+            row.latency_max_s = Some(t.max_s);
+            row.samples = t.samples as i64;
+            row.outliers = t.outliers as i64;
+            row.tokens_per_s = Some(m.tokens_per_call as f64 / t.median_s);
+            row.peak_mem_bytes = m.memory.map(|p| p.peak_bytes);
+            row.reserved_mem_bytes = m.memory.and_then(|p| p.reserved_bytes);
+        }
+        Outcome::Failed { status, message } => {
+            row.status = *status;
+            row.message = Some(message.clone());
+        }
+        Outcome::Recalled(_) | Outcome::Interrupted { .. } => {
+            row.status = Status::Error;
+            row.message = Some("a speed run reported a recall outcome".to_owned());
+        }
+    }
+    row
+}
+
+/// What a row says of its run whatever the outcome: the spec's columns and the analytic
+/// costs, with status `ok` and no measurement yet.
+fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
     let predicted = costs(spec);
-    let mut row = Row {
+    Row {
         suite: spec.suite.clone(),
         experiment: spec.experiment.clone(),
         kind: spec.kind.name().to_owned(),
@@ -136,32 +157,7 @@ fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
         accuracy: None,
         wall_s,
         message: None,
-    };
-    match outcome {
-        Outcome::Measured(m) => {
-            let t = &m.timing;
-            row.threads = m.threads;
-            row.latency_median_s = Some(t.median_s);
-            row.latency_p10_s = Some(t.p10_s);
-            row.latency_p90_s = Some(t.p90_s);
-            row.latency_min_s = Some(t.min_s);
-            row.latency_max_s = Some(t.max_s);
-            row.samples = t.samples as i64;
-            row.outliers = t.outliers as i64;
-            row.tokens_per_s = Some(m.tokens_per_call as f64 / t.median_s);
-            row.peak_mem_bytes = m.memory.map(|p| p.peak_bytes);
-            row.reserved_mem_bytes = m.memory.and_then(|p| p.reserved_bytes);
-        }
-        Outcome::Failed { status, message } => {
-            row.status = *status;
-            row.message = Some(message.clone());
-        }
-        Outcome::Recalled(_) | Outcome::Interrupted { .. } => {
-            row.status = Status::Error;
-            row.message = Some("a speed run reported a recall outcome".to_owned());
-        }
     }
-    row
 }
 
 /// The scan implementation a run used, `auto` resolved; empty for models that have none.
