@@ -461,8 +461,7 @@ fn plot(results: &Path) -> Result<()> {
         suite: manifest.resolved_suite,
     };
     let mut rows = store::read_rows(results)?;
-    runner::write_crossovers(&plan, results, &mut rows)?;
-    let files = runner::render_plots(&plan, results)?;
+    let files = runner::write_analysis(&plan, results, &mut rows)?;
     for file in &files {
         println!("{}", file.display());
     }

@@ -2,7 +2,7 @@
 //! Rows are deduplicated by run id; a run id with different results in two folders is a
 //! conflict, reported and recorded, and the successful (else the first) result is kept.
 
-use super::{render_plots, write_crossovers, RunError};
+use super::{write_analysis, RunError};
 use crate::results::manifest::{Manifest, MergeRecord, MergedSource, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic};
 use crate::results::{Row, Status};
@@ -132,7 +132,7 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
         device: tch::Device::Cpu,
         runs,
     };
-    write_crossovers(&plan, out, &mut rows).map_err(RunError::from)?;
+    let charts = write_analysis(&plan, out, &mut rows)?;
     store::write_rows(out, &rows).map_err(RunError::from)?;
     let finished = rows.len();
     let finished_runs: std::collections::BTreeSet<&str> =
@@ -168,7 +168,6 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
     });
     let json = serde_json::to_string_pretty(&manifest).expect("manifests serialise");
     write_atomic(&out.join(MANIFEST_FILE), json.as_bytes()).map_err(RunError::from)?;
-    let charts = render_plots(&plan, out)?;
     Ok(MergeSummary {
         rows: finished,
         planned: plan.runs.len(),

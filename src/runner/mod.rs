@@ -167,42 +167,30 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     manifest.finished_at = Some(now_rfc3339());
     manifest.runs_finished = rows.len();
     write_manifest(out, &manifest)?;
-    write_crossovers(plan, out, &mut rows)?;
-    summary.charts = render_plots(plan, out)?;
+    summary.charts = write_analysis(plan, out, &mut rows)?;
     if !plan.suite.claims.is_empty() {
         summary.report = crate::report::write(std::slice::from_ref(out), out)?;
     }
     Ok(summary)
 }
 
-/// Fits the device model to `rows` and writes `crossover.csv` when the results hold pairs of
-/// Mamba and Transformer series.
-pub fn write_crossovers(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<(), StoreError> {
-    let crossovers = analyze(plan, rows);
-    if crossovers.is_empty() {
-        return Ok(());
+/// Analyses `rows` once (fitting the device model, which fills their predictions, and finding
+/// the crossovers), writes `crossover.csv` when there are crossovers, and draws every chart the
+/// suite asks for into `out/plots`; returns the chart files.
+pub fn write_analysis(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<Vec<PathBuf>, RunError> {
+    let fits = fit::predict(rows);
+    let crossovers = crossover::analyze(rows, &plan.runs, &fits);
+    if !crossovers.is_empty() {
+        write_atomic(
+            &out.join(crossover::CROSSOVER_FILE),
+            crossover::to_csv(&crossovers).as_bytes(),
+        )?;
     }
-    write_atomic(
-        &out.join(crossover::CROSSOVER_FILE),
-        crossover::to_csv(&crossovers).as_bytes(),
-    )
-}
-
-/// Re-renders every chart the suite asks for from the rows stored in `out`.
-pub fn render_plots(plan: &Plan, out: &Path) -> Result<Vec<PathBuf>, RunError> {
-    let mut rows = store::read_rows(out)?;
-    let crossovers = analyze(plan, &mut rows);
     let mut files = Vec::new();
     for plot in &plan.suite.plots {
-        files.extend(plots::render(plot, &rows, &crossovers, &out.join("plots"))?);
+        files.extend(plots::render(plot, rows, &crossovers, &out.join("plots"))?);
     }
     Ok(files)
-}
-
-/// Fits the device model to `rows` (filling their predictions) and finds every crossover.
-fn analyze(plan: &Plan, rows: &mut [Row]) -> Vec<crossover::Crossover> {
-    let fits = fit::predict(rows);
-    crossover::analyze(rows, &plan.runs, &fits)
 }
 
 fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) -> Manifest {
