@@ -8,7 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mamba_vs_transformer::models::mamba::{Config, Mixer};
-use mamba_vs_transformer::scan::{fast_math, ScanImpl, ScanInputs};
+use mamba_vs_transformer::scan::{fast_math, ScanImpl, ScanTensors};
 use std::hint::black_box;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -25,47 +25,21 @@ fn lengths() -> Vec<i64> {
     }
 }
 
-struct Inputs {
-    u: Tensor,
-    delta: Tensor,
-    a: Tensor,
-    b: Tensor,
-    c: Tensor,
-    d: Tensor,
-    z: Tensor,
-    bias: Tensor,
-}
-
-fn inputs(seq_len: i64, requires_grad: bool) -> Inputs {
+fn inputs(seq_len: i64, requires_grad: bool) -> ScanTensors {
     tch::manual_seed(0);
     let f = (Kind::Float, Device::Cpu);
-    let leaf = |t: Tensor| t.set_requires_grad(requires_grad);
-    Inputs {
-        u: leaf(Tensor::randn([1, D_INNER, seq_len], f)),
-        delta: leaf(Tensor::randn([1, D_INNER, seq_len], f) - 2.0),
-        a: leaf(-Tensor::arange_start(1, D_STATE + 1, f).repeat([D_INNER, 1])),
-        b: leaf(Tensor::randn([1, D_STATE, seq_len], f)),
-        c: leaf(Tensor::randn([1, D_STATE, seq_len], f)),
-        d: leaf(Tensor::ones([D_INNER], f)),
-        z: leaf(Tensor::randn([1, D_INNER, seq_len], f)),
-        bias: leaf(Tensor::randn([D_INNER], f) * 0.1),
-    }
-}
-
-impl Inputs {
-    fn scan(&self) -> ScanInputs<'_> {
-        ScanInputs {
-            u: &self.u,
-            delta: &self.delta,
-            a: &self.a,
-            b: &self.b,
-            c: &self.c,
-            d: Some(&self.d),
-            z: Some(&self.z),
-            delta_bias: Some(&self.bias),
-            delta_softplus: true,
-        }
-    }
+    let x = ScanTensors {
+        u: Tensor::randn([1, D_INNER, seq_len], f),
+        delta: Tensor::randn([1, D_INNER, seq_len], f) - 2.0,
+        a: -Tensor::arange_start(1, D_STATE + 1, f).repeat([D_INNER, 1]),
+        b: Tensor::randn([1, D_STATE, seq_len], f),
+        c: Tensor::randn([1, D_STATE, seq_len], f),
+        d: Tensor::ones([D_INNER], f),
+        z: Tensor::randn([1, D_INNER, seq_len], f),
+        bias: Tensor::randn([D_INNER], f) * 0.1,
+    };
+    let leaf = |t: &Tensor| t.shallow_clone().set_requires_grad(requires_grad);
+    x.map(leaf, leaf)
 }
 
 fn scan_forward(c: &mut Criterion) {
@@ -76,7 +50,7 @@ fn scan_forward(c: &mut Criterion) {
         group.throughput(Throughput::Elements((D_INNER * seq_len * D_STATE) as u64));
         for scan in [ScanImpl::Reference, ScanImpl::CpuFused] {
             group.bench_with_input(BenchmarkId::new(scan.name(), seq_len), &x, |bench, x| {
-                bench.iter(|| tch::no_grad(|| black_box(scan.scan(&x.scan()))))
+                bench.iter(|| tch::no_grad(|| black_box(scan.scan(&x.inputs()))))
             });
         }
     }
@@ -98,7 +72,7 @@ fn scan_forward_backward(c: &mut Criterion) {
         for scan in scans {
             group.bench_with_input(BenchmarkId::new(scan.name(), seq_len), &x, |bench, x| {
                 bench.iter(|| {
-                    scan.scan(&x.scan()).sum(Kind::Float).backward();
+                    scan.scan(&x.inputs()).sum(Kind::Float).backward();
                     for t in [&x.u, &x.delta, &x.a, &x.b, &x.c, &x.d, &x.z, &x.bias] {
                         let mut grad = t.grad();
                         let _ = grad.zero_();

@@ -7,7 +7,7 @@
 use crate::models::checkpoint::Checkpoint;
 use crate::models::lm::{LanguageModel, Mode};
 use crate::models::{cast_except_fp32_params, mamba, transformer, ModelConfig};
-use crate::scan::{reference, ScanImpl, ScanInputs};
+use crate::scan::{reference, ScanImpl, ScanTensors};
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -73,70 +73,35 @@ fn reduced(device: Device) -> Vec<Kind> {
     }
 }
 
-/// A scan's tensors: what varies per token in the compute dtype, A, D and Δ's bias in fp32.
-struct ScanTensors {
-    u: Tensor,
-    delta: Tensor,
-    a: Tensor,
-    b: Tensor,
-    c: Tensor,
-    d: Tensor,
-    z: Tensor,
-    bias: Tensor,
+/// Random scan inputs with S4D-real A (jittered) and typical step sizes.
+fn random_scan(batch: i64, d_inner: i64, d_state: i64, len: i64) -> ScanTensors {
+    let f = (Kind::Float, Device::Cpu);
+    let a = Tensor::arange_start(1, d_state + 1, f).repeat([d_inner, 1])
+        * (Tensor::rand([d_inner, d_state], f) + 0.5);
+    ScanTensors {
+        u: Tensor::randn([batch, d_inner, len], f),
+        delta: Tensor::randn([batch, d_inner, len], f) - 2.0,
+        a: -a,
+        b: Tensor::randn([batch, d_state, len], f),
+        c: Tensor::randn([batch, d_state, len], f),
+        d: Tensor::randn([d_inner], f),
+        z: Tensor::randn([batch, d_inner, len], f),
+        bias: Tensor::randn([d_inner], f) * 0.5,
+    }
 }
 
-impl ScanTensors {
-    fn random(batch: i64, d_inner: i64, d_state: i64, len: i64) -> Self {
-        let f = (Kind::Float, Device::Cpu);
-        let a = Tensor::arange_start(1, d_state + 1, f).repeat([d_inner, 1])
-            * (Tensor::rand([d_inner, d_state], f) + 0.5);
-        Self {
-            u: Tensor::randn([batch, d_inner, len], f),
-            delta: Tensor::randn([batch, d_inner, len], f) - 2.0,
-            a: -a,
-            b: Tensor::randn([batch, d_state, len], f),
-            c: Tensor::randn([batch, d_state, len], f),
-            d: Tensor::randn([d_inner], f),
-            z: Tensor::randn([batch, d_inner, len], f),
-            bias: Tensor::randn([d_inner], f) * 0.5,
-        }
-    }
-
-    /// On `device`, the per-token tensors in `kind`.
-    fn on(&self, device: Device, kind: Kind) -> Self {
-        let cast = |t: &Tensor| t.to_device(device).to_kind(kind);
-        let keep = |t: &Tensor| t.to_device(device);
-        Self {
-            u: cast(&self.u),
-            delta: cast(&self.delta),
-            a: keep(&self.a),
-            b: cast(&self.b),
-            c: cast(&self.c),
-            d: keep(&self.d),
-            z: cast(&self.z),
-            bias: keep(&self.bias),
-        }
-    }
-
-    fn inputs(&self) -> ScanInputs<'_> {
-        ScanInputs {
-            u: &self.u,
-            delta: &self.delta,
-            a: &self.a,
-            b: &self.b,
-            c: &self.c,
-            d: Some(&self.d),
-            z: Some(&self.z),
-            delta_bias: Some(&self.bias),
-            delta_softplus: true,
-        }
-    }
+/// `t` on `device`, its per-token tensors in `kind`.
+fn on(t: &ScanTensors, device: Device, kind: Kind) -> ScanTensors {
+    t.map(
+        |x| x.to_device(device).to_kind(kind),
+        |x| x.to_device(device),
+    )
 }
 
 fn scans(device: Device) -> Vec<Check> {
     let mut checks = Vec::new();
     tch::manual_seed(0);
-    let cpu = ScanTensors::random(2, 8, 16, 200);
+    let cpu = random_scan(2, 8, 16, 200);
     let name = crate::device::device_name(device);
     let mut implementations = vec![ScanImpl::Reference, ScanImpl::Chunked];
     if device == Device::Cpu {
@@ -144,10 +109,10 @@ fn scans(device: Device) -> Vec<Check> {
     }
     for imp in implementations {
         for kind in std::iter::once(Kind::Float).chain(reduced(device)) {
-            let on_device = cpu.on(device, kind);
+            let on_device = on(&cpu, device, kind);
             let got = tch::no_grad(|| imp.scan(&on_device.inputs()));
             // Reduced precision is compared with the reference on the same rounded inputs.
-            let rounded = cpu.on(Device::Cpu, kind);
+            let rounded = on(&cpu, Device::Cpu, kind);
             let want = tch::no_grad(|| reference::selective_scan(&rounded.inputs(), None).0);
             checks.push(compare(
                 format!("scan {} {kind:?} on {name} vs CPU reference", imp.name()),
@@ -159,7 +124,7 @@ fn scans(device: Device) -> Vec<Check> {
         // The gradient of Σ y·w with respect to u, fp32, through autograd on the device.
         let w = Tensor::randn(cpu.u.size(), (Kind::Float, Device::Cpu));
         let grad_u = |imp: ScanImpl, dev: Device| {
-            let mut t = cpu.on(dev, Kind::Float);
+            let mut t = on(&cpu, dev, Kind::Float);
             t.u = t.u.set_requires_grad(true);
             let y = imp.scan(&t.inputs());
             (y * w.to_device(dev)).sum(Kind::Float).backward();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::seeded;
-use mamba_vs_transformer::scan::{fused_on_host, reference, ScanImpl, ScanInputs};
+use mamba_vs_transformer::scan::{fused_on_host, reference, ScanImpl, ScanInputs, ScanTensors};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Copy)]
@@ -48,18 +48,7 @@ fn every_option(base: Case) -> impl Iterator<Item = Case> {
     })
 }
 
-struct Tensors {
-    u: Tensor,
-    delta: Tensor,
-    a: Tensor,
-    b: Tensor,
-    c: Tensor,
-    d: Tensor,
-    z: Tensor,
-    bias: Tensor,
-}
-
-fn tensors(case: &Case, seed: i64) -> Tensors {
+fn tensors(case: &Case, seed: i64) -> ScanTensors {
     let f = (Kind::Float, Device::Cpu);
     let (bs, di, n, l) = (case.batch, case.d_inner, case.d_state, case.seq_len);
     seeded(seed, || {
@@ -75,7 +64,7 @@ fn tensors(case: &Case, seed: i64) -> Tensors {
                 Tensor::rand([di], f) * 0.1,
             )
         };
-        Tensors {
+        ScanTensors {
             u: Tensor::randn([bs, di, l], f),
             delta,
             // A = −(1..N) jittered, as S4D-real initialises it.
@@ -90,17 +79,13 @@ fn tensors(case: &Case, seed: i64) -> Tensors {
     })
 }
 
-fn inputs<'a>(case: &Case, t: &'a Tensors) -> ScanInputs<'a> {
+fn inputs<'a>(case: &Case, t: &'a ScanTensors) -> ScanInputs<'a> {
     ScanInputs {
-        u: &t.u,
-        delta: &t.delta,
-        a: &t.a,
-        b: &t.b,
-        c: &t.c,
         d: case.with_d.then_some(&t.d),
         z: case.with_z.then_some(&t.z),
         delta_bias: case.with_bias.then_some(&t.bias),
         delta_softplus: case.softplus,
+        ..t.inputs()
     }
 }
 
@@ -217,18 +202,9 @@ fn auto_picks_the_fused_kernel_on_the_cpu() {
 }
 
 /// Leaf copies of a case's tensors that require gradients.
-fn leaves(t: &Tensors) -> Tensors {
+fn leaves(t: &ScanTensors) -> ScanTensors {
     let leaf = |x: &Tensor| x.detach().copy().set_requires_grad(true);
-    Tensors {
-        u: leaf(&t.u),
-        delta: leaf(&t.delta),
-        a: leaf(&t.a),
-        b: leaf(&t.b),
-        c: leaf(&t.c),
-        d: leaf(&t.d),
-        z: leaf(&t.z),
-        bias: leaf(&t.bias),
-    }
+    t.map(leaf, leaf)
 }
 
 /// w in the loss Σ y·w: fixed random weights, so every output position matters differently.
@@ -237,7 +213,7 @@ fn loss_weights(shape: &[i64]) -> Tensor {
 }
 
 /// The gradients of Σ y·w with respect to every present input.
-fn grads(case: &Case, t: &Tensors, scan: ScanImpl) -> Vec<(&'static str, Tensor)> {
+fn grads(case: &Case, t: &ScanTensors, scan: ScanImpl) -> Vec<(&'static str, Tensor)> {
     let y = scan.scan(&inputs(case, t));
     (&y * loss_weights(&y.size())).sum(Kind::Float).backward();
     let mut out = vec![
@@ -310,14 +286,14 @@ fn autograd_node_passes_a_finite_difference_check() {
     let t = leaves(&tensors(&case, 31));
     let analytic = grads(&case, &t, ScanImpl::CpuFused);
     let weights = loss_weights(&[case.batch, case.d_inner, case.seq_len]).to_kind(Kind::Double);
-    let loss = |t: &Tensors| -> f64 {
+    let loss = |t: &ScanTensors| -> f64 {
         let y = tch::no_grad(|| ScanImpl::CpuFused.scan(&inputs(&case, t)));
         (y.to_kind(Kind::Double) * &weights)
             .sum(Kind::Double)
             .double_value(&[])
     };
     let eps = 1e-2;
-    type Field = fn(&Tensors) -> &Tensor;
+    type Field = fn(&ScanTensors) -> &Tensor;
     let fields: [(&str, Field); 8] = [
         ("du", |t| &t.u),
         ("ddelta", |t| &t.delta),

@@ -37,6 +37,56 @@ pub struct ScanInputs<'a> {
     pub delta_softplus: bool,
 }
 
+/// The tensors of one scan, owned, with every optional input present: what benchmarks, the
+/// self-check and tests build, transform and then borrow as [`ScanInputs`].
+#[derive(Debug)]
+pub struct ScanTensors {
+    pub u: Tensor,
+    pub delta: Tensor,
+    pub a: Tensor,
+    pub b: Tensor,
+    pub c: Tensor,
+    pub d: Tensor,
+    pub z: Tensor,
+    pub bias: Tensor,
+}
+
+impl ScanTensors {
+    /// All of them, with Δ through its bias and the softplus as every Mamba layer does.
+    pub fn inputs(&self) -> ScanInputs<'_> {
+        ScanInputs {
+            u: &self.u,
+            delta: &self.delta,
+            a: &self.a,
+            b: &self.b,
+            c: &self.c,
+            d: Some(&self.d),
+            z: Some(&self.z),
+            delta_bias: Some(&self.bias),
+            delta_softplus: true,
+        }
+    }
+
+    /// `per_token` applied to u, Δ, B, C and z, and `parameter` to A, D and Δ's bias (which
+    /// stay fp32 when the rest changes dtype).
+    pub fn map(
+        &self,
+        per_token: impl Fn(&Tensor) -> Tensor,
+        parameter: impl Fn(&Tensor) -> Tensor,
+    ) -> Self {
+        Self {
+            u: per_token(&self.u),
+            delta: per_token(&self.delta),
+            a: parameter(&self.a),
+            b: per_token(&self.b),
+            c: per_token(&self.c),
+            d: parameter(&self.d),
+            z: per_token(&self.z),
+            bias: parameter(&self.bias),
+        }
+    }
+}
+
 impl ScanInputs<'_> {
     /// Whether autograd will need gradients of the result: it is recording, and some input
     /// requires them. Model parameters always require gradients, so under `no_grad`
