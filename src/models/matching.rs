@@ -36,7 +36,7 @@ pub fn relative_error(params: i64, target: i64) -> f64 {
 /// `cfg` at the depth whose whole-model parameter count is nearest `target`, if that count is
 /// within [`TOLERANCE`]. Width and every other option stay as they are.
 pub fn match_depth(cfg: &ModelConfig, target: i64) -> Result<ModelConfig, NoMatchingDepth> {
-    let params = |layers: i64| with_layers(cfg, layers).params(Component::Model);
+    let params = |layers: i64| cfg.with_n_layers(layers).params(Component::Model);
     // The count is affine in depth: embedding, final norm and head, plus one block per layer.
     let per_layer = params(2) - params(1);
     let fixed = params(1) - per_layer;
@@ -54,14 +54,5 @@ pub fn match_depth(cfg: &ModelConfig, target: i64) -> Result<ModelConfig, NoMatc
             nearest_params: params(best),
         });
     }
-    Ok(with_layers(cfg, best))
-}
-
-fn with_layers(cfg: &ModelConfig, n_layers: i64) -> ModelConfig {
-    let mut cfg = cfg.clone();
-    match &mut cfg {
-        ModelConfig::Mamba(c) => c.n_layers = n_layers,
-        ModelConfig::Transformer(c) => c.n_layers = n_layers,
-    }
-    cfg
+    Ok(cfg.with_n_layers(best))
 }

@@ -123,6 +123,26 @@ impl ModelConfig {
         }
     }
 
+    /// The same configuration, `n_layers` deep.
+    pub fn with_n_layers(&self, n_layers: i64) -> ModelConfig {
+        let mut cfg = self.clone();
+        match &mut cfg {
+            ModelConfig::Mamba(c) => c.n_layers = n_layers,
+            ModelConfig::Transformer(c) => c.n_layers = n_layers,
+        }
+        cfg
+    }
+
+    /// The same configuration with a vocabulary of `vocab_size` tokens.
+    pub fn with_vocab_size(&self, vocab_size: i64) -> ModelConfig {
+        let mut cfg = self.clone();
+        match &mut cfg {
+            ModelConfig::Mamba(c) => c.vocab_size = vocab_size,
+            ModelConfig::Transformer(c) => c.vocab_size = vocab_size,
+        }
+        cfg
+    }
+
     /// Whether the LM head reuses the embedding matrix.
     pub fn tie_embeddings(&self) -> bool {
         match self {

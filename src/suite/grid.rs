@@ -104,7 +104,7 @@ fn recall_runs(
     for lr in rates {
         for &seq_len in &exp.grid.seq_len {
             let mut sized = sized.clone();
-            sized.config = with_vocab(&sized.config, task.vocab_size());
+            sized.config = sized.config.with_vocab_size(task.vocab_size());
             let mut run = spec(suite, exp, model, sized, device);
             run.batch = train.batch_size as i64;
             run.seq_len = seq_len;
@@ -121,15 +121,6 @@ fn recall_runs(
         }
     }
     runs
-}
-
-fn with_vocab(config: &ModelConfig, vocab_size: i64) -> ModelConfig {
-    let mut config = config.clone();
-    match &mut config {
-        ModelConfig::Mamba(c) => c.vocab_size = vocab_size,
-        ModelConfig::Transformer(c) => c.vocab_size = vocab_size,
-    }
-    config
 }
 
 /// A model's configuration at a grid point, the model it was sized to match, if any, and the
