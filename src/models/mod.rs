@@ -265,10 +265,6 @@ impl BuiltModel {
         }
     }
 
-    pub fn vocab_size(&self) -> i64 {
-        self.vocab_size
-    }
-
     pub fn param_count(&self) -> i64 {
         self.vars
             .trainable_variables()

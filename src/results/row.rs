@@ -17,14 +17,6 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
-        Status::Ok,
-        Status::Oom,
-        Status::Timeout,
-        Status::Crashed,
-        Status::Error,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Status::Ok => "ok",
