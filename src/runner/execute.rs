@@ -46,21 +46,33 @@ pub enum Outcome {
 /// Runs `spec` on `device`. libtorch errors surface in tch as panics; they are caught here and
 /// become `error` (or `oom`, when the message says memory ran out).
 pub fn measure_run(spec: &RunSpec, device: Device) -> Outcome {
-    match catch_unwind(AssertUnwindSafe(|| measure_pass(spec, device))) {
-        Ok(Ok(measurement)) => Outcome::Measured(measurement),
-        Ok(Err(message)) => failure(message),
-        Err(payload) => failure(panic_message(payload.as_ref())),
+    match guarded(|| measure_pass(spec, device)) {
+        Ok(measurement) => Outcome::Measured(measurement),
+        Err(message) => failure(message),
     }
 }
 
-/// A failure with its message, as `oom` when the message says memory ran out, else `error`.
-pub fn failure(message: String) -> Outcome {
-    let status = if is_out_of_memory(&message) {
+/// Runs `work`, turning a panic (how tch surfaces libtorch errors) into its message.
+pub fn guarded<T>(work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(panic_message(payload.as_ref())))
+}
+
+/// `oom` when a failure's message says memory ran out, else `error`.
+pub fn failure_status(message: &str) -> Status {
+    if is_out_of_memory(message) {
         Status::Oom
     } else {
         Status::Error
-    };
-    Outcome::Failed { status, message }
+    }
+}
+
+/// A failure with its message and [`failure_status`].
+pub fn failure(message: String) -> Outcome {
+    Outcome::Failed {
+        status: failure_status(&message),
+        message,
+    }
 }
 
 /// libtorch's wording for a failed allocation, on CUDA and on the CPU.
@@ -178,7 +190,7 @@ fn next_token_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
         .cross_entropy_for_logits(&targets)
 }
 
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()

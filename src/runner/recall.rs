@@ -3,7 +3,7 @@
 //! after training and after each length, so that a run killed at 2^20 tokens (out of memory,
 //! out of time) still reports every length it finished.
 
-use super::execute::{is_out_of_memory, panic_message};
+use super::execute::{failure_status, guarded};
 use crate::models::lm::{LanguageModel, Mode};
 use crate::models::Family;
 use crate::results::Status;
@@ -11,7 +11,6 @@ use crate::suite::RunSpec;
 use crate::train::eval::{evaluate, EvalSet};
 use crate::train::trainer::{train, CurvePoint};
 use serde::{Deserialize, Serialize};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 use tch::{nn, Device};
 
@@ -106,19 +105,10 @@ pub fn run(
         };
         report(&format!("evaluating at L={seq_len} ({})", mode.name()));
         let start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| evaluate(&model, &set, mode, device)));
+        let result = guarded(|| evaluate(&model, &set, mode, device).map_err(|e| e.to_string()));
         let (status, accuracy, message) = match result {
-            Ok(Ok(acc)) => (Status::Ok, Some(acc.value()), None),
-            Ok(Err(e)) => (Status::Error, None, Some(e.to_string())),
-            Err(payload) => {
-                let message = panic_message(payload.as_ref());
-                let status = if is_out_of_memory(&message) {
-                    Status::Oom
-                } else {
-                    Status::Error
-                };
-                (status, None, Some(message))
-            }
+            Ok(acc) => (Status::Ok, Some(acc.value()), None),
+            Err(message) => (failure_status(&message), None, Some(message)),
         };
         outcome.evaluated.push(Evaluated {
             seq_len,

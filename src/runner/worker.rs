@@ -3,7 +3,7 @@
 //! leak cannot poison the next configuration, and a CPU peak-memory figure belongs to one
 //! configuration alone (optimum-benchmark's model).
 
-use super::execute::{failure, measure_run, panic_message, Outcome};
+use super::execute::{failure, guarded, measure_run, Outcome};
 use super::recall::RecallOutcome;
 use crate::device::DeviceSpec;
 use crate::results::store::{write_atomic, StoreError};
@@ -47,10 +47,6 @@ pub fn serve(spec_path: &Path, outcome_path: &Path) -> Result<(), WorkerError> {
     if let Some(threads) = spec.threads {
         tch::set_num_threads(threads as i32);
     }
-    let save = |outcome: &Outcome| {
-        let json = serde_json::to_vec(outcome).expect("outcomes serialise");
-        write_atomic(outcome_path, &json)
-    };
     let outcome = match DeviceSpec::parse(&spec.device).and_then(|d| d.resolve(cuda_devices())) {
         Ok(device) if spec.recall.is_some() => recall_run(&spec, device, outcome_path),
         Ok(device) => measure_run(&spec, device),
@@ -59,30 +55,33 @@ pub fn serve(spec_path: &Path, outcome_path: &Path) -> Result<(), WorkerError> {
             message,
         },
     };
-    save(&outcome)?;
+    save(outcome_path, &outcome)?;
     Ok(())
+}
+
+fn save(path: &Path, outcome: &Outcome) -> Result<(), StoreError> {
+    let json = serde_json::to_vec(outcome).expect("outcomes serialise");
+    write_atomic(path, &json)
 }
 
 /// A recall run, saving its partial outcome after training and after every evaluation length,
 /// so that the runner keeps them if the process dies on a later length.
 fn recall_run(spec: &RunSpec, device: tch::Device, outcome_path: &Path) -> Outcome {
     let mut save_partial = |partial: &RecallOutcome| {
-        let json = serde_json::to_vec(&Outcome::Recalled(partial.clone())).expect("serialises");
         // Losing a partial save only loses progress that the final save also carries.
-        let _ = write_atomic(outcome_path, &json);
+        let _ = save(outcome_path, &Outcome::Recalled(partial.clone()));
     };
     let progress_path = outcome_path.with_extension(PROGRESS_EXTENSION);
     let mut report = |line: &str| {
         let _ = write_atomic(&progress_path, line.as_bytes());
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let result = guarded(|| {
         inject_fault(&spec.run_id);
         super::recall::run(spec, device, &mut save_partial, &mut report)
-    }));
+    });
     match result {
-        Ok(Ok(outcome)) => Outcome::Recalled(outcome),
-        Ok(Err(message)) => failure(message),
-        Err(payload) => failure(panic_message(payload.as_ref())),
+        Ok(outcome) => Outcome::Recalled(outcome),
+        Err(message) => failure(message),
     }
 }
 
