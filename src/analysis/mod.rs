@@ -2,3 +2,13 @@
 
 pub mod crossover;
 pub mod fit;
+
+use crate::results::Row;
+use crate::suite::RunSpec;
+
+/// Fits the device model to `rows` (filling their `predicted_latency_s`) and finds every
+/// crossover they allow; `runs` are the specs the rows came from.
+pub fn analyze(rows: &mut [Row], runs: &[RunSpec]) -> Vec<crossover::Crossover> {
+    let fits = fit::predict(rows);
+    crossover::analyze(rows, runs, &fits)
+}

@@ -6,7 +6,7 @@
 mod html;
 mod markdown;
 
-use crate::analysis::{crossover, fit};
+use crate::analysis;
 use crate::claims::{judge, Judgement};
 use crate::results::manifest::{Manifest, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic, StoreError};
@@ -79,8 +79,7 @@ pub fn gather(dirs: &[PathBuf]) -> Result<Report, ReportError> {
             })?;
         let mut rows = store::read_rows(dir)?;
         let runs = grid::expand(&manifest.resolved_suite, &manifest.device);
-        let fits = fit::predict(&mut rows);
-        let crossovers = crossover::analyze(&rows, &runs, &fits);
+        let crossovers = analysis::analyze(&mut rows, &runs);
         titles.push(manifest.suite.clone());
         report
             .descriptions

@@ -9,7 +9,7 @@ pub mod recall;
 pub mod record;
 pub mod worker;
 
-use crate::analysis::{crossover, fit};
+use crate::analysis::{self, crossover, fit};
 use crate::environment::{git_state, now_rfc3339, Environment};
 use crate::plots::{self, PlotError};
 use crate::results::manifest::{Manifest, MANIFEST_FILE};
@@ -178,8 +178,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
 /// the crossovers), writes `crossover.csv` when there are crossovers, and draws every chart the
 /// suite asks for into `out/plots`; returns the chart files.
 pub fn write_analysis(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<Vec<PathBuf>, RunError> {
-    let fits = fit::predict(rows);
-    let crossovers = crossover::analyze(rows, &plan.runs, &fits);
+    let crossovers = analysis::analyze(rows, &plan.runs);
     if !crossovers.is_empty() {
         write_atomic(
             &out.join(crossover::CROSSOVER_FILE),
