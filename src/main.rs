@@ -96,7 +96,12 @@ enum Command {
     },
     /// Measure one run spec and write its outcome (started by `mvt run`, once per run).
     #[command(hide = true)]
-    Worker { spec: PathBuf, outcome: PathBuf },
+    Worker {
+        spec: PathBuf,
+        outcome: PathBuf,
+        /// Where a recall run with `train.save_weights` writes its trained weights.
+        weights: Option<PathBuf>,
+    },
     /// Write report.md and a self-contained report.html for one or more results folders: the
     /// claims and their verdicts, each experiment's charts and table, and every failed run.
     #[command(
@@ -211,7 +216,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plot { results } => plot(&results),
         Command::Logits { model, mode, out } => logits(&model, mode, &out),
         Command::Generate { model, max_new } => generate(&model, max_new),
-        Command::Worker { spec, outcome } => Ok(runner::worker::serve(&spec, &outcome)?),
+        Command::Worker {
+            spec,
+            outcome,
+            weights,
+        } => Ok(runner::worker::serve(&spec, &outcome, weights.as_deref())?),
         Command::Report { results, out } => {
             let out = out.unwrap_or_else(|| results[0].clone());
             let files =

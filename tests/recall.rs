@@ -19,7 +19,7 @@ experiments:
     task: { task: mqar, vocab_size: 10, num_kv_pairs: 2 }
     models: [m, t]
     grid: { d_model: [32], n_layers: [2], seq_len: [8], lr: [1.0e-2, 1.0e-5] }
-    train: { steps: 300, lr: 1.0e-2, batch_size: 32, warmup_steps: 10, weight_decay: 0.0, eval_every: 50, eval_batches: 2, target_accuracy: 0.95 }
+    train: { steps: 300, lr: 1.0e-2, batch_size: 32, warmup_steps: 10, weight_decay: 0.0, eval_every: 50, eval_batches: 2, target_accuracy: 0.95, save_weights: true }
     eval_seq_len: [8, 16]
 plots:
   - { kind: accuracy_vs_width, experiment: mqar }
@@ -63,8 +63,20 @@ fn recall_experiments_train_evaluate_and_chart() {
     let curves = std::fs::read_to_string(results.join("curves.csv")).unwrap();
     assert!(curves.starts_with("run_id,step,loss,lr,eval_accuracy"));
     assert!(curves.lines().count() > 4);
-    assert!(results.join("plots/accuracy_vs_width_mqar_L8.png").exists());
+    assert!(results.join("plots/accuracy_vs_width_mqar.png").exists());
     assert!(results.join("plots/accuracy_vs_eval_len_mqar.svg").exists());
+
+    // Each trained model is kept: its weights, readable as safetensors, and the spec that says
+    // which model they are.
+    for row in rows.iter().filter(|r| r["eval_seq_len"] == 8) {
+        let id = row["run_id"].as_str().unwrap();
+        let weights = results.join(format!("weights/{id}.safetensors"));
+        let tensors = tch::Tensor::read_safetensors(&weights).unwrap();
+        let params: i64 = tensors.iter().map(|(_, t)| t.numel() as i64).sum();
+        assert_eq!(Some(params), row["params"].as_i64(), "{id}");
+        let spec = std::fs::read_to_string(results.join(format!("weights/{id}.spec.json")));
+        assert!(spec.unwrap().contains(id));
+    }
 }
 
 #[test]

@@ -516,12 +516,75 @@ fn recall_experiments_are_checked_before_anything_runs() {
     let bad_steps = RECALL.replace("steps: 10", "steps: 0");
     assert_one(&bad_steps, 11, &["experiments[0].train.steps", "≥ 1"]);
     let typo = RECALL.replace("num_kv_pairs", "num_pairs");
-    assert!(!issues(&typo).is_empty());
+    assert_one(
+        &typo,
+        8,
+        &["experiments[0].task", "unknown field `num_pairs`"],
+    );
+    let empty_option = RECALL.replace("num_kv_pairs: 8", "num_kv_pairs: []");
+    assert_one(&empty_option, 8, &["num_kv_pairs", "empty list"]);
     let speed_plot =
         format!("{RECALL}plots:\n  - {{ kind: latency_vs_seq_len, experiment: mqar }}\n");
     assert_one(
         &speed_plot,
         13,
         &["needs a speed experiment", "`mqar` is recall"],
+    );
+}
+
+#[test]
+fn a_task_option_given_as_a_list_runs_every_value() {
+    let grid = RECALL.replace(
+        "num_kv_pairs: 8",
+        "num_kv_pairs: [4, 8], vocab_size: [64, 128]",
+    );
+    let plan = Plan::parse(&grid, CPU_ONLY).expect("valid");
+    assert_eq!(
+        plan.runs.len(),
+        2 * 2 * 2,
+        "kv pairs × vocabularies × lengths"
+    );
+    let tasks: Vec<String> = plan
+        .runs
+        .iter()
+        .map(|r| r.recall.as_ref().unwrap().task.options())
+        .collect();
+    assert!(tasks[0].contains("num_kv_pairs=4") && tasks[0].contains("vocab_size=64"));
+    assert!(tasks[7].contains("num_kv_pairs=8") && tasks[7].contains("vocab_size=128"));
+    let vocabularies: Vec<i64> = plan.runs.iter().map(|r| r.config.vocab_size()).collect();
+    assert_eq!(vocabularies, [64, 64, 128, 128, 64, 64, 128, 128]);
+    let mut ids: Vec<&str> = plan.runs.iter().map(|r| r.run_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "every task has its own run id");
+
+    // One impossible combination is enough to reject the suite, before anything runs.
+    let impossible = RECALL.replace("num_kv_pairs: 8", "num_kv_pairs: [8, 20]");
+    assert_one(
+        &impossible,
+        8,
+        &["experiments[0].task", "at length 64", "4·num_kv_pairs (80)"],
+    );
+}
+
+#[test]
+fn only_accuracy_vs_width_draws_several_experiments() {
+    let second = RECALL.replace("- name: mqar", "- name: mqar2");
+    let two = format!(
+        "{RECALL}{}plots:\n  - {{ kind: accuracy_vs_width, experiment: [mqar, mqar2] }}\n",
+        &second[second.find("  - name: mqar2").unwrap()..]
+    );
+    Plan::parse(&two, CPU_ONLY).expect("valid");
+    let eval_len = two.replace("accuracy_vs_width", "accuracy_vs_eval_len");
+    assert_one(
+        &eval_len,
+        19,
+        &["plots[0].experiment", "only accuracy_vs_width"],
+    );
+    let unknown = two.replace("[mqar, mqar2]", "[mqar, mqar3]");
+    assert_one(
+        &unknown,
+        19,
+        &["plots[0].experiment[1]", "unknown experiment `mqar3`"],
     );
 }

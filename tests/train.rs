@@ -45,6 +45,7 @@ fn quick(steps: usize, lr: f64) -> TrainConfig {
         eval_every: 50,
         eval_batches: 2,
         target_accuracy: Some(0.95),
+        save_weights: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One function per chart kind: which rows, which axes, which lines.
 
 use super::line::{Axis, Failure, Line, LineChart};
+use super::panels::Panels;
 use crate::analysis::crossover::Crossover;
 use crate::measure::timing::format_seconds;
 use crate::results::{Row, Status};
@@ -332,20 +333,23 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
     }
 }
 
-/// Recall rows of `experiment` grouped by (model, d_model, training length), keeping for each
-/// the learning rate with the best accuracy at the training length (zoology plots the best).
-fn best_lr_runs<'a>(
-    rows: &'a [Row],
-    experiment: &str,
-) -> BTreeMap<(String, i64, i64), Vec<&'a Row>> {
-    let mut by_lr: BTreeMap<(String, i64, i64), BTreeMap<String, Vec<&Row>>> = BTreeMap::new();
+/// The runs of one recall configuration: the task's options, the training length, the model
+/// and its width.
+type RecallKey = (String, i64, String, i64);
+
+/// Recall rows of `experiment` grouped by (task options, training length, model, d_model),
+/// keeping for each the learning rate with the best accuracy at the training length (zoology
+/// plots the best).
+fn best_lr_runs<'a>(rows: &'a [Row], experiment: &str) -> BTreeMap<RecallKey, Vec<&'a Row>> {
+    let mut by_lr: BTreeMap<RecallKey, BTreeMap<String, Vec<&Row>>> = BTreeMap::new();
     for row in rows
         .iter()
         .filter(|r| r.experiment == experiment && r.kind == "recall")
     {
         let lr = format!("{:e}", row.lr.unwrap_or_default());
+        let options = row.task_options.clone().unwrap_or_default();
         by_lr
-            .entry((row.model.clone(), row.d_model, row.seq_len))
+            .entry((options, row.seq_len, row.model.clone(), row.d_model))
             .or_default()
             .entry(lr)
             .or_default()
@@ -369,29 +373,65 @@ fn best_lr_runs<'a>(
         .collect()
 }
 
-/// Accuracy against width, best over learning rates, one chart per training length.
-pub fn accuracy_vs_width(rows: &[Row], experiment: &str) -> Vec<(i64, LineChart)> {
-    let best = best_lr_runs(rows, experiment);
-    let lengths: std::collections::BTreeSet<i64> = best.keys().map(|k| k.2).collect();
-    let mut charts = Vec::new();
-    for len in lengths {
-        let chosen: Vec<Row> = best
-            .iter()
-            .filter(|(k, _)| k.2 == len)
-            .flat_map(|(_, rows)| rows.iter().filter(|r| r.eval_seq_len == Some(len)))
-            .map(|r| (*r).clone())
-            .collect();
-        let series = lines(
-            &chosen,
-            experiment,
-            |r| r.model.clone(),
-            |r| r.d_model as f64,
-            accuracy,
-        );
-        let title = format!("{experiment}: accuracy vs width at L={len} (best lr)");
-        charts.push((len, accuracy_chart(title, "d_model (log scale)", series)));
+/// The `key=value` options that differ between `options` (each a `Task::options` string), so
+/// that a label names what tells tasks apart and not what they share.
+fn varying_options<'a>(options: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    let all: Vec<Vec<&str>> = options.map(|o| o.split(' ').collect()).collect();
+    let mut varying: Vec<String> = all
+        .iter()
+        .flatten()
+        .filter(|pair| !all.iter().all(|o| o.contains(pair)))
+        .map(|pair| pair.split('=').next().unwrap_or_default().to_owned())
+        .collect();
+    varying.sort();
+    varying.dedup();
+    varying
+}
+
+/// The pairs of `options` whose keys are in `varying`, each after a space.
+fn shown(options: &str, varying: &[String]) -> String {
+    options
+        .split(' ')
+        .filter(|pair| varying.iter().any(|v| pair.split('=').next() == Some(v)))
+        .map(|pair| format!(" {pair}"))
+        .collect()
+}
+
+/// Accuracy against width, best over learning rates: one panel per experiment, training
+/// length and task (zoology's Fig. 2), all in one figure.
+pub fn accuracy_vs_width(rows: &[Row], experiments: &[String]) -> Panels {
+    let mut panels = Vec::new();
+    for experiment in experiments {
+        let best = best_lr_runs(rows, experiment);
+        let varying = varying_options(best.keys().map(|k| k.0.as_str()));
+        let mut groups: Vec<(&str, i64)> = best.keys().map(|k| (k.0.as_str(), k.1)).collect();
+        groups.dedup();
+        groups.sort_by_key(|g| g.1);
+        for (options, len) in groups {
+            let chosen: Vec<Row> = best
+                .iter()
+                .filter(|(k, _)| k.0 == options && k.1 == len)
+                .flat_map(|(_, rows)| rows.iter().filter(|r| r.eval_seq_len == Some(len)))
+                .map(|r| (*r).clone())
+                .collect();
+            let series = lines(
+                &chosen,
+                experiment,
+                |r| r.model.clone(),
+                |r| r.d_model as f64,
+                accuracy,
+            );
+            let title = format!("{experiment}, L={len}{}", shown(options, &varying));
+            panels.push(accuracy_chart(title, "d_model (log scale)", series));
+        }
     }
-    charts
+    Panels {
+        title: format!(
+            "{}: accuracy vs width (best learning rate)",
+            experiments.join(", ")
+        ),
+        panels,
+    }
 }
 
 /// Accuracy, kept above zero so that a line can still be drawn through chance-level points.
@@ -409,7 +449,7 @@ fn accuracy_chart(
         x_desc: x_desc.into(),
         y_desc: "accuracy at the recall positions".into(),
         x_axis: Axis::Log2,
-        y_axis: Axis::Linear(percent),
+        y_axis: Axis::Fraction,
         lines,
         failures,
         references: Vec::new(),
@@ -418,15 +458,22 @@ fn accuracy_chart(
 
 /// Accuracy against evaluation length for models trained at one length: extrapolation.
 pub fn accuracy_vs_eval_len(rows: &[Row], experiment: &str) -> LineChart {
-    let chosen: Vec<Row> = best_lr_runs(rows, experiment)
-        .into_values()
-        .flatten()
-        .cloned()
-        .collect();
+    let best = best_lr_runs(rows, experiment);
+    let varying = varying_options(best.keys().map(|k| k.0.as_str()));
+    let chosen: Vec<Row> = best.into_values().flatten().cloned().collect();
+    let task = |r: &Row| shown(r.task_options.as_deref().unwrap_or_default(), &varying);
     let series = lines(
         &chosen,
         experiment,
-        |r| format!("{} d={} trained at L={}", r.model, r.d_model, r.seq_len),
+        |r| {
+            format!(
+                "{} d={} trained at L={}{}",
+                r.model,
+                r.d_model,
+                r.seq_len,
+                task(r)
+            )
+        },
         |r| r.eval_seq_len.unwrap_or(r.seq_len) as f64,
         accuracy,
     );

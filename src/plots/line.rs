@@ -15,6 +15,8 @@ pub enum Axis {
     Log10(fn(f64) -> String),
     /// Linear, printed by the formatter.
     Linear(fn(f64) -> String),
+    /// A fraction, always drawn from 0% to 100% so that charts of accuracy compare at a glance.
+    Fraction,
 }
 
 impl Axis {
@@ -22,15 +24,18 @@ impl Axis {
         match self {
             Axis::Log2 => v.log2(),
             Axis::Log10(_) => v.log10(),
-            Axis::Linear(_) => v,
+            Axis::Linear(_) | Axis::Fraction => v,
         }
     }
 
     fn label(self, x: f64) -> String {
         match self {
-            Axis::Log2 => format!("{:.0}", x.exp2()),
+            // Powers of two only: 2^4.3 printed as "20" would read as a measured width.
+            Axis::Log2 if (x - x.round()).abs() < 1e-6 => format!("{:.0}", x.exp2()),
+            Axis::Log2 => String::new(),
             Axis::Log10(f) => f(10f64.powf(x)),
             Axis::Linear(f) => f(x),
+            Axis::Fraction => format!("{:.0}%", x * 100.0),
         }
     }
 }
@@ -69,10 +74,6 @@ pub struct LineChart {
 }
 
 impl LineChart {
-    pub fn is_empty(&self) -> bool {
-        self.lines.iter().all(|l| l.points.is_empty())
-    }
-
     fn ranges(&self) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
         let mut xs: Vec<f64> = self.failures.iter().map(|f| self.x_axis.to(f.x)).collect();
         let mut ys = Vec::new();
@@ -101,16 +102,20 @@ impl LineChart {
             };
             (lo - pad)..(hi + pad)
         };
-        let y_pad = if matches!(self.y_axis, Axis::Linear(_)) {
-            0.05
-        } else {
-            0.15
+        let y_range = match self.y_axis {
+            Axis::Fraction => -0.03..1.06,
+            Axis::Linear(_) => span(&ys, 0.05),
+            Axis::Log2 | Axis::Log10(_) => span(&ys, 0.15),
         };
-        (span(&xs, 0.1), span(&ys, y_pad))
+        (span(&xs, 0.1), y_range)
     }
 }
 
 impl Chart for LineChart {
+    fn is_empty(&self) -> bool {
+        self.lines.iter().all(|l| l.points.is_empty())
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(err)?;

@@ -5,6 +5,7 @@
 
 pub mod kinds;
 pub mod line;
+pub mod panels;
 mod style;
 
 use crate::analysis::crossover::Crossover;
@@ -12,6 +13,7 @@ use crate::results::Row;
 use crate::suite::schema::{PlotEntry, PlotKind};
 use polars::prelude::PolarsError;
 use std::path::{Path, PathBuf};
+use style::Chart;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -38,38 +40,32 @@ pub fn render(
         path: dir.to_owned(),
         source,
     })?;
-    let stem = dir.join(format!("{}_{}", plot.kind.name(), plot.experiment));
-    let experiment = plot.experiment.as_str();
-    let single = |chart| vec![(stem.clone(), chart)];
-    let charts = match plot.kind {
-        PlotKind::AccuracyVsWidth => kinds::accuracy_vs_width(rows, experiment)
-            .into_iter()
-            .map(|(len, chart)| {
-                (
-                    stem.with_file_name(format!("{}_L{len}", file_name(&stem))),
-                    chart,
-                )
-            })
-            .collect(),
-        PlotKind::AccuracyVsEvalLen => single(kinds::accuracy_vs_eval_len(rows, experiment)),
-        PlotKind::LatencyVsSeqLen => single(kinds::latency_vs_seq_len(rows, experiment)),
-        PlotKind::DecodeVsContext => single(kinds::decode_vs_context(rows, experiment)),
-        PlotKind::MemoryVsSeqLen => single(kinds::memory_vs_seq_len(rows, experiment)),
-        PlotKind::ThroughputVsBatch => single(kinds::throughput_vs_batch(rows, experiment)),
-        PlotKind::AttentionShareVsSeqLen => {
-            single(kinds::attention_share_vs_seq_len(rows, experiment))
-        }
-        PlotKind::CrossoverVsWidth => single(kinds::crossover_vs_width(crossovers, experiment)),
+    let stem = dir.join(plot.stem());
+    let Some(experiment) = plot.experiments().first().map(String::as_str) else {
+        return Ok(Vec::new()); // validation requires one
     };
-    let mut files = Vec::new();
-    for (stem, chart) in charts.iter().filter(|(_, c)| !c.is_empty()) {
-        files.extend(style::png_and_svg(stem, chart)?);
+    match plot.kind {
+        PlotKind::AccuracyVsWidth => {
+            draw(&stem, &kinds::accuracy_vs_width(rows, plot.experiments()))
+        }
+        PlotKind::AccuracyVsEvalLen => draw(&stem, &kinds::accuracy_vs_eval_len(rows, experiment)),
+        PlotKind::LatencyVsSeqLen => draw(&stem, &kinds::latency_vs_seq_len(rows, experiment)),
+        PlotKind::DecodeVsContext => draw(&stem, &kinds::decode_vs_context(rows, experiment)),
+        PlotKind::MemoryVsSeqLen => draw(&stem, &kinds::memory_vs_seq_len(rows, experiment)),
+        PlotKind::ThroughputVsBatch => draw(&stem, &kinds::throughput_vs_batch(rows, experiment)),
+        PlotKind::AttentionShareVsSeqLen => {
+            draw(&stem, &kinds::attention_share_vs_seq_len(rows, experiment))
+        }
+        PlotKind::CrossoverVsWidth => {
+            draw(&stem, &kinds::crossover_vs_width(crossovers, experiment))
+        }
     }
-    Ok(files)
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// Writes `chart` as `stem.png` and `stem.svg`, or nothing when it has no points.
+fn draw(stem: &Path, chart: &impl Chart) -> Result<Vec<PathBuf>, PlotError> {
+    if chart.is_empty() {
+        return Ok(Vec::new());
+    }
+    style::png_and_svg(stem, chart)
 }

@@ -41,6 +41,14 @@ pub fn color(index: usize) -> RGBColor {
 /// A chart that can draw itself on any plotters backend.
 pub trait Chart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+
+    /// Nothing to draw: no line has a point.
+    fn is_empty(&self) -> bool;
+
+    /// Pixels of the PNG (and the SVG's view box).
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
 }
 
 /// Draws the same chart into `stem.png` and `stem.svg`.
@@ -53,12 +61,12 @@ pub fn png_and_svg(stem: &Path, chart: &impl Chart) -> Result<Vec<PathBuf>, Plot
         message,
     };
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        let root = BitMapBackend::new(&png, chart.size()).into_drawing_area();
         chart.draw(&root).map_err(|m| fail(&png, m))?;
         root.present().map_err(|e| fail(&png, e.to_string()))?;
     }
     {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        let root = SVGBackend::new(&svg, chart.size()).into_drawing_area();
         chart.draw(&root).map_err(|m| fail(&svg, m))?;
         root.present().map_err(|e| fail(&svg, e.to_string()))?;
     }

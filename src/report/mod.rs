@@ -159,19 +159,9 @@ fn section(
         .resolved_suite
         .plots
         .iter()
-        .filter(|p| p.experiment == exp.name)
-        .flat_map(|p| {
-            let prefix = format!("{}_{}", p.kind.name(), p.experiment);
-            std::fs::read_dir(dir.join("plots"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(move |path| {
-                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                    name.is_some_and(|n| is_chart_of(&n, &prefix))
-                })
-        })
+        .filter(|p| p.experiments().first() == Some(&exp.name))
+        .map(|p| dir.join("plots").join(format!("{}.svg", p.stem())))
+        .filter(|path| path.is_file())
         .collect();
     charts.sort();
     let fmt = |v: Option<f64>, f: fn(f64) -> String| v.map(f).unwrap_or_else(|| "–".into());
@@ -249,20 +239,6 @@ fn section(
         header: header.into_iter().map(str::to_owned).collect(),
         rows: table,
         claims,
-    }
-}
-
-/// `PREFIX.svg`, or `PREFIX_L<length>.svg` for charts drawn once per training length.
-fn is_chart_of(file: &str, prefix: &str) -> bool {
-    let Some(stem) = file.strip_suffix(".svg") else {
-        return false;
-    };
-    match stem.strip_prefix(prefix) {
-        Some("") => true,
-        Some(rest) => rest
-            .strip_prefix("_L")
-            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())),
-        None => false,
     }
 }
 

@@ -92,6 +92,10 @@ pub struct Row {
     /// is the training length), how it was evaluated, and the training outcome.
     #[serde(default)]
     pub task: Option<String>,
+    /// Recall: the task's options (`Task::options`), which tell apart the tasks of one
+    /// experiment.
+    #[serde(default)]
+    pub task_options: Option<String>,
     #[serde(default)]
     pub lr: Option<f64>,
     #[serde(default)]

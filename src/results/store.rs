@@ -151,6 +151,7 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("state_bytes", rows, |r| r.state_bytes),
         col("predicted_latency_s", rows, |r| r.predicted_latency_s),
         col("task", rows, |r| r.task.clone()),
+        col("task_options", rows, |r| r.task_options.clone()),
         col("lr", rows, |r| r.lr),
         col("eval_seq_len", rows, |r| r.eval_seq_len),
         col("eval_mode", rows, |r| r.eval_mode.clone()),

@@ -20,15 +20,19 @@ struct Exchange {
     outcome: PathBuf,
     progress: PathBuf,
     log: PathBuf,
+    /// Where a recall run keeps its trained weights, if it is asked to.
+    weights: Option<PathBuf>,
 }
 
 /// Runs `spec` in a child process of `worker` (the `mvt` binary), using `work_dir` for the
 /// exchange files, and kills it after `timeout_s` seconds; `on_progress` sees each new line of
-/// progress the run reports. Never fails: an unspawnable or dead child is an outcome too.
+/// progress the run reports. A recall run that saves its weights writes them to `weights`.
+/// Never fails: an unspawnable or dead child is an outcome too.
 pub fn run(
     spec: &RunSpec,
     worker: &Path,
     work_dir: &Path,
+    weights: Option<&Path>,
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
 ) -> Outcome {
@@ -39,6 +43,7 @@ pub fn run(
         progress: outcome_path.with_extension(PROGRESS_EXTENSION),
         outcome: outcome_path,
         log: stem.with_extension("stderr.log"),
+        weights: weights.map(Path::to_owned),
     };
     let outcome = supervise(spec, worker, &files, timeout_s, on_progress);
     for path in [&files.spec, &files.outcome, &files.progress, &files.log] {
@@ -63,6 +68,7 @@ fn supervise(
             .arg("worker")
             .arg(spec_path)
             .arg(outcome_path)
+            .args(&files.weights)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

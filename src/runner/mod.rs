@@ -15,7 +15,7 @@ use crate::plots::{self, PlotError};
 use crate::results::manifest::{Manifest, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic, StoreError};
 use crate::results::{Row, Status};
-use crate::suite::{Plan, Shard};
+use crate::suite::{Plan, RunSpec, Shard};
 use crate::train::trainer::CurvePoint;
 use progress::Progress;
 use std::collections::HashSet;
@@ -50,6 +50,8 @@ pub struct Options {
 
 /// Where a sweep keeps the files it exchanges with its runs' processes.
 const WORK_DIR: &str = ".work";
+/// Where recall runs with `train.save_weights` keep their trained models.
+pub const WEIGHTS_DIR: &str = "weights";
 
 /// Training curves of recall runs: run_id, step, loss, lr, eval_accuracy.
 pub const CURVES_FILE: &str = "curves.csv";
@@ -143,9 +145,15 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         progress.begin(spec);
         let start = std::time::Instant::now();
         let timeout_s = plan.suite.timeout_s(&spec.experiment);
-        let outcome = isolate::run(spec, &options.worker, &work_dir, timeout_s, &mut |line| {
-            progress.update(spec, line)
-        });
+        let weights = weights_path(out, spec)?;
+        let outcome = isolate::run(
+            spec,
+            &options.worker,
+            &work_dir,
+            weights.as_deref(),
+            timeout_s,
+            &mut |line| progress.update(spec, line),
+        );
         let new_rows = record::rows(spec, &outcome, start.elapsed().as_secs_f64(), threads);
         progress.end(spec, &new_rows);
         summary.ran += 1;
@@ -190,6 +198,22 @@ pub fn write_analysis(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<Vec<P
         files.extend(plots::render(plot, rows, &crossovers, &out.join("plots"))?);
     }
     Ok(files)
+}
+
+/// `weights/RUN_ID.safetensors` for a recall run that saves its weights, after writing the
+/// run spec beside it (so that the weights say which model they are); `None` otherwise.
+fn weights_path(out: &Path, spec: &RunSpec) -> Result<Option<PathBuf>, RunError> {
+    if !spec.recall.as_ref().is_some_and(|r| r.train.save_weights) {
+        return Ok(None);
+    }
+    let dir = out.join(WEIGHTS_DIR);
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Folder {
+        path: dir.clone(),
+        source,
+    })?;
+    let json = serde_json::to_vec_pretty(spec).expect("run specs serialise");
+    write_atomic(&dir.join(format!("{}.spec.json", spec.run_id)), &json)?;
+    Ok(Some(dir.join(format!("{}.safetensors", spec.run_id))))
 }
 
 fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) -> Manifest {

@@ -11,6 +11,7 @@ use crate::suite::RunSpec;
 use crate::train::eval::{evaluate, EvalSet};
 use crate::train::trainer::{train, CurvePoint};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Device};
 
@@ -45,13 +46,15 @@ pub struct RecallOutcome {
     pub evaluated: Vec<Evaluated>,
 }
 
-/// Trains and evaluates `spec`; `save` receives the outcome after training and after each
-/// length, `report` a line of progress (loss, accuracy) at each evaluation. An error in
-/// training is returned as the message; an error at one length is that length's status, and
-/// the longer lengths are still tried.
+/// Trains and evaluates `spec`; the trained weights go to `weights` (safetensors) when given,
+/// `save` receives the outcome after training and after each length, `report` a line of
+/// progress (loss, accuracy) at each evaluation. An error in training is returned as the
+/// message; an error at one length is that length's status, and the longer lengths are still
+/// tried.
 pub fn run(
     spec: &RunSpec,
     device: Device,
+    weights: Option<&Path>,
     save: &mut dyn FnMut(&RecallOutcome),
     report: &mut dyn FnMut(&str),
 ) -> Result<RecallOutcome, String> {
@@ -88,6 +91,9 @@ pub fn run(
         },
         evaluated: Vec::new(),
     };
+    if let Some(path) = weights {
+        save_weights(&vars, path)?;
+    }
     save(&outcome);
     let mut lengths = recall.eval_seq_len.clone();
     lengths.sort_unstable();
@@ -121,4 +127,18 @@ pub fn run(
         save(&outcome);
     }
     Ok(outcome)
+}
+
+/// Writes the weights through a temporary file, so that a run killed while saving leaves no
+/// truncated checkpoint under the final name.
+fn save_weights(vars: &nn::VarStore, path: &Path) -> Result<(), String> {
+    let partial = path.with_extension("partial.safetensors");
+    vars.save(&partial)
+        .and_then(|()| std::fs::rename(&partial, path).map_err(tch::TchError::from))
+        .map_err(|e| {
+            format!(
+                "cannot save the trained weights to `{}`: {e}",
+                path.display()
+            )
+        })
 }

@@ -26,6 +26,7 @@ fn recall_row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64, len:
     let recall = spec.recall.as_ref().expect("a recall run");
     let mut row = identity(spec, wall_s, threads);
     row.task = Some(recall.task.name().to_owned());
+    row.task_options = Some(recall.task.options());
     row.lr = Some(recall.train.lr);
     row.eval_seq_len = Some(len);
     let (partial, ended) = match outcome {
@@ -149,6 +150,7 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         state_bytes: predicted.state_bytes,
         predicted_latency_s: None,
         task: None,
+        task_options: None,
         lr: None,
         eval_seq_len: None,
         eval_mode: None,

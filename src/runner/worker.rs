@@ -34,8 +34,13 @@ pub enum WorkerError {
     Write(#[from] StoreError),
 }
 
-/// Measures the spec in `spec_path` and writes its outcome to `outcome_path`.
-pub fn serve(spec_path: &Path, outcome_path: &Path) -> Result<(), WorkerError> {
+/// Measures the spec in `spec_path` and writes its outcome to `outcome_path` (and a recall
+/// run's trained weights to `weights_path`, when given).
+pub fn serve(
+    spec_path: &Path,
+    outcome_path: &Path,
+    weights_path: Option<&Path>,
+) -> Result<(), WorkerError> {
     let text = std::fs::read_to_string(spec_path).map_err(|source| WorkerError::Read {
         path: spec_path.to_owned(),
         source,
@@ -48,7 +53,9 @@ pub fn serve(spec_path: &Path, outcome_path: &Path) -> Result<(), WorkerError> {
         tch::set_num_threads(threads as i32);
     }
     let outcome = match DeviceSpec::parse(&spec.device).and_then(|d| d.resolve(cuda_devices())) {
-        Ok(device) if spec.recall.is_some() => recall_run(&spec, device, outcome_path),
+        Ok(device) if spec.recall.is_some() => {
+            recall_run(&spec, device, outcome_path, weights_path)
+        }
         Ok(device) => measure_run(&spec, device),
         Err(message) => Outcome::Failed {
             status: crate::results::Status::Error,
@@ -66,7 +73,12 @@ fn save(path: &Path, outcome: &Outcome) -> Result<(), StoreError> {
 
 /// A recall run, saving its partial outcome after training and after every evaluation length,
 /// so that the runner keeps them if the process dies on a later length.
-fn recall_run(spec: &RunSpec, device: tch::Device, outcome_path: &Path) -> Outcome {
+fn recall_run(
+    spec: &RunSpec,
+    device: tch::Device,
+    outcome_path: &Path,
+    weights_path: Option<&Path>,
+) -> Outcome {
     let mut save_partial = |partial: &RecallOutcome| {
         // Losing a partial save only loses progress that the final save also carries.
         let _ = save(outcome_path, &Outcome::Recalled(partial.clone()));
@@ -77,7 +89,7 @@ fn recall_run(spec: &RunSpec, device: tch::Device, outcome_path: &Path) -> Outco
     };
     let result = guarded(|| {
         inject_fault(&spec.run_id);
-        super::recall::run(spec, device, &mut save_partial, &mut report)
+        super::recall::run(spec, device, weights_path, &mut save_partial, &mut report)
     });
     match result {
         Ok(outcome) => Outcome::Recalled(outcome),

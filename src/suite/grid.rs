@@ -88,7 +88,8 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     runs
 }
 
-/// One run per learning rate and training length: the model, sized for the task's vocabulary.
+/// One run per task variant, learning rate and training length: the model, sized for the
+/// task's vocabulary.
 fn recall_runs(
     suite: &Suite,
     exp: &Experiment,
@@ -96,28 +97,30 @@ fn recall_runs(
     sized: &Sized,
     device: &str,
 ) -> Vec<RunSpec> {
-    let (Some(task), Some(train)) = (&exp.task, &exp.train) else {
+    let (Some(tasks), Some(train)) = (&exp.task, &exp.train) else {
         return Vec::new(); // validation requires both
     };
     let rates = exp.grid.lr.clone().unwrap_or_else(|| vec![train.lr]);
     let mut runs = Vec::new();
-    for lr in rates {
-        for &seq_len in &exp.grid.seq_len {
-            let mut sized = sized.clone();
-            sized.config = sized.config.with_vocab_size(task.vocab_size());
-            let mut run = spec(suite, exp, model, sized, device);
-            run.batch = train.batch_size as i64;
-            run.seq_len = seq_len;
-            run.recall = Some(RecallSpec {
-                task: task.clone(),
-                train: TrainConfig {
-                    lr,
-                    ..train.clone()
-                },
-                eval_seq_len: exp.eval_seq_len.clone().unwrap_or_else(|| vec![seq_len]),
-            });
-            run.run_id = run_id(&run);
-            runs.push(run);
+    for task in tasks.variants() {
+        for &lr in &rates {
+            for &seq_len in &exp.grid.seq_len {
+                let mut sized = sized.clone();
+                sized.config = sized.config.with_vocab_size(task.vocab_size());
+                let mut run = spec(suite, exp, model, sized, device);
+                run.batch = train.batch_size as i64;
+                run.seq_len = seq_len;
+                run.recall = Some(RecallSpec {
+                    task: task.clone(),
+                    train: TrainConfig {
+                        lr,
+                        ..train.clone()
+                    },
+                    eval_seq_len: exp.eval_seq_len.clone().unwrap_or_else(|| vec![seq_len]),
+                });
+                run.run_id = run_id(&run);
+                runs.push(run);
+            }
         }
     }
     runs

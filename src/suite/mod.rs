@@ -5,6 +5,7 @@ pub mod grid;
 pub mod locate;
 pub mod schema;
 pub mod shard;
+pub mod task_grid;
 pub mod validate;
 
 pub use error::{Issue, SuiteError};

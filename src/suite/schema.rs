@@ -26,10 +26,10 @@
 //!   - { kind: latency_vs_seq_len, experiment: block-forward }
 //! ```
 
+use super::task_grid::TaskGrid;
 use crate::claims::Claim;
 use crate::models::{Component, Family};
 use crate::scan::ScanImpl;
-use crate::tasks::Task;
 use crate::train::trainer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -244,9 +244,10 @@ pub struct Experiment {
     /// Tokens generated per sequence by `pass: generate_throughput`.
     #[serde(default)]
     pub new_tokens: Option<i64>,
-    /// Recall: the task and its options, e.g. `{ task: mqar, num_kv_pairs: 8 }`.
+    /// Recall: the task and its options, e.g. `{ task: mqar, num_kv_pairs: 8 }`; an option
+    /// given as a list runs every value (`num_kv_pairs: [4, 8, 16]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<Task>,
+    pub task: Option<TaskGrid>,
     /// Recall: how to train; a grid's `lr` list overrides `lr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainConfig>,
@@ -358,5 +359,28 @@ impl PlotKind {
 #[serde(deny_unknown_fields)]
 pub struct PlotEntry {
     pub kind: PlotKind,
-    pub experiment: String,
+    /// The experiment drawn; `accuracy_vs_width` may list several, one panel each in one
+    /// figure (zoology's Fig. 2 has a panel per sequence length).
+    pub experiment: OneOrMany,
+}
+
+impl PlotEntry {
+    pub fn experiments(&self) -> &[String] {
+        match &self.experiment {
+            OneOrMany::One(name) => std::slice::from_ref(name),
+            OneOrMany::Many(names) => names,
+        }
+    }
+
+    /// The charts' file stem: `kind_experiment`, or `kind_first+second+…`.
+    pub fn stem(&self) -> String {
+        format!("{}_{}", self.kind.name(), self.experiments().join("+"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged, expecting = "an experiment's name, or a list of names")]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }

@@ -4,7 +4,9 @@
 use super::error::Issue;
 use super::grid;
 use super::locate::Locations;
-use super::schema::{DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite};
+use super::schema::{
+    DType, Experiment, ExperimentKind, ModelEntry, OneOrMany, Pass, PlotKind, Suite,
+};
 use crate::claims::ClaimKind;
 use crate::device::DeviceSpec;
 use crate::models::{transformer, Component, Family};
@@ -401,13 +403,17 @@ fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &Suite) {
             c.fail(at(field), format!("`{field}` belongs to speed experiments; a recall experiment trains whole language models with `train.batch_size`"));
         }
     }
-    let Some(task) = &exp.task else {
+    let Some(tasks) = &exp.task else {
         c.fail(
             format!("experiments[{i}]"),
             "a recall experiment needs `task`, e.g. `task: { task: mqar, num_kv_pairs: 8 }`",
         );
         return;
     };
+    if let Some(error) = tasks.error() {
+        c.fail(at("task"), error);
+        return;
+    }
     let Some(train) = &exp.train else {
         c.fail(
             format!("experiments[{i}]"),
@@ -453,10 +459,12 @@ fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &Suite) {
         .seq_len
         .iter()
         .chain(exp.eval_seq_len.iter().flatten());
-    for len in lengths.filter(|l| **l >= 1) {
-        if let Err(e) = task.example(*len, 0) {
-            c.fail(at("task"), format!("at length {len}: {e}"));
-            break;
+    'tasks: for task in tasks.variants() {
+        for len in lengths.clone().filter(|l| **l >= 1) {
+            if let Err(e) = task.example(*len, 0) {
+                c.fail(at("task"), format!("at length {len}: {e}"));
+                break 'tasks;
+            }
         }
     }
     for (j, model) in exp.models.iter().enumerate() {
@@ -469,8 +477,11 @@ fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &Suite) {
                 format!("`{model}` is a checkpoint; recall experiments train models from scratch"),
             );
         }
-        if let Some(vocab) = entry.vocab_size.filter(|v| *v != task.vocab_size()) {
-            c.fail(format!("models.{model}.vocab_size"), format!("{vocab} differs from the {} tokens of task `{}` in experiment `{}`; remove vocab_size (the task sets it)", task.vocab_size(), task.name(), exp.name));
+        for task in tasks.variants() {
+            if let Some(vocab) = entry.vocab_size.filter(|v| *v != task.vocab_size()) {
+                c.fail(format!("models.{model}.vocab_size"), format!("{vocab} differs from the {} tokens of task `{}` in experiment `{}`; remove vocab_size (the task sets it)", task.vocab_size(), task.name(), exp.name));
+                break;
+            }
         }
     }
 }
@@ -581,32 +592,50 @@ fn check_widths(c: &mut Checker, i: usize, (name, entry): (&String, &ModelEntry)
 
 fn check_plots(c: &mut Checker, suite: &Suite) {
     for (i, plot) in suite.plots.iter().enumerate() {
-        let path = format!("plots[{i}].experiment");
-        match suite.experiments.iter().find(|e| e.name == plot.experiment) {
-            None => {
-                let names: Vec<&str> = suite.experiments.iter().map(|e| e.name.as_str()).collect();
-                c.fail(
-                    path,
-                    format!(
-                        "unknown experiment `{}`; expected one of: {}",
-                        plot.experiment,
-                        names.join(", ")
-                    ),
-                );
+        let names = plot.experiments();
+        let at = |j: usize| match plot.experiment {
+            OneOrMany::One(_) => format!("plots[{i}].experiment"),
+            OneOrMany::Many(_) => format!("plots[{i}].experiment[{j}]"),
+        };
+        if names.is_empty() {
+            c.fail(at(0), "the list is empty; name at least one experiment");
+        }
+        if names.len() > 1 && plot.kind != PlotKind::AccuracyVsWidth {
+            c.fail(
+                format!("plots[{i}].experiment"),
+                format!(
+                    "a {} plot draws one experiment; only accuracy_vs_width takes a list",
+                    plot.kind.name()
+                ),
+            );
+        }
+        for (j, name) in names.iter().enumerate() {
+            match suite.experiments.iter().find(|e| e.name == *name) {
+                None => {
+                    let known: Vec<&str> =
+                        suite.experiments.iter().map(|e| e.name.as_str()).collect();
+                    c.fail(
+                        at(j),
+                        format!(
+                            "unknown experiment `{name}`; expected one of: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                Some(exp) if exp.kind != plot.kind.experiment_kind() => {
+                    c.fail(
+                        at(j),
+                        format!(
+                            "a {} plot needs a {} experiment, and `{}` is {}",
+                            plot.kind.name(),
+                            plot.kind.experiment_kind().name(),
+                            exp.name,
+                            exp.kind.name()
+                        ),
+                    );
+                }
+                Some(_) => {}
             }
-            Some(exp) if exp.kind != plot.kind.experiment_kind() => {
-                c.fail(
-                    path,
-                    format!(
-                        "a {} plot needs a {} experiment, and `{}` is {}",
-                        plot.kind.name(),
-                        plot.kind.experiment_kind().name(),
-                        exp.name,
-                        exp.kind.name()
-                    ),
-                );
-            }
-            Some(_) => {}
         }
     }
 }

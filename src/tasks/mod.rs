@@ -73,6 +73,20 @@ impl Task {
         }
     }
 
+    /// The options, as `key=value` pairs in alphabetical order: what tells apart the tasks of
+    /// an experiment whose `task:` lists several values.
+    pub fn options(&self) -> String {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) else {
+            return String::new();
+        };
+        fields
+            .iter()
+            .filter(|(key, _)| *key != "task")
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Tokens the model must embed, special tokens included.
     pub fn vocab_size(&self) -> i64 {
         match self {

@@ -44,6 +44,10 @@ pub struct TrainConfig {
     /// Stop once an evaluation reaches this accuracy.
     #[serde(default)]
     pub target_accuracy: Option<f64>,
+    /// Keep the trained weights: `mvt run` writes `weights/RUN_ID.safetensors` beside the
+    /// results, with the run spec (model configuration included) as `RUN_ID.spec.json`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub save_weights: bool,
 }
 
 mod defaults {
