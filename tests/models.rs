@@ -182,3 +182,33 @@ fn the_reference_scan_matches_a_hand_computed_recurrence() {
     }
     assert!((last.double_value(&[0, 0, 0]) - h3).abs() < 1e-5);
 }
+
+/// Fresh language models predict close to uniformly, as mamba_ssm's and HF's initialisations
+/// (embeddings from N(0, 0.02²)) make them: the first loss is about ln(vocab_size). Embeddings
+/// from N(0, 1) under a tied head would start it several times higher.
+#[test]
+fn a_fresh_language_model_starts_near_the_uniform_loss() {
+    let vocab = 128;
+    let mut m = mamba::Config::new(64);
+    m.vocab_size = vocab;
+    let mut t = transformer::Config::new(64, 16);
+    t.vocab_size = vocab;
+    for cfg in [ModelConfig::Mamba(m), ModelConfig::Transformer(t)] {
+        let model = build(&cfg, Component::Model);
+        let ids = model.random_inputs(4, 32, Kind::Float);
+        let logits = model.forward(&ids);
+        // Targets independent of the inputs: a tied head favours the input token itself.
+        let targets = seeded(1, || {
+            Tensor::randint(vocab, [4 * 32], (Kind::Int64, Device::Cpu))
+        });
+        let loss = logits
+            .reshape([-1, vocab])
+            .cross_entropy_for_logits(&targets)
+            .double_value(&[]);
+        let uniform = (vocab as f64).ln();
+        assert!(
+            (loss - uniform).abs() < 0.25,
+            "{cfg:?}: first loss {loss:.3}, uniform {uniform:.3}"
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! Parameter names mirror HF transformers' `MambaForCausalLM`, so checkpoints load unrenamed.
 
 use super::norm::RmsNorm;
-use super::{untied_lm_head, Decoder};
+use super::{token_embedding, untied_lm_head, Decoder};
 use crate::scan::{ScanImpl, ScanInputs};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
@@ -217,6 +217,14 @@ impl Mixer {
         let a_log = p.var_copy("A_log", &a.log());
         let d_skip = p.var("D", &[di], nn::Init::Const(1.0));
         let out_proj = nn::linear(&p / "out_proj", di, d, proj);
+        // mamba_ssm's `rescale_prenorm_residual`: each block's output projection is scaled by
+        // 1/√n_layers, so that the residual stream's variance does not grow with depth.
+        tch::no_grad(|| {
+            let _ = out_proj
+                .ws
+                .shallow_clone()
+                .g_div_scalar_((cfg.n_layers.max(1) as f64).sqrt());
+        });
         Self {
             in_proj,
             conv1d,
@@ -455,12 +463,7 @@ pub struct MambaLm {
 impl MambaLm {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let backbone = &p / "backbone";
-        let embeddings = nn::embedding(
-            &backbone / "embeddings",
-            cfg.vocab_size,
-            cfg.d_model,
-            Default::default(),
-        );
+        let embeddings = token_embedding(&backbone / "embeddings", cfg.vocab_size, cfg.d_model);
         let layers = (0..cfg.n_layers)
             .map(|i| ResidualBlock::new(&backbone / "layers" / i, cfg))
             .collect();

@@ -274,6 +274,20 @@ impl BuiltModel {
     }
 }
 
+/// Token embeddings drawn from N(0, 0.02²), as mamba_ssm's `_init_weights` and HF's Llama
+/// initialise them. tch's default N(0, 1) would start a tied LM head with logits of size
+/// √d_model, and the loss far above ln(vocab_size).
+fn token_embedding(p: nn::Path, vocab_size: i64, d_model: i64) -> nn::Embedding {
+    let config = nn::EmbeddingConfig {
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+        ..Default::default()
+    };
+    nn::embedding(p, vocab_size, d_model, config)
+}
+
 /// An untied LM head's weight, `lm_head.weight` at the root as in HF checkpoints:
 /// (vocab_size, d_model), no bias.
 fn untied_lm_head(p: &nn::Path, d_model: i64, vocab_size: i64) -> Tensor {

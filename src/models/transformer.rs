@@ -8,7 +8,7 @@
 //! memory-efficient kernels on CUDA, a fused flash kernel on CPU).
 
 use super::norm::RmsNorm;
-use super::{untied_lm_head, Decoder};
+use super::{token_embedding, untied_lm_head, Decoder};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
 
@@ -387,12 +387,7 @@ pub struct TransformerLm {
 impl TransformerLm {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let model = &p / "model";
-        let embed_tokens = nn::embedding(
-            &model / "embed_tokens",
-            cfg.vocab_size,
-            cfg.d_model,
-            Default::default(),
-        );
+        let embed_tokens = token_embedding(&model / "embed_tokens", cfg.vocab_size, cfg.d_model);
         let layers = (0..cfg.n_layers)
             .map(|i| DecoderBlock::new(&model / "layers" / i, cfg))
             .collect();
