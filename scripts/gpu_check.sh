@@ -40,6 +40,11 @@ fi
 TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null || true)
 if [[ -n "$TORCH_LIB" ]]; then
   export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # NVRTC, which the fused CUDA scan compiles its kernel with, sits beside torch in a wheel.
+  NVRTC_LIB="$(dirname "$(dirname "$TORCH_LIB")")/nvidia/cu13/lib"
+  if [[ -d "$NVRTC_LIB" ]]; then
+    export LD_LIBRARY_PATH="$NVRTC_LIB:$LD_LIBRARY_PATH"
+  fi
 fi
 "$BIN" info | tee "$OUT/info.txt"
 DEVICE=cpu

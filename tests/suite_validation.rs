@@ -588,3 +588,16 @@ fn only_accuracy_vs_width_draws_several_experiments() {
         &["plots[0].experiment[1]", "unknown experiment `mqar3`"],
     );
 }
+
+#[test]
+fn a_scan_kernel_for_another_device_is_an_error() {
+    let text = RECALL.replace(
+        "m: { family: mamba }",
+        "m: { family: mamba, scan: cuda_fused }",
+    );
+    assert_one(
+        &text,
+        4,
+        &["models.m.scan", "`cuda_fused` runs on CUDA", "use `auto`"],
+    );
+}

@@ -266,22 +266,26 @@ impl Mixer {
             xz.narrow(1, self.d_inner, self.d_inner),
         );
         // The convolution's left context: the last d_conv inputs before this chunk (zeros
-        // at the start of a sequence), then this chunk's inputs.
+        // at the start of a sequence), then this chunk's inputs. Only continuing or keeping
+        // state needs them joined; a plain forward pass skips the copy.
         let d_conv = self.conv1d.ws.size()[2];
-        let context = match prior {
-            Some(state) => state.conv.shallow_clone(),
-            None => {
-                let (batch, width, _) = x.size3().expect("(batch, d_inner, seq_len)");
-                Tensor::zeros([batch, width, d_conv], (x.kind(), x.device()))
-            }
-        };
-        let joined = Tensor::cat(&[&context, &x], 2);
-        let conv_state = keep_state.then(|| joined.narrow(2, seq_len, d_conv));
-        let x = match prior {
-            // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
-            None => self.conv1d.forward(&x).narrow(2, 0, seq_len),
+        let joined = (prior.is_some() || keep_state).then(|| {
+            let context = match prior {
+                Some(state) => state.conv.shallow_clone(),
+                None => {
+                    let (batch, width, _) = x.size3().expect("(batch, d_inner, seq_len)");
+                    Tensor::zeros([batch, width, d_conv], (x.kind(), x.device()))
+                }
+            };
+            Tensor::cat(&[&context, &x], 2)
+        });
+        let conv_state = joined
+            .as_ref()
+            .filter(|_| keep_state)
+            .map(|joined| joined.narrow(2, seq_len, d_conv));
+        let x = match &joined {
             // After earlier tokens, the window reaches back d_conv − 1 inputs into them.
-            Some(_) => Tensor::conv1d(
+            Some(joined) if prior.is_some() => Tensor::conv1d(
                 &joined.narrow(2, 1, d_conv - 1 + seq_len),
                 &self.conv1d.ws,
                 self.conv1d.bs.as_ref(),
@@ -290,6 +294,8 @@ impl Mixer {
                 [1],
                 self.d_inner,
             ),
+            // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
+            _ => self.conv1d.forward(&x).narrow(2, 0, seq_len),
         }
         .silu();
 

@@ -36,13 +36,14 @@ pub fn run(
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
 ) -> Outcome {
-    let stem = work_dir.join(&spec.run_id);
-    let outcome_path = stem.with_extension("outcome.json");
+    // Whole run ids: `with_extension` would drop the hash after the id's last dot, which is
+    // all that tells apart runs that differ only in, say, a task option.
+    let file = |suffix: &str| work_dir.join(format!("{}.{suffix}", spec.run_id));
     let files = Exchange {
-        spec: stem.with_extension("spec.json"),
-        progress: outcome_path.with_extension(PROGRESS_EXTENSION),
-        outcome: outcome_path,
-        log: stem.with_extension("stderr.log"),
+        spec: file("spec.json"),
+        progress: file(&format!("outcome.{PROGRESS_EXTENSION}")),
+        outcome: file("outcome.json"),
+        log: file("stderr.log"),
         weights: weights.map(Path::to_owned),
     };
     let outcome = supervise(spec, worker, &files, timeout_s, on_progress);

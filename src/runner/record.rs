@@ -170,7 +170,11 @@ fn scan_name(spec: &RunSpec) -> String {
         Device::Cpu
     };
     match &spec.config {
-        ModelConfig::Mamba(cfg) => cfg.scan.resolve(device).name().to_owned(),
+        ModelConfig::Mamba(cfg) => cfg
+            .scan
+            .used(device, spec.pass.backward())
+            .name()
+            .to_owned(),
         ModelConfig::Transformer(_) => String::new(),
     }
 }

@@ -6,6 +6,7 @@
 mod autograd;
 pub mod chunked;
 pub mod cpu_fused;
+pub mod cuda_fused;
 pub mod fast_math;
 mod host;
 pub mod reference;
@@ -114,6 +115,10 @@ pub enum ScanImpl {
     CpuFused,
     /// The chunked associative scan of [`chunked`] in libtorch ops, on any device.
     Chunked,
+    /// The fused CUDA kernel of [`cuda_fused`], compiled at run time, for passes without
+    /// gradients; a pass with them runs the chunked scan. Chosen by name only until it has
+    /// been checked on a GPU (`mvt selfcheck --device cuda`).
+    CudaFused,
 }
 
 impl ScanImpl {
@@ -123,6 +128,7 @@ impl ScanImpl {
             ScanImpl::Reference => "reference",
             ScanImpl::CpuFused => "cpu_fused",
             ScanImpl::Chunked => "chunked",
+            ScanImpl::CudaFused => "cuda_fused",
         }
     }
 
@@ -137,11 +143,21 @@ impl ScanImpl {
         }
     }
 
+    /// The implementation that actually runs on `device`, for a pass that does or does not
+    /// need gradients: what result rows record.
+    pub fn used(self, device: Device, needs_grad: bool) -> ScanImpl {
+        match self.resolve(device) {
+            ScanImpl::CudaFused if needs_grad => ScanImpl::Chunked,
+            concrete => concrete,
+        }
+    }
+
     /// y, and the last state (batch, d_inner, d_state) in fp32, from which step-mode decoding
     /// continues. Differentiable in y only where the scan is (the reference always is).
     pub fn scan_with_state(self, inputs: &ScanInputs) -> (Tensor, Tensor) {
-        match self.resolve(inputs.u.device()) {
+        match self.used(inputs.u.device(), inputs.needs_grad()) {
             ScanImpl::CpuFused if !inputs.needs_grad() => fused_on_host(inputs, None),
+            ScanImpl::CudaFused => fused_on_cuda(inputs, None),
             ScanImpl::Chunked => chunked::selective_scan(inputs, None),
             _ => reference::selective_scan(inputs, None),
         }
@@ -155,16 +171,18 @@ impl ScanImpl {
         inputs: &ScanInputs,
         initial: Option<&Tensor>,
     ) -> (Tensor, Tensor) {
-        match (initial, self.resolve(inputs.u.device())) {
+        match (initial, self.used(inputs.u.device(), inputs.needs_grad())) {
             (None, _) => self.scan_with_state(inputs),
             (Some(h), ScanImpl::Reference) => reference::selective_scan(inputs, Some(h)),
+            (Some(h), ScanImpl::CudaFused) => fused_on_cuda(inputs, Some(h)),
             (Some(h), _) => chunked::selective_scan(inputs, Some(h)),
         }
     }
 
     /// y (batch, d_inner, seq_len) in the dtype of `u`.
     pub fn scan(self, inputs: &ScanInputs) -> Tensor {
-        match self.resolve(inputs.u.device()) {
+        match self.used(inputs.u.device(), inputs.needs_grad()) {
+            ScanImpl::CudaFused => fused_on_cuda(inputs, None).0,
             ScanImpl::CpuFused => {
                 assert_eq!(
                     inputs.u.device(),
@@ -180,6 +198,17 @@ impl ScanImpl {
             ScanImpl::Chunked => chunked::selective_scan(inputs, None).0,
             _ => reference::selective_scan(inputs, None).0,
         }
+    }
+}
+
+/// Runs [`cuda_fused::forward`], y and the last state, from `initial` when given. A kernel that
+/// cannot run (no driver, no NVRTC, unsupported sizes) is a bug in the caller's choice of scan,
+/// so it panics with the reason, which the runner turns into the row's error.
+fn fused_on_cuda(inputs: &ScanInputs, initial: Option<&Tensor>) -> (Tensor, Tensor) {
+    match cuda_fused::forward(inputs, initial, true) {
+        Ok((y, Some(state))) => (y, state),
+        Ok((_, None)) => unreachable!("the last state was asked for"),
+        Err(e) => panic!("scan cuda_fused: {e}"),
     }
 }
 

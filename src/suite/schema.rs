@@ -203,6 +203,11 @@ impl Pass {
     }
 
     /// Passes that exist only for a whole language model.
+    /// Whether the pass computes gradients (recall runs train, so theirs do).
+    pub fn backward(self) -> bool {
+        matches!(self, Pass::ForwardBackward | Pass::TrainStep)
+    }
+
     pub fn needs_whole_model(self) -> bool {
         matches!(
             self,

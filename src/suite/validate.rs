@@ -10,6 +10,7 @@ use super::schema::{
 use crate::claims::ClaimKind;
 use crate::device::DeviceSpec;
 use crate::models::{transformer, Component, Family};
+use crate::scan::ScanImpl;
 use std::collections::HashSet;
 
 /// What the machine offers, passed in so that validation is testable without a GPU.
@@ -85,6 +86,7 @@ pub fn check(suite: &Suite, locations: &Locations, machine: Machine) -> Vec<Issu
     for (name, entry) in &suite.models {
         check_model(&mut c, name, entry);
     }
+    check_scans(&mut c, suite, machine);
     check_experiments(&mut c, suite);
     check_plots(&mut c, suite);
     check_claims(&mut c, suite);
@@ -133,6 +135,30 @@ fn check_header(c: &mut Checker, suite: &Suite, machine: Machine) {
         c.fail(
             "experiments",
             "no experiments are defined; add at least one",
+        );
+    }
+}
+
+/// A scan kernel named for another device than the suite's fails every run; say so first.
+fn check_scans(c: &mut Checker, suite: &Suite, machine: Machine) {
+    let Ok(device) =
+        DeviceSpec::parse(&suite.device).and_then(|spec| spec.resolve(machine.cuda_devices))
+    else {
+        return; // the header's check reports the device
+    };
+    for (name, entry) in &suite.models {
+        let wrong = match entry.scan {
+            Some(ScanImpl::CpuFused) if device != tch::Device::Cpu => "runs on the CPU",
+            Some(ScanImpl::CudaFused) if device == tch::Device::Cpu => "runs on CUDA",
+            _ => continue,
+        };
+        c.fail(
+            format!("models.{name}.scan"),
+            format!(
+                "`{}` {wrong}, and this suite's device is {}; use `auto` or `chunked`",
+                entry.scan.map(ScanImpl::name).unwrap_or_default(),
+                crate::device::device_name(device)
+            ),
         );
     }
 }
