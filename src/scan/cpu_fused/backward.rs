@@ -255,6 +255,15 @@ fn adjoint_step(
     (ch, ddelta, du)
 }
 
+/// One step of the forward recurrence, to recompute a state: Δu per lane, no C·h. A function
+/// rather than a closure in [`backward_block`]: a closure is its own function, compiled for
+/// the baseline target rather than the AVX2 + FMA of the body it sits in, unless inlined.
+#[inline(always)]
+fn recompute(h: &mut [Lanes], a: &[Lanes], delta: &Lanes, u: &Lanes, b_t: &[f32]) {
+    let delta_u: Lanes = std::array::from_fn(|l| delta[l] * u[l]);
+    advance(h, a, delta, &delta_u, b_t, b_t);
+}
+
 /// σ(x) = 1 / (1 + e⁻ˣ).
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
@@ -303,12 +312,6 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
 
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
-    // Recomputing a state needs Δu per lane; C·h is not needed then.
-    let step = |h: &mut [Lanes], a: &[Lanes], delta: &Lanes, u: &Lanes, t: usize| {
-        let delta_u: Lanes = std::array::from_fn(|l| delta[l] * u[l]);
-        let b_t = &b_all[t * d_state..(t + 1) * d_state];
-        advance(h, a, delta, &delta_u, b_t, b_t);
-    };
 
     // Sweep 1: states at the start of every chunk.
     s.h.fill([0.0; LANES]);
@@ -317,7 +320,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
             let at = t / CHUNK * d_state;
             s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
         }
-        step(&mut s.h, &s.a, &s.delta[t], &s.u[t], t);
+        recompute(&mut s.h, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
     }
 
     // Sweep 2, backwards chunk by chunk: recompute the chunk's states, then run the adjoint.
@@ -330,7 +333,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         let checkpoint = &s.checkpoints[chunk * d_state..(chunk + 1) * d_state];
         s.h.copy_from_slice(checkpoint);
         for t in t0..t1 {
-            step(&mut s.h, &s.a, &s.delta[t], &s.u[t], t);
+            recompute(&mut s.h, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
             let at = (t - t0) * d_state;
             s.states[at..at + d_state].copy_from_slice(&s.h);
         }
