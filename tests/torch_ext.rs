@@ -1,7 +1,9 @@
 //! The shim's switches that tch lacks: which fused-attention kernels SDPA may use, and
 //! autocast's compute dtype.
 
-use mamba_vs_transformer::torch_ext::{sdp_backends, set_autocast, set_sdp_backends, SdpBackends};
+use mamba_vs_transformer::torch_ext::{
+    self, sdp_backends, set_autocast, set_sdp_backends, SdpBackends,
+};
 use tch::{Device, Kind, Tensor};
 
 /// One test: both switches are process- or thread-wide state.
@@ -38,4 +40,21 @@ fn sdp_backends_and_autocast_switch_and_switch_back() {
     );
     set_autocast(Device::Cpu, None).unwrap();
     assert_eq!(a.matmul(&a).kind(), Kind::Float);
+}
+
+/// Where the fused CUDA scan launches: libtorch's current stream, the legacy default (null)
+/// stream unless someone installed another; without a GPU the question is an error, not a crash.
+#[test]
+fn the_current_cuda_stream_is_the_default_one_or_an_error() {
+    let stream = torch_ext::cuda_current_stream(0);
+    if tch::Cuda::is_available() {
+        assert!(
+            stream.expect("a CUDA device").is_null(),
+            "the default stream"
+        );
+    } else {
+        let error = stream.expect_err("no CUDA device");
+        assert!(!error.to_string().is_empty());
+        println!("SKIPPED on this machine (no CUDA): {error}");
+    }
 }

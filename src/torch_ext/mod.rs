@@ -71,6 +71,13 @@ extern "C" {
 
     fn mvt_cuda_reset_peak_memory(device: c_int, error: *mut c_char, error_len: usize) -> c_int;
 
+    fn mvt_cuda_current_stream(
+        device: c_int,
+        stream: *mut *mut c_void,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+
     fn mvt_set_sdp_backends(mask: c_int, error: *mut c_char, error_len: usize) -> c_int;
 
     fn mvt_sdp_backends() -> c_int;
@@ -160,6 +167,27 @@ pub fn cuda_memory(device: usize) -> Result<CudaMemory, TorchExtError> {
         return Err(TorchExtError(message(&error)));
     }
     Ok(m)
+}
+
+/// libtorch's current CUDA stream on `device`, as the driver's `CUstream` handle (null for the
+/// legacy default stream): where a kernel launched outside libtorch must go to be ordered with
+/// libtorch's work on that device.
+pub fn cuda_current_stream(device: usize) -> Result<*mut c_void, TorchExtError> {
+    let mut stream = std::ptr::null_mut();
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    // SAFETY: an out-pointer to a live local; the shim catches every C++ exception.
+    let status = unsafe {
+        mvt_cuda_current_stream(
+            device as c_int,
+            &mut stream,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
+    if status != 0 {
+        return Err(TorchExtError(message(&error)));
+    }
+    Ok(stream)
 }
 
 /// Makes the CUDA allocator's peaks equal to its current values on `device`.

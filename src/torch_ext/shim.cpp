@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cstdint>
@@ -140,6 +141,22 @@ int mvt_cuda_memory_stats(int device, int64_t* allocated_current, int64_t* alloc
     *allocated_peak = stats.allocated_bytes[all].peak;
     *reserved_current = stats.reserved_bytes[all].current;
     *reserved_peak = stats.reserved_bytes[all].peak;
+    return 0;
+  } catch (const std::exception& e) {
+    copy_message(e.what(), error, error_len);
+    return 1;
+  }
+}
+
+// libtorch's current CUDA stream on `device`, as the driver's handle (null for the legacy
+// default stream), so that a kernel launched outside libtorch is ordered with its work. Goes
+// through the device-guard interface, which needs no CUDA header here.
+int mvt_cuda_current_stream(int device, void** stream, char* error, size_t error_len) {
+  try {
+    const auto* guard = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+    auto current = guard->getStream(c10::Device(c10::DeviceType::CUDA,
+                                                static_cast<c10::DeviceIndex>(device)));
+    *stream = guard->getStreamNativeHandle(current);
     return 0;
   } catch (const std::exception& e) {
     copy_message(e.what(), error, error_len);

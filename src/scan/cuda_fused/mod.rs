@@ -16,16 +16,12 @@
 //! - Context: libtorch allocates through the CUDA runtime, which uses each device's *primary*
 //!   context. `CudaContext::new` retains that same primary context, so the addresses are valid
 //!   in it.
-//! - Stream: the kernel is launched on `CudaContext::default_stream()`, which in cudarc 0.19 is
-//!   the null stream handle passed to plain `cuLaunchKernel` (not a `_ptsz` entry point): the
-//!   *legacy* default stream. libtorch's current stream is that same legacy default stream
-//!   unless a caller installs another one, and tch has no API to do so; this crate never does.
-//!   The kernel is therefore ordered after the copies that produced its inputs and before
-//!   whatever reads y, without any extra synchronisation, and nothing here synchronises.
-//! - If a caller ever runs this under a non-default libtorch stream, it must synchronise
-//!   around the call (e.g. `tch::Cuda::synchronize`). cudarc 0.19 cannot wrap a foreign stream
-//!   handle in a `CudaStream`; launching on one would take `cudarc::driver::result::launch_kernel`
-//!   with a raw `CUfunction`, which the safe `CudaFunction` does not expose.
+//! - Stream: the kernel is launched on libtorch's current stream on the device, which the
+//!   shim reads through c10's device-guard interface ([`crate::torch_ext::cuda_current_stream`]):
+//!   the legacy default stream (cudarc's `default_stream()`, a null handle passed to plain
+//!   `cuLaunchKernel`) unless a caller installed another, which is then borrowed. The kernel is
+//!   therefore ordered after the work that produced its inputs and before whatever reads y,
+//!   and nothing here synchronises.
 //!
 //! cudarc binds its context to the calling thread, and the CUDA runtime reads the thread's
 //! current context as its current device; [`forward`] puts the previous context back, so
@@ -142,6 +138,8 @@ pub enum CudaFusedError {
         context: &'static str,
         message: String,
     },
+    #[error("cannot ask libtorch for its current CUDA stream: {0}")]
+    Stream(String),
     #[error(transparent)]
     Torch(#[from] TchError),
 }
@@ -166,7 +164,8 @@ pub fn forward(
             check_driver_library()?;
             let _restore = CurrentContext::save()?;
             let kernel = compiled_kernel(ordinal, element)?;
-            launch(&kernel, &operands, dims, inputs.delta_softplus)
+            let stream = libtorch_stream(&kernel.context, ordinal)?;
+            launch(&kernel, &stream, &operands, dims, inputs.delta_softplus)
         })?;
     }
     let Operands { y, last_state, .. } = operands;
@@ -277,7 +276,12 @@ impl Dims {
         let int_max = i64::from(i32::MAX);
         let limits = [
             ("batch", self.batch, MAX_GRID_Y),
-            ("d_inner", self.d_inner, int_max),
+            // The last block's channel indices reach d_inner + a block's channels − 1.
+            (
+                "d_inner",
+                self.d_inner,
+                int_max - MAX_CHANNELS_PER_BLOCK as i64,
+            ),
             ("seq_len", self.seq_len, int_max),
         ];
         for (what, value, limit) in limits {
@@ -436,9 +440,28 @@ fn optional_address(tensor: Option<&Tensor>) -> u64 {
     tensor.map_or(0, address)
 }
 
-/// Queues the kernel on the legacy default stream of the operands' device.
+/// libtorch's current stream on device `ordinal`, as cudarc's: the legacy default stream unless
+/// a caller installed another, which the kernel must then follow to stay ordered with the work
+/// that made its inputs.
+fn libtorch_stream(
+    context: &Arc<CudaContext>,
+    ordinal: usize,
+) -> Result<Arc<CudaStream>, CudaFusedError> {
+    let handle = crate::torch_ext::cuda_current_stream(ordinal)
+        .map_err(|e| CudaFusedError::Stream(e.to_string()))?;
+    if handle.is_null() {
+        return Ok(context.default_stream());
+    }
+    // SAFETY: the handle is libtorch's current stream on this device, created in its primary
+    // context (the one `context` retained); libtorch keeps its streams alive for the process,
+    // and work on the stream is ordered by the stream itself.
+    Ok(unsafe { context.wrap_borrowed_stream(handle.cast()) })
+}
+
+/// Queues the kernel on `stream`, libtorch's current stream on the operands' device.
 fn launch(
     kernel: &Kernel,
+    stream: &CudaStream,
     operands: &Operands,
     dims: Dims,
     delta_softplus: bool,
@@ -465,7 +488,7 @@ fn launch(
     let lanes = geometry.lanes as i32;
     let softplus = i32::from(delta_softplus);
 
-    let mut builder = kernel.stream.launch_builder(&kernel.function);
+    let mut builder = stream.launch_builder(&kernel.function);
     builder
         .arg(&u)
         .arg(&delta)
@@ -499,18 +522,18 @@ fn launch(
     //   where the kernel runs.
     // - Lifetimes: the launch is asynchronous and `operands` may drop before the kernel ends.
     //   libtorch's caching allocator allocated every tensor here on its current stream, the
-    //   legacy default stream that the kernel is queued on; a freed block is handed out again
-    //   only to work queued later on that stream, which runs after the kernel.
+    //   stream the kernel is queued on; a freed block is handed out again only to work queued
+    //   later on that stream, which runs after the kernel.
     // - Configuration: whole warps, at most `MAX_THREADS` threads and `SHARED_LIMIT` bytes of
     //   shared memory for every d_state that `check_limits` admits (see the geometry test).
     unsafe { builder.launch(config) }.map_err(driver_error("launching the scan kernel"))?;
     Ok(())
 }
 
-/// One compiled kernel, ready to launch on the legacy default stream of its device.
+/// One compiled kernel, ready to launch on a stream of its device.
 struct Kernel {
-    /// The null-handle stream: the legacy default stream (see the module docs).
-    stream: Arc<CudaStream>,
+    /// The device's primary context, in which the kernel's module is loaded.
+    context: Arc<CudaContext>,
     /// Holds its module, and through it the context, alive.
     function: CudaFunction,
 }
@@ -553,7 +576,7 @@ impl Kernel {
             .load_function(KERNEL)
             .map_err(driver_error("looking up the kernel in its module"))?;
         Ok(Self {
-            stream: context.default_stream(),
+            context: Arc::clone(context),
             function,
         })
     }
@@ -824,6 +847,9 @@ mod tests {
             (2, 9, 64, 70),
             (1, 4, MAX_D_STATE as i64, 40),
             (1, 33, 1, 65),
+            // A partly owned second register slot; 64-thread blocks; whole chunks only.
+            (1, 3, 33, 31),
+            (2, 70, 2, 64),
         ];
         for (batch, d_inner, d_state, len) in sizes {
             let cpu = random(batch, d_inner, d_state, len);
@@ -859,5 +885,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// On a CUDA machine (skipped elsewhere): no softplus, no last state asked for, and
+    /// non-contiguous inputs (Δ and z as transposed views), which take the copying paths.
+    #[test]
+    fn matches_the_reference_without_softplus_on_strided_inputs() {
+        if !tch::Cuda::is_available() {
+            eprintln!("no CUDA device: the fused CUDA scan is not checked here");
+            return;
+        }
+        let device = Device::Cuda(0);
+        tch::manual_seed(1);
+        let mut cpu = random(2, 24, 16, 50);
+        // Without the softplus Δ is used as given, so it must be a positive step size.
+        cpu.delta = cpu.delta.abs() * 0.1;
+        let strided = |x: &Tensor| x.transpose(1, 2).contiguous().transpose(1, 2);
+        let on_device = cpu.map(|x| strided(&x.to_device(device)), |x| x.to_device(device));
+        assert!(!on_device.delta.is_contiguous());
+        fn plain(t: &ScanTensors) -> ScanInputs<'_> {
+            ScanInputs {
+                delta_softplus: false,
+                ..t.inputs()
+            }
+        }
+        let (y, last) = forward(&plain(&on_device), None, false).expect("the fused CUDA scan runs");
+        assert!(last.is_none());
+        let want = tch::no_grad(|| reference::selective_scan(&plain(&cpu), None).0);
+        assert_close("no softplus, strided", &y, &want, tolerance(Kind::Float));
     }
 }
