@@ -175,6 +175,12 @@ fn recall_claims_need_an_evaluation_at_the_distance() {
             j.findings[0].detail
         );
     }
+    // A model that never learned the task at its training length says nothing either way.
+    let unlearned = recall_row("m", "mamba", 256, "ok", Some(0.06));
+    let far = recall_row("m", "mamba", 1 << 20, "ok", Some(0.05));
+    let j = judge(&c, &[unlearned, far], &[]);
+    assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.summary);
+    assert!(j.findings[0].detail.contains("did not learn the task"));
     // Two Mamba models that disagree; the Transformer's rows are not this claim's evidence.
     let rows = [
         recall_row("m", "mamba", 1 << 20, "ok", Some(0.99)),

@@ -2,6 +2,8 @@
 //! and width, taking the learning rate that did best at the training length:
 //!
 //! - supported when an evaluation at ≥ min_length succeeded with accuracy ≥ threshold;
+//! - inconclusive when the model fell below the threshold at its own training length: it did
+//!   not learn the task, so failing far away says nothing about what its state can keep;
 //! - refuted when every evaluation at ≥ min_length succeeded and fell below the threshold;
 //! - inconclusive when none was planned or those that were failed (oom, timeout, error).
 //!
@@ -37,12 +39,18 @@ pub fn judge(rows: &[&Row], family: Family, threshold: f64, min_length: i64) -> 
                 .into_values()
                 .max_by(|a, b| in_distribution(a).total_cmp(&in_distribution(b)))
                 .unwrap_or_default();
-            finding(&format!("{model} d={d}"), &best, threshold, min_length)
+            finding(
+                &format!("{model} d={d}"),
+                &best,
+                threshold,
+                min_length,
+                train_len,
+            )
         })
         .collect()
 }
 
-fn finding(at: &str, rows: &[&Row], threshold: f64, min_length: i64) -> Finding {
+fn finding(at: &str, rows: &[&Row], threshold: f64, min_length: i64, train_len: i64) -> Finding {
     let passes = |r: &&&Row| r.status == Status::Ok && r.accuracy.is_some_and(|a| a >= threshold);
     let longest = rows
         .iter()
@@ -57,6 +65,11 @@ fn finding(at: &str, rows: &[&Row], threshold: f64, min_length: i64) -> Finding 
         Some(l) => format!("longest length passing: {l}"),
         None => "no length passed".to_owned(),
     };
+    let unlearned = rows
+        .iter()
+        .find(|r| r.eval_seq_len == Some(train_len) && r.status == Status::Ok)
+        .and_then(|r| r.accuracy)
+        .filter(|a| *a < threshold);
     let (verdict, detail) = if far.is_empty() {
         (
             Verdict::Inconclusive,
@@ -69,6 +82,14 @@ fn finding(at: &str, rows: &[&Row], threshold: f64, min_length: i64) -> Finding 
                 "accuracy {:.3} at {} tokens; {longest_text}",
                 r.accuracy.unwrap_or_default(),
                 r.eval_seq_len.unwrap_or_default()
+            ),
+        )
+    } else if let Some(accuracy) = unlearned {
+        (
+            Verdict::Inconclusive,
+            format!(
+                "did not learn the task: accuracy {accuracy:.3} < {threshold} at its training \
+                 length {train_len}, so a miss far away says nothing about its memory"
             ),
         )
     } else if far.iter().all(|r| r.status == Status::Ok) {
