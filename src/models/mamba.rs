@@ -259,8 +259,16 @@ impl Mixer {
         keep_state: bool,
     ) -> (Tensor, Option<LayerState>) {
         let seq_len = hidden.size()[1];
-        // (batch, 2·d_inner, seq_len): the SSM branch x and the gate z.
-        let xz = self.in_proj.forward(hidden).transpose(1, 2);
+        // (batch, 2·d_inner, seq_len): the SSM branch x and the gate z, computed in that
+        // layout as mamba_ssm does (W · hiddenᵀ), because the convolution and the scan read
+        // channels-major rows: projecting to (batch, seq_len, ·) and transposing would cost a
+        // copy of each branch.
+        // (A 2-D weight times a batch would be computed transposed and come back as a view.)
+        let xz = self.in_proj.ws.unsqueeze(0).matmul(&hidden.transpose(1, 2));
+        let xz = match &self.in_proj.bs {
+            Some(bias) => xz + bias.unsqueeze(-1),
+            None => xz,
+        };
         let (x, z) = (
             xz.narrow(1, 0, self.d_inner),
             xz.narrow(1, self.d_inner, self.d_inner),
@@ -306,8 +314,9 @@ impl Mixer {
         let c = x_dbl
             .narrow(2, self.dt_rank + self.d_state, self.d_state)
             .transpose(1, 2);
-        // dt_proj without its bias: the scan adds the bias inside the softplus.
-        let delta = dt.matmul(&self.dt_proj.ws.tr()).transpose(1, 2); // (batch, d_inner, seq_len)
+        // dt_proj without its bias (the scan adds it inside the softplus), straight into the
+        // scan's (batch, d_inner, seq_len) layout.
+        let delta = self.dt_proj.ws.unsqueeze(0).matmul(&dt.transpose(1, 2));
 
         let a = self.a();
         let inputs = ScanInputs {
