@@ -39,6 +39,10 @@ fn recall_experiments_train_evaluate_and_chart() {
     let results = dir.path().join("results/recall");
     let rows = rows(&results);
     assert_eq!(rows.len(), 2 * 2 * 2, "model × lr × eval length");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["runs_finished"], 2 * 2, "runs, not rows");
     for row in &rows {
         assert_eq!(
             (row["kind"].as_str(), row["status"].as_str()),

@@ -5,4 +5,4 @@ pub mod row;
 pub mod store;
 
 pub use manifest::Manifest;
-pub use row::{Row, Status};
+pub use row::{runs_in, Row, Status};

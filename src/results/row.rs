@@ -116,3 +116,11 @@ pub struct Row {
 fn speed() -> String {
     "speed".to_owned()
 }
+
+/// How many runs `rows` hold: a recall run writes a row per evaluation length.
+pub fn runs_in(rows: &[Row]) -> usize {
+    rows.iter()
+        .map(|r| r.run_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}

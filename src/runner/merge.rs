@@ -134,7 +134,7 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
     };
     let charts = write_analysis(&plan, out, &mut rows)?;
     store::write_rows(out, &rows).map_err(RunError::from)?;
-    let finished = rows.len();
+    let finished = crate::results::runs_in(&rows);
     let finished_runs: std::collections::BTreeSet<&str> =
         rows.iter().map(|r| r.run_id.as_str()).collect();
     let missing = plan

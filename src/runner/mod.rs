@@ -138,7 +138,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         ..Summary::default()
     };
 
-    let mut manifest = new_manifest(plan, options, rows.len(), threads);
+    let mut manifest = new_manifest(plan, options, crate::results::runs_in(&rows), threads);
     write_manifest(out, &manifest)?;
     let mut progress = Progress::new(mine.len(), summary.skipped);
     for spec in pending {
@@ -173,7 +173,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     let _ = std::fs::remove_dir(&work_dir);
 
     manifest.finished_at = Some(now_rfc3339());
-    manifest.runs_finished = rows.len();
+    manifest.runs_finished = crate::results::runs_in(&rows);
     write_manifest(out, &manifest)?;
     summary.charts = write_analysis(plan, out, &mut rows)?;
     if !plan.suite.claims.is_empty() {
