@@ -16,11 +16,11 @@ models:
 experiments:
   - name: mqar
     kind: recall
-    task: { task: mqar, vocab_size: 10, num_kv_pairs: 2 }
+    task: { task: mqar, vocab_size: 8, num_kv_pairs: 1 }
     models: [m, t]
-    grid: { d_model: [32], n_layers: [2], seq_len: [8], lr: [1.0e-2, 1.0e-5] }
+    grid: { d_model: [32], n_layers: [2], seq_len: [4], lr: [1.0e-2, 1.0e-6] }
     train: { steps: 300, lr: 1.0e-2, batch_size: 32, warmup_steps: 10, weight_decay: 0.0, eval_every: 50, eval_batches: 2, target_accuracy: 0.95, save_weights: true }
-    eval_seq_len: [8, 16]
+    eval_seq_len: [4, 8]
 plots:
   - { kind: accuracy_vs_width, experiment: mqar }
   - { kind: accuracy_vs_eval_len, experiment: mqar }
@@ -50,19 +50,19 @@ fn recall_experiments_train_evaluate_and_chart() {
             "{row}"
         );
         assert_eq!(row["task"], "mqar");
-        assert_eq!(row["seq_len"], 8, "trained at 8");
+        assert_eq!(row["seq_len"], 4, "trained at 4");
         assert!(row["accuracy"].as_f64().is_some() && row["steps"].as_i64().unwrap() >= 50);
     }
     // The good learning rate learns the task; the tiny one does not.
     for model in ["m", "t"] {
         let acc = |lr: f64| {
             rows.iter()
-                .find(|r| r["model"] == model && r["lr"] == lr && r["eval_seq_len"] == 8)
+                .find(|r| r["model"] == model && r["lr"] == lr && r["eval_seq_len"] == 4)
                 .and_then(|r| r["accuracy"].as_f64())
                 .unwrap()
         };
         assert!(acc(1e-2) >= 0.9, "{model}: {}", acc(1e-2));
-        assert!(acc(1e-5) < 0.6, "{model}: {}", acc(1e-5));
+        assert!(acc(1e-6) < 0.6, "{model}: {}", acc(1e-6));
     }
     let curves = std::fs::read_to_string(results.join("curves.csv")).unwrap();
     assert!(curves.starts_with("run_id,step,loss,lr,eval_accuracy"));
@@ -72,7 +72,7 @@ fn recall_experiments_train_evaluate_and_chart() {
 
     // Each trained model is kept: its weights, readable as safetensors, and the spec that says
     // which model they are.
-    for row in rows.iter().filter(|r| r["eval_seq_len"] == 8) {
+    for row in rows.iter().filter(|r| r["eval_seq_len"] == 4) {
         let id = row["run_id"].as_str().unwrap();
         let weights = results.join(format!("weights/{id}.safetensors"));
         let tensors = tch::Tensor::read_safetensors(&weights).unwrap();
@@ -89,10 +89,10 @@ fn a_run_cut_off_mid_evaluation_keeps_the_lengths_it_finished() {
     let suite = SUITE
         .replace("timeout_s: 120", "timeout_s: 12")
         .replace("models: [m, t]", "models: [t]")
-        .replace("lr: [1.0e-2, 1.0e-5]", "lr: [1.0e-2]")
+        .replace("lr: [1.0e-2, 1.0e-6]", "lr: [1.0e-2]")
         .replace("batch_size: 32", "batch_size: 4")
         .replace("eval_batches: 2", "eval_batches: 1")
-        .replace("eval_seq_len: [8, 16]", "eval_seq_len: [8, 262144]");
+        .replace("eval_seq_len: [4, 8]", "eval_seq_len: [4, 262144]");
     std::fs::write(dir.path().join("r.yaml"), suite).unwrap();
     let out = mvt(&["run", "r.yaml"], dir.path());
     assert_eq!(

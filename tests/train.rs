@@ -67,8 +67,10 @@ fn run(
 fn tiny_models_learn_a_tiny_recall_task_in_seconds() {
     // Two pairs among 4 keys and 4 values: chance is about 1/4.
     let task = Task::Mqar(mqar::Config::new(10, 2));
-    for cfg in [mamba_cfg(10), transformer_cfg(10)] {
-        let trained = run(&cfg, &task, 8, &quick(400, 1e-2), 0);
+    // Each at a rate it trains well at from HF's N(0, 0.02²) initialisation: the Transformer
+    // stalls near 2/3 at 1e-2.
+    for (cfg, lr) in [(mamba_cfg(10), 1e-2), (transformer_cfg(10), 1e-3)] {
+        let trained = run(&cfg, &task, 8, &quick(400, lr), 0);
         let acc = trained.eval_accuracy.unwrap();
         assert!(
             acc >= 0.95,

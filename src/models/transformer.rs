@@ -231,11 +231,25 @@ pub struct Attention {
     head_dim: i64,
 }
 
+/// HF Llama's initialisation of every linear layer: weights from N(0, 0.02²), biases zero. The
+/// scale matches the embeddings' (`token_embedding`): with PyTorch's larger default, the blocks'
+/// random outputs would drown the token signal in the residual stream at the start.
+fn llama_linear() -> nn::LinearConfig {
+    nn::LinearConfig {
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    }
+}
+
 impl Attention {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let linear = nn::LinearConfig {
             bias: cfg.attention_bias,
-            ..Default::default()
+            ..llama_linear()
         };
         let (q, kv) = (
             cfg.n_heads() * cfg.head_dim,
@@ -313,7 +327,7 @@ impl Mlp {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let linear = nn::LinearConfig {
             bias: cfg.mlp_bias,
-            ..Default::default()
+            ..llama_linear()
         };
         let hidden = cfg.intermediate_size();
         Self {
