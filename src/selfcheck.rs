@@ -73,23 +73,6 @@ fn reduced(device: Device) -> Vec<Kind> {
     }
 }
 
-/// Random scan inputs with S4D-real A (jittered) and typical step sizes.
-fn random_scan(batch: i64, d_inner: i64, d_state: i64, len: i64) -> ScanTensors {
-    let f = (Kind::Float, Device::Cpu);
-    let a = Tensor::arange_start(1, d_state + 1, f).repeat([d_inner, 1])
-        * (Tensor::rand([d_inner, d_state], f) + 0.5);
-    ScanTensors {
-        u: Tensor::randn([batch, d_inner, len], f),
-        delta: Tensor::randn([batch, d_inner, len], f) - 2.0,
-        a: -a,
-        b: Tensor::randn([batch, d_state, len], f),
-        c: Tensor::randn([batch, d_state, len], f),
-        d: Tensor::randn([d_inner], f),
-        z: Tensor::randn([batch, d_inner, len], f),
-        bias: Tensor::randn([d_inner], f) * 0.5,
-    }
-}
-
 /// `t` on `device`, its per-token tensors in `kind`.
 fn on(t: &ScanTensors, device: Device, kind: Kind) -> ScanTensors {
     t.map(
@@ -101,7 +84,7 @@ fn on(t: &ScanTensors, device: Device, kind: Kind) -> ScanTensors {
 fn scans(device: Device) -> Vec<Check> {
     let mut checks = Vec::new();
     tch::manual_seed(0);
-    let cpu = random_scan(2, 8, 16, 200);
+    let cpu = ScanTensors::random(2, 8, 16, 200);
     let name = crate::device::device_name(device);
     let mut implementations = vec![ScanImpl::Reference, ScanImpl::Chunked];
     implementations.push(match device {

@@ -53,6 +53,24 @@ pub struct ScanTensors {
 }
 
 impl ScanTensors {
+    /// Random fp32 CPU inputs with S4D-real A (jittered) and typical step sizes: what checks of
+    /// one implementation against another scan.
+    pub fn random(batch: i64, d_inner: i64, d_state: i64, len: i64) -> Self {
+        let f = (tch::Kind::Float, Device::Cpu);
+        let a = Tensor::arange_start(1, d_state + 1, f).repeat([d_inner, 1])
+            * (Tensor::rand([d_inner, d_state], f) + 0.5);
+        Self {
+            u: Tensor::randn([batch, d_inner, len], f),
+            delta: Tensor::randn([batch, d_inner, len], f) - 2.0,
+            a: -a,
+            b: Tensor::randn([batch, d_state, len], f),
+            c: Tensor::randn([batch, d_state, len], f),
+            d: Tensor::randn([d_inner], f),
+            z: Tensor::randn([batch, d_inner, len], f),
+            bias: Tensor::randn([d_inner], f) * 0.5,
+        }
+    }
+
     /// All of them, with Δ through its bias and the softplus as every Mamba layer does.
     pub fn inputs(&self) -> ScanInputs<'_> {
         ScanInputs {

@@ -770,26 +770,9 @@ mod tests {
         ));
     }
 
-    /// Random scan inputs with S4D-real A (jittered) and typical step sizes, on the CPU.
-    fn random(batch: i64, d_inner: i64, d_state: i64, len: i64) -> ScanTensors {
-        let f = (Kind::Float, Device::Cpu);
-        let a = Tensor::arange_start(1, d_state + 1, f).repeat([d_inner, 1])
-            * (Tensor::rand([d_inner, d_state], f) + 0.5);
-        ScanTensors {
-            u: Tensor::randn([batch, d_inner, len], f),
-            delta: Tensor::randn([batch, d_inner, len], f) - 2.0,
-            a: -a,
-            b: Tensor::randn([batch, d_state, len], f),
-            c: Tensor::randn([batch, d_state, len], f),
-            d: Tensor::randn([d_inner], f),
-            z: Tensor::randn([batch, d_inner, len], f),
-            bias: Tensor::randn([d_inner], f) * 0.5,
-        }
-    }
-
     #[test]
     fn refuses_cpu_tensors() {
-        let t = random(1, 2, 4, 5);
+        let t = ScanTensors::random(1, 2, 4, 5);
         let error = forward(&t.inputs(), None, false).expect_err("CPU tensors");
         assert!(
             matches!(error, CudaFusedError::NotCuda(Device::Cpu)),
@@ -852,7 +835,7 @@ mod tests {
             (2, 70, 2, 64),
         ];
         for (batch, d_inner, d_state, len) in sizes {
-            let cpu = random(batch, d_inner, d_state, len);
+            let cpu = ScanTensors::random(batch, d_inner, d_state, len);
             let initial = Tensor::randn([batch, d_inner, d_state], (Kind::Float, Device::Cpu));
             for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
                 let on_device = cpu.map(
@@ -897,7 +880,7 @@ mod tests {
         }
         let device = Device::Cuda(0);
         tch::manual_seed(1);
-        let mut cpu = random(2, 24, 16, 50);
+        let mut cpu = ScanTensors::random(2, 24, 16, 50);
         // Without the softplus Δ is used as given, so it must be a positive step size.
         cpu.delta = cpu.delta.abs() * 0.1;
         let strided = |x: &Tensor| x.transpose(1, 2).contiguous().transpose(1, 2);
