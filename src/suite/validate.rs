@@ -82,11 +82,13 @@ pub fn check(suite: &Suite, locations: &Locations, machine: Machine) -> Vec<Issu
         locations,
         issues: Vec::new(),
     };
-    check_header(&mut c, suite, machine);
+    let device = check_header(&mut c, suite, machine);
     for (name, entry) in &suite.models {
         check_model(&mut c, name, entry);
     }
-    check_scans(&mut c, suite, machine);
+    if let Some(device) = device {
+        check_scans(&mut c, suite, device);
+    }
     check_experiments(&mut c, suite);
     check_plots(&mut c, suite);
     check_claims(&mut c, suite);
@@ -104,13 +106,16 @@ fn is_file_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-fn check_header(c: &mut Checker, suite: &Suite, machine: Machine) {
+/// The suite's own fields; returns its device, resolved, when that is valid.
+fn check_header(c: &mut Checker, suite: &Suite, machine: Machine) -> Option<tch::Device> {
     if !is_file_name(&suite.name) {
         c.fail("name", format!("`{}` is not allowed; use letters, digits, `-`, `_` and `.` (it names the results folder)", suite.name));
     }
-    match DeviceSpec::parse(&suite.device).and_then(|spec| spec.resolve(machine.cuda_devices)) {
-        Err(message) => c.fail("device", message),
-        Ok(device) if device == tch::Device::Cpu && suite.dtype == DType::F16 => {
+    let device =
+        DeviceSpec::parse(&suite.device).and_then(|spec| spec.resolve(machine.cuda_devices));
+    match &device {
+        Err(message) => c.fail("device", message.clone()),
+        Ok(tch::Device::Cpu) if suite.dtype == DType::F16 => {
             c.fail(
                 "dtype",
                 "f16 runs on CUDA only here; use f32 or bf16 on the CPU",
@@ -137,15 +142,11 @@ fn check_header(c: &mut Checker, suite: &Suite, machine: Machine) {
             "no experiments are defined; add at least one",
         );
     }
+    device.ok()
 }
 
 /// A scan kernel named for another device than the suite's fails every run; say so first.
-fn check_scans(c: &mut Checker, suite: &Suite, machine: Machine) {
-    let Ok(device) =
-        DeviceSpec::parse(&suite.device).and_then(|spec| spec.resolve(machine.cuda_devices))
-    else {
-        return; // the header's check reports the device
-    };
+fn check_scans(c: &mut Checker, suite: &Suite, device: tch::Device) {
     for (name, entry) in &suite.models {
         let wrong = match entry.scan {
             Some(ScanImpl::CpuFused) if device != tch::Device::Cpu => "runs on the CPU",
