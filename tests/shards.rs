@@ -71,6 +71,17 @@ fn merged_shards_hold_every_run_once_and_conflicts_are_reported() {
     repeated[0]["message"] = "injected".into();
     let jsonl: String = repeated.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(again.join("rows.jsonl"), jsonl).unwrap();
+    // Training curves travel with their runs: each run's once, none of runs not kept.
+    let id = |r: &serde_json::Value| r["run_id"].as_str().unwrap().to_owned();
+    let (first, second) = (id(&rows(&a)[0]), id(&rows(&b)[0]));
+    let curve = |run: &str| format!("run_id,step,loss,lr,eval_accuracy\n{run},10,1.5,0.001,0.5\n");
+    std::fs::write(a.join("curves.csv"), curve(&first)).unwrap();
+    std::fs::write(again.join("curves.csv"), curve(&first)).unwrap();
+    std::fs::write(
+        b.join("curves.csv"),
+        curve(&second) + "gone,10,1.5,0.001,0.5\n",
+    )
+    .unwrap();
 
     let out = mvt(
         &[
@@ -94,6 +105,9 @@ fn merged_shards_hold_every_run_once_and_conflicts_are_reported() {
     );
 
     let merged = rows(&results.join("all"));
+    let curves = std::fs::read_to_string(results.join("all/curves.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 3, "{curves}");
+    assert!(curves.contains(&first) && curves.contains(&second) && !curves.contains("gone"));
     assert_eq!(merged.len(), 6);
     assert!(
         merged.iter().all(|r| r["status"] == "ok"),

@@ -2,7 +2,7 @@
 //! Rows are deduplicated by run id; a run id with different results in two folders is a
 //! conflict, reported and recorded, and the successful (else the first) result is kept.
 
-use super::{write_analysis, RunError};
+use super::{curves_csv, read_curves, write_analysis, RunError, CURVES_FILE};
 use crate::results::manifest::{Manifest, MergeRecord, MergedSource, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic};
 use crate::results::{Row, Status};
@@ -134,6 +134,20 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
     };
     let charts = write_analysis(&plan, out, &mut rows)?;
     store::write_rows(out, &rows).map_err(RunError::from)?;
+    // Training curves of the kept runs, each once, in source order.
+    let mut curves: Vec<(String, Vec<_>)> = Vec::new();
+    for (dir, _, _) in &loaded {
+        for (run_id, curve) in read_curves(dir) {
+            let kept = rows.iter().any(|r| r.run_id == run_id);
+            if kept && !curves.iter().any(|(id, _)| *id == run_id) {
+                curves.push((run_id, curve));
+            }
+        }
+    }
+    if !curves.is_empty() {
+        write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())
+            .map_err(RunError::from)?;
+    }
     let finished = crate::results::runs_in(&rows);
     let finished_runs: std::collections::BTreeSet<&str> =
         rows.iter().map(|r| r.run_id.as_str()).collect();

@@ -56,7 +56,7 @@ pub const WEIGHTS_DIR: &str = "weights";
 /// Training curves of recall runs: run_id, step, loss, lr, eval_accuracy.
 pub const CURVES_FILE: &str = "curves.csv";
 
-fn curves_csv(curves: &[(String, Vec<CurvePoint>)]) -> String {
+pub(super) fn curves_csv(curves: &[(String, Vec<CurvePoint>)]) -> String {
     let mut csv = String::from("run_id,step,loss,lr,eval_accuracy\n");
     for (run_id, curve) in curves {
         for p in curve {
@@ -68,7 +68,7 @@ fn curves_csv(curves: &[(String, Vec<CurvePoint>)]) -> String {
 }
 
 /// The curves already in `out`, kept when a sweep resumes.
-fn read_curves(out: &Path) -> Vec<(String, Vec<CurvePoint>)> {
+pub(super) fn read_curves(out: &Path) -> Vec<(String, Vec<CurvePoint>)> {
     let text = std::fs::read_to_string(out.join(CURVES_FILE)).unwrap_or_default();
     let mut curves: Vec<(String, Vec<CurvePoint>)> = Vec::new();
     for line in text.lines().skip(1) {
