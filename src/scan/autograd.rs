@@ -2,8 +2,8 @@
 //! [`super::cpu_fused`] through the libtorch shim in [`crate::torch_ext`].
 
 use super::cpu_fused::{self, Grads};
-use super::host::{host_f32, view, view_mut, zeros, HostScan};
-use super::{fused_on_host, ScanInputs};
+use super::host::{forward_on_host, host_f32, view, view_mut, zeros, HostScan};
+use super::ScanInputs;
 use crate::torch_ext::{self, C_tensor, SCAN_INPUTS};
 use std::ffi::{c_char, c_int};
 use tch::Tensor;
@@ -61,14 +61,17 @@ unsafe extern "C" fn forward(
     inputs: *const *const C_tensor,
     flags: i64,
     y: *mut *mut C_tensor,
+    saved: *mut *mut C_tensor,
     error: *mut c_char,
     error_len: usize,
 ) -> c_int {
     torch_ext::guard(error, error_len, || {
         let borrowed = torch_ext::borrow_array::<SCAN_INPUTS>(inputs);
         let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
-        let (out, _) = fused_on_host(&scan_inputs(&tensors, flags), None);
-        *y = torch_ext::into_raw(out);
+        let out = forward_on_host(&scan_inputs(&tensors, flags), threads(), false, true);
+        let checkpoints = out.checkpoints.expect("the checkpoints were asked for");
+        *y = torch_ext::into_raw(out.y);
+        *saved = torch_ext::into_raw(checkpoints);
         Ok(())
     })
 }
@@ -82,10 +85,12 @@ unsafe extern "C" fn backward(
     error_len: usize,
 ) -> c_int {
     torch_ext::guard(error, error_len, || {
-        let borrowed = torch_ext::borrow_array::<SCAN_INPUTS>(inputs);
+        // The scan's inputs, then the checkpoints `forward` saved.
+        let borrowed = torch_ext::borrow_array::<{ SCAN_INPUTS + 1 }>(inputs);
         let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
         let inputs = scan_inputs(&tensors, flags);
-        let mut out = gradients(&inputs, &torch_ext::borrow(grad_y));
+        let checkpoints = &*borrowed[SCAN_INPUTS];
+        let mut out = gradients(&inputs, checkpoints, &torch_ext::borrow(grad_y));
         for (i, grad) in out.iter_mut().enumerate() {
             *grads.add(i) = match grad.take() {
                 Some(grad) => torch_ext::into_raw(grad.to_kind(tensors[i].kind())),
@@ -96,8 +101,17 @@ unsafe extern "C" fn backward(
     })
 }
 
+/// libtorch's intra-op thread count, which the kernels share.
+fn threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
 /// ∂L/∂input for each of the shim's inputs (None for absent ones), fp32.
-fn gradients(inputs: &ScanInputs, grad_y: &Tensor) -> [Option<Tensor>; SCAN_INPUTS] {
+fn gradients(
+    inputs: &ScanInputs,
+    checkpoints: &Tensor,
+    grad_y: &Tensor,
+) -> [Option<Tensor>; SCAN_INPUTS] {
     let host = HostScan::new(inputs);
     let dims = host.dims;
     let (b, di, n, l) = (
@@ -111,11 +125,11 @@ fn gradients(inputs: &ScanInputs, grad_y: &Tensor) -> [Option<Tensor>; SCAN_INPU
     let mut dd = inputs.d.map(|_| zeros(&[di]));
     let mut dz = inputs.z.map(|_| zeros(&[b, di, l]));
     let mut dbias = inputs.delta_bias.map(|_| zeros(&[di]));
-    let threads = tch::get_num_threads().max(1) as usize;
     let grad_y = host_f32(grad_y);
     cpu_fused::backward(
         dims,
         &host.views(),
+        view(checkpoints),
         view(&grad_y),
         Grads {
             du: view_mut(&mut du),
@@ -127,7 +141,7 @@ fn gradients(inputs: &ScanInputs, grad_y: &Tensor) -> [Option<Tensor>; SCAN_INPU
             dz: dz.as_mut().map(view_mut),
             ddelta_bias: dbias.as_mut().map(view_mut),
         },
-        threads,
+        threads(),
     );
     [
         Some(du),

@@ -1,6 +1,6 @@
 //! Scan inputs copied to contiguous fp32 CPU tensors, viewed as slices for the Rust kernels.
 
-use super::cpu_fused::{Dims, Inputs};
+use super::cpu_fused::{self, Dims, Inputs, Outputs};
 use super::ScanInputs;
 use tch::{Device, Kind, Tensor};
 
@@ -65,6 +65,51 @@ impl HostScan {
             delta_bias: self.delta_bias.as_ref().map(view),
             delta_softplus: self.delta_softplus,
         }
+    }
+}
+
+/// What [`forward_on_host`] returns: y in the dtype of `u`, and the fp32 extras asked for.
+pub struct HostForward {
+    pub y: Tensor,
+    /// (batch, d_inner, d_state)
+    pub last_state: Option<Tensor>,
+    /// (batch, d_inner, chunks, d_state): see [`cpu_fused::Outputs`].
+    pub checkpoints: Option<Tensor>,
+}
+
+/// Runs [`cpu_fused::forward`] on CPU tensors on `threads` threads, keeping the last state and
+/// the checkpoints when asked.
+pub fn forward_on_host(
+    inputs: &ScanInputs,
+    threads: usize,
+    keep_state: bool,
+    keep_checkpoints: bool,
+) -> HostForward {
+    let host = HostScan::new(inputs);
+    let Dims {
+        batch,
+        d_inner,
+        d_state,
+        seq_len,
+    } = host.dims;
+    let (b, di, n) = (batch as i64, d_inner as i64, d_state as i64);
+    let mut y = zeros(&[b, di, seq_len as i64]);
+    let mut last_state = keep_state.then(|| zeros(&[b, di, n]));
+    let mut checkpoints = keep_checkpoints.then(|| zeros(&[b, di, host.dims.chunks() as i64, n]));
+    cpu_fused::forward(
+        host.dims,
+        &host.views(),
+        Outputs {
+            y: view_mut(&mut y),
+            last_state: last_state.as_mut().map(view_mut),
+            checkpoints: checkpoints.as_mut().map(view_mut),
+        },
+        threads,
+    );
+    HostForward {
+        y: y.to_kind(inputs.u.kind()),
+        last_state,
+        checkpoints,
     }
 }
 

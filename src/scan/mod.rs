@@ -11,7 +11,6 @@ pub mod fast_math;
 mod host;
 pub mod reference;
 
-use host::HostScan;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
@@ -234,22 +233,8 @@ fn fused_on_cuda(inputs: &ScanInputs, initial: Option<&Tensor>) -> (Tensor, Tens
 /// `None`), returning y in `u`'s dtype and the last state (batch, d_inner, d_state) in fp32.
 /// Not differentiable: [`ScanImpl::scan`] wraps it in an autograd node when gradients are due.
 pub fn fused_on_host(inputs: &ScanInputs, threads: Option<usize>) -> (Tensor, Tensor) {
-    let host = HostScan::new(inputs);
-    let cpu_fused::Dims {
-        batch,
-        d_inner,
-        d_state,
-        seq_len,
-    } = host.dims;
-    let mut y = host::zeros(&[batch as i64, d_inner as i64, seq_len as i64]);
-    let mut state = host::zeros(&[batch as i64, d_inner as i64, d_state as i64]);
     let threads = threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
-    cpu_fused::forward(
-        host.dims,
-        &host.views(),
-        host::view_mut(&mut y),
-        Some(host::view_mut(&mut state)),
-        threads,
-    );
-    (y.to_kind(inputs.u.kind()), state)
+    let out = host::forward_on_host(inputs, threads, true, false);
+    let state = out.last_state.expect("the last state was asked for");
+    (out.y, state)
 }

@@ -26,18 +26,21 @@ const ERROR_CAPACITY: usize = 4096;
 /// Inputs of the scan node, in the shim's order: u, Δ, A, B, C, D, z, Δ bias.
 pub const SCAN_INPUTS: usize = 8;
 
-/// Computes y from the borrowed inputs; writes an owned tensor to `y`. Non-zero means failure,
-/// with a message in `error`.
+/// Computes y from the borrowed inputs; writes an owned tensor to `y`, and optionally one to
+/// `saved` that the backward callback will receive. Non-zero means failure, with a message in
+/// `error`.
 pub type ScanForwardFn = unsafe extern "C" fn(
     inputs: *const *const C_tensor,
     flags: i64,
     y: *mut *mut C_tensor,
+    saved: *mut *mut C_tensor,
     error: *mut c_char,
     error_len: usize,
 ) -> c_int;
 
-/// Computes the inputs' gradients from the borrowed inputs and ∂L/∂y; writes owned tensors (or
-/// null, for no gradient) to `grads[0..SCAN_INPUTS]`.
+/// Computes the inputs' gradients from the borrowed inputs, followed by forward's `saved`
+/// tensor (undefined if it gave none), and ∂L/∂y; writes owned tensors (or null, for no
+/// gradient) to `grads[0..SCAN_INPUTS]`.
 pub type ScanBackwardFn = unsafe extern "C" fn(
     inputs: *const *const C_tensor,
     flags: i64,

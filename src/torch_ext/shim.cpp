@@ -29,9 +29,10 @@ constexpr int kScanInputs = 8;  // u, delta, A, B, C, D, z, delta_bias
 constexpr size_t kErrorCapacity = 4096;
 
 // Rust callbacks. `inputs` are borrowed; outputs are heap tensors whose ownership passes to the
-// shim. A non-zero return means failure, with a NUL-terminated message in `error`.
+// shim. A non-zero return means failure, with a NUL-terminated message in `error`. Forward may
+// also hand over `saved`, a tensor of its own that backward receives after the inputs.
 using ScanForward = int (*)(const at::Tensor* const* inputs, int64_t flags, at::Tensor** y,
-                            char* error, size_t error_len);
+                            at::Tensor** saved, char* error, size_t error_len);
 using ScanBackward = int (*)(const at::Tensor* const* inputs, int64_t flags,
                              const at::Tensor* grad_y, at::Tensor** grads, char* error,
                              size_t error_len);
@@ -57,12 +58,16 @@ struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
                             int64_t flags, int64_t forward_fn, int64_t backward_fn) {
     const at::Tensor* inputs[kScanInputs] = {&u, &delta, &a, &b, &c, &d, &z, &bias};
     at::Tensor* y = nullptr;
+    at::Tensor* saved = nullptr;
     char error[kErrorCapacity] = {0};
     auto run = reinterpret_cast<ScanForward>(forward_fn);
-    if (run(inputs, flags, &y, error, sizeof error) != 0 || y == nullptr) {
+    if (run(inputs, flags, &y, &saved, error, sizeof error) != 0 || y == nullptr) {
+      delete y;
+      delete saved;
       throw std::runtime_error(std::string("selective scan forward: ") + error);
     }
-    ctx->save_for_backward({u, delta, a, b, c, d, z, bias});
+    at::Tensor kept = saved ? take(saved) : at::Tensor();
+    ctx->save_for_backward({u, delta, a, b, c, d, z, bias, kept});
     ctx->saved_data["flags"] = flags;
     ctx->saved_data["backward"] = backward_fn;
     return take(y);
@@ -70,8 +75,8 @@ struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     variable_list saved = ctx->get_saved_variables();
-    const at::Tensor* inputs[kScanInputs];
-    for (int i = 0; i < kScanInputs; ++i) inputs[i] = &saved[i];
+    const at::Tensor* inputs[kScanInputs + 1];
+    for (int i = 0; i <= kScanInputs; ++i) inputs[i] = &saved[i];
     at::Tensor grad_y = grad_outputs[0].contiguous();
     at::Tensor* grads[kScanInputs] = {nullptr};
     char error[kErrorCapacity] = {0};

@@ -11,16 +11,13 @@
 //!   ∂C_t = Σ_channels g_y h_t;
 //! - softplus: ∂δ = ∂Δ · σ(δ + bias),  ∂bias = Σ_t ∂δ.
 //!
-//! The forward states are not stored: a first sweep keeps h every [`CHUNK`] steps, and the
-//! reverse sweep recomputes each chunk's states from its checkpoint, so memory stays
-//! O(L/CHUNK · N) per block instead of O(L · N).
+//! The forward states are not stored: the reverse sweep recomputes each chunk's states, and
+//! their decays Ā, from the state the forward pass kept at the chunk's start (its
+//! `checkpoints`), so one exp per state and step is paid here, as in the forward pass.
 
-use super::{add_from_time_major, advance, BlockPos, Dims, Inputs, Lanes, LANES};
+use super::{add_from_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use super::{block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
 use crate::scan::fast_math::{exp, softplus};
-
-/// Steps between state checkpoints.
-pub const CHUNK: usize = 64;
 
 /// Where the gradients go; same shapes as the inputs. The optional ones are written only when
 /// the input exists. Every slice is overwritten, not accumulated into.
@@ -46,6 +43,8 @@ pub struct Grads<'a> {
 /// One block and where its gradients go.
 struct Block<'a> {
     pos: BlockPos,
+    /// (lanes, chunks, d_state) of the forward pass's checkpoints.
+    checkpoints: &'a [f32],
     du: &'a mut [f32],
     ddelta: &'a mut [f32],
     dz: Option<&'a mut [f32]>,
@@ -66,7 +65,11 @@ struct Shared<'a> {
 
 /// Per-thread buffers. `db` and `dc` sum over every channel the thread handles, time-major.
 struct Scratch {
-    raw: Vec<Lanes>,
+    /// One channel's Δ and ∂Δ/∂(δ + bias) along t, before the transpose.
+    row_delta: Vec<f32>,
+    row_dsoftplus: Vec<f32>,
+    /// ∂Δ/∂(δ + bias): σ(δ + bias) under the softplus, else 1.
+    dsoftplus: Vec<Lanes>,
     delta: Vec<Lanes>,
     u: Vec<Lanes>,
     g: Vec<Lanes>,
@@ -75,7 +78,9 @@ struct Scratch {
     d: Lanes,
     h: Vec<Lanes>,
     checkpoints: Vec<Lanes>,
+    /// A chunk's recomputed states and decays Ā, per (step in chunk, n, lane).
     states: Vec<Lanes>,
+    decays: Vec<Lanes>,
     carry: Vec<Lanes>,
     da: Vec<Lanes>,
     du: Vec<Lanes>,
@@ -96,7 +101,9 @@ impl Scratch {
         let per_t = || vec![[0.0; LANES]; seq_len];
         let per_n = || vec![[0.0; LANES]; d_state];
         Self {
-            raw: per_t(),
+            row_delta: vec![0.0; seq_len],
+            row_dsoftplus: vec![0.0; seq_len],
+            dsoftplus: per_t(),
             delta: per_t(),
             u: per_t(),
             g: per_t(),
@@ -104,8 +111,9 @@ impl Scratch {
             a: per_n(),
             d: [0.0; LANES],
             h: per_n(),
-            checkpoints: vec![[0.0; LANES]; seq_len.div_ceil(CHUNK) * d_state],
+            checkpoints: vec![[0.0; LANES]; dims.chunks() * d_state],
             states: vec![[0.0; LANES]; CHUNK * d_state],
+            decays: vec![[0.0; LANES]; CHUNK * d_state],
             carry: per_n(),
             da: per_n(),
             du: per_t(),
@@ -117,9 +125,18 @@ impl Scratch {
     }
 }
 
-/// Computes every gradient of the scan given `grad_out` = ∂L/∂y, (batch, d_inner, seq_len).
-pub fn backward(dims: Dims, inputs: &Inputs, grad_out: &[f32], grads: Grads, threads: usize) {
+/// Computes every gradient of the scan given `grad_out` = ∂L/∂y, (batch, d_inner, seq_len),
+/// and the `checkpoints` that [`super::forward`] kept for these inputs.
+pub fn backward(
+    dims: Dims,
+    inputs: &Inputs,
+    checkpoints: &[f32],
+    grad_out: &[f32],
+    grads: Grads,
+    threads: usize,
+) {
     inputs.check(dims);
+    assert_eq!(checkpoints.len(), dims.checkpoints_len(), "checkpoints");
     let Dims {
         batch,
         d_inner,
@@ -154,21 +171,29 @@ pub fn backward(dims: Dims, inputs: &Inputs, grad_out: &[f32], grads: Grads, thr
         assert_eq!(dz.len(), seq, "dz");
         channel_chunks(dz, d_inner, seq_len)
     });
+    let checkpoint_width = dims.chunks() * d_state;
+    let checkpoint_blocks = checkpoints
+        .chunks(d_inner * checkpoint_width)
+        .flat_map(|b| b.chunks(LANES * checkpoint_width));
     let blocks: Vec<Block> = block_positions(dims)
+        .zip(checkpoint_blocks)
         .zip(channel_chunks(grads.du, d_inner, seq_len))
         .zip(channel_chunks(grads.ddelta, d_inner, seq_len))
         .zip(channel_chunks(&mut da_parts, d_inner, d_state))
         .zip(channel_chunks(&mut dd_parts, d_inner, 1))
         .zip(channel_chunks(&mut dbias_parts, d_inner, 1))
-        .map(|(((((pos, du), ddelta), da), dd), dbias)| Block {
-            pos,
-            du,
-            ddelta,
-            dz: dz.as_mut().and_then(Iterator::next),
-            da,
-            dd,
-            dbias,
-        })
+        .map(
+            |((((((pos, checkpoints), du), ddelta), da), dd), dbias)| Block {
+                pos,
+                checkpoints,
+                du,
+                ddelta,
+                dz: dz.as_mut().and_then(Iterator::next),
+                da,
+                dd,
+                dbias,
+            },
+        )
         .collect();
     let scratches = parallel(
         blocks,
@@ -203,11 +228,13 @@ fn sum_over_batch(parts: &[f32], out: &mut [f32]) {
     }
 }
 
-/// What one time step of the adjoint reads: states after and before the step, the block's
-/// A, this step's B and C, and per lane Δ, u and g_y = ∂L/∂y · SiLU(z).
+/// What one time step of the adjoint reads: states after and before the step, the step's
+/// decays Ā_t = exp(Δ_t A) and the block's A, this step's B and C, and per lane Δ, u and
+/// g_y = ∂L/∂y · SiLU(z).
 struct Step<'a> {
     h_t: &'a [Lanes],
     h_prev: &'a [Lanes],
+    decay: &'a [Lanes],
     a: &'a [Lanes],
     b_t: &'a [f32],
     c_t: &'a [f32],
@@ -233,20 +260,20 @@ fn adjoint_step(
     let mut ddelta = [0.0f32; LANES];
     let mut du = [0.0f32; LANES];
     for n in 0..carry.len() {
-        let (h_t, h_prev, a, b, c) = (x.h_t[n], x.h_prev[n], x.a[n], x.b_t[n], x.c_t[n]);
+        let (h_t, h_prev, decay, a) = (x.h_t[n], x.h_prev[n], x.decay[n], x.a[n]);
+        let (b, c) = (x.b_t[n], x.c_t[n]);
         let (mut carried, mut d_a) = (carry[n], da[n]);
         let (mut db, mut dc) = ([0.0f32; LANES], [0.0f32; LANES]);
         for l in 0..LANES {
             ch[l] += h_t[l] * c;
             let gh = gy[l] * c + carried[l];
-            let decay = exp(delta[l] * a[l]);
             let d_decay = gh * h_prev[l];
-            ddelta[l] += d_decay * decay * a[l] + gh * b * u[l];
-            d_a[l] += d_decay * decay * delta[l];
+            ddelta[l] += d_decay * decay[l] * a[l] + gh * b * u[l];
+            d_a[l] += d_decay * decay[l] * delta[l];
             du[l] += gh * delta[l] * b;
             db[l] = gh * delta[l] * u[l];
             dc[l] = gy[l] * h_t[l];
-            carried[l] = decay * gh;
+            carried[l] = decay[l] * gh;
         }
         (carry[n], da[n]) = (carried, d_a);
         db_t[n] += db.iter().sum::<f32>();
@@ -255,13 +282,29 @@ fn adjoint_step(
     (ch, ddelta, du)
 }
 
-/// One step of the forward recurrence, to recompute a state: Δu per lane, no C·h. A function
-/// rather than a closure in [`backward_block`]: a closure is its own function, compiled for
-/// the baseline target rather than the AVX2 + FMA of the body it sits in, unless inlined.
+/// One step of the forward recurrence, Eq. (2a), recomputing the state and keeping this
+/// step's decays. A function rather than a closure in [`backward_block`]: a closure is its own
+/// function, compiled for the baseline target rather than the AVX2 + FMA of the body it sits
+/// in, unless inlined.
 #[inline(always)]
-fn recompute(h: &mut [Lanes], a: &[Lanes], delta: &Lanes, u: &Lanes, b_t: &[f32]) {
+fn recompute(
+    h: &mut [Lanes],
+    decays: &mut [Lanes],
+    a: &[Lanes],
+    delta: &Lanes,
+    u: &Lanes,
+    b_t: &[f32],
+) {
     let delta_u: Lanes = std::array::from_fn(|l| delta[l] * u[l]);
-    advance(h, a, delta, &delta_u, b_t, b_t);
+    let delta = *delta;
+    for (((h, decay), a), &b) in h.iter_mut().zip(decays).zip(a).zip(b_t) {
+        let (mut state, mut d, a) = (*h, [0.0f32; LANES], *a);
+        for l in 0..LANES {
+            d[l] = exp(delta[l] * a[l]);
+            state[l] = d[l] * state[l] + delta_u[l] * b;
+        }
+        (*h, *decay) = (state, d);
+    }
 }
 
 /// σ(x) = 1 / (1 + e⁻ˣ).
@@ -281,7 +324,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     };
 
     // Prologue: everything per (t, lane), zeros in unused lanes.
-    for buffer in [&mut s.raw, &mut s.delta, &mut s.u, &mut s.g, &mut s.z] {
+    for buffer in [&mut s.dsoftplus, &mut s.delta, &mut s.u, &mut s.g, &mut s.z] {
         buffer.fill([0.0; LANES]);
     }
     s.a.fill([0.0; LANES]);
@@ -289,9 +332,21 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     for lane in 0..lanes {
         let channel = first_channel + lane;
         let bias = inputs.delta_bias.map_or(0.0, |b| b[channel]);
-        for ((raw, delta), &x) in s.raw.iter_mut().zip(s.delta.iter_mut()).zip(&inputs.delta[row(lane)]) {
-            raw[lane] = x + bias;
-            delta[lane] = if inputs.delta_softplus { softplus(x + bias) } else { x + bias };
+        // Δ = softplus(δ + bias) and ∂Δ/∂(δ + bias) = σ(δ + bias), computed along the row
+        // so that the loop vectorises, then transposed.
+        let raw = &inputs.delta[row(lane)];
+        if inputs.delta_softplus {
+            for ((delta, dsoftplus), &x) in s.row_delta.iter_mut().zip(s.row_dsoftplus.iter_mut()).zip(raw) {
+                (*delta, *dsoftplus) = (softplus(x + bias), sigmoid(x + bias));
+            }
+        } else {
+            for ((delta, dsoftplus), &x) in s.row_delta.iter_mut().zip(s.row_dsoftplus.iter_mut()).zip(raw) {
+                (*delta, *dsoftplus) = (x + bias, 1.0);
+            }
+        }
+        let transposed = s.delta.iter_mut().zip(s.dsoftplus.iter_mut());
+        for ((delta, dsoftplus), (&x, &dx)) in transposed.zip(s.row_delta.iter().zip(&s.row_dsoftplus)) {
+            (delta[lane], dsoftplus[lane]) = (x, dx);
         }
         for (u, &x) in s.u.iter_mut().zip(&inputs.u[row(lane)]) {
             u[lane] = x;
@@ -313,17 +368,15 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
 
-    // Sweep 1: states at the start of every chunk.
-    s.h.fill([0.0; LANES]);
-    for t in 0..seq_len {
-        if t % CHUNK == 0 {
-            let at = t / CHUNK * d_state;
-            s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
+    // The forward pass's checkpoints, per (chunk, n, lane).
+    let width = s.checkpoints.len();
+    for lane in 0..lanes {
+        for (h, &x) in s.checkpoints.iter_mut().zip(&block.checkpoints[lane * width..(lane + 1) * width]) {
+            h[lane] = x;
         }
-        recompute(&mut s.h, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
     }
 
-    // Sweep 2, backwards chunk by chunk: recompute the chunk's states, then run the adjoint.
+    // Backwards chunk by chunk: recompute the chunk's states, then run the adjoint.
     s.carry.fill([0.0; LANES]);
     s.da.fill([0.0; LANES]);
     let (mut dd_acc, mut dbias_acc) = ([0.0f32; LANES], [0.0f32; LANES]);
@@ -333,8 +386,9 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         let checkpoint = &s.checkpoints[chunk * d_state..(chunk + 1) * d_state];
         s.h.copy_from_slice(checkpoint);
         for t in t0..t1 {
-            recompute(&mut s.h, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
             let at = (t - t0) * d_state;
+            let decays = &mut s.decays[at..at + d_state];
+            recompute(&mut s.h, decays, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
             s.states[at..at + d_state].copy_from_slice(&s.h);
         }
         for t in (t0..t1).rev() {
@@ -351,12 +405,13 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
             let (b_t, c_t) = (&b_all[t * d_state..(t + 1) * d_state], &c_all[t * d_state..(t + 1) * d_state]);
             let at = (batch * seq_len + t) * d_state;
             let h_t = &s.states[k * d_state..(k + 1) * d_state];
+            let decay = &s.decays[k * d_state..(k + 1) * d_state];
             let h_prev = match k {
                 0 => checkpoint,
                 _ => &s.states[(k - 1) * d_state..k * d_state],
             };
             let (ch, mut ddelta, mut du) = adjoint_step(
-                Step { h_t, h_prev, a: &s.a, b_t, c_t, delta: &delta, u: &u, gy: &gy },
+                Step { h_t, h_prev, decay, a: &s.a, b_t, c_t, delta: &delta, u: &u, gy: &gy },
                 &mut s.carry,
                 &mut s.da,
                 &mut s.db[at..at + d_state],
@@ -370,9 +425,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
                     let y = ch[l] + s.d[l] * u[l];
                     dz[l] = g[l] * y * sig[l] * (1.0 + z[l] * (1.0 - sig[l]));
                 }
-                if inputs.delta_softplus {
-                    ddelta[l] *= sigmoid(s.raw[t][l]);
-                }
+                ddelta[l] *= s.dsoftplus[t][l];
                 dbias_acc[l] += ddelta[l];
             }
             s.du[t] = du;

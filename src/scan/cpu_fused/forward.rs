@@ -1,7 +1,8 @@
-//! Forward pass: y = (C h + D u) · SiLU(z), and optionally the last state.
+//! Forward pass: y = (C h + D u) · SiLU(z), and optionally the last state and the states the
+//! backward pass starts its chunks from.
 
 use super::{advance, block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
-use super::{BlockPos, Dims, Inputs, Lanes, LANES};
+use super::{BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use crate::scan::fast_math::{silu, softplus};
 
 /// One block and where its results go.
@@ -11,6 +12,8 @@ struct Block<'a> {
     y: &'a mut [f32],
     /// (lanes, d_state) of the last state.
     state: Option<&'a mut [f32]>,
+    /// (lanes, chunks, d_state) of the states at chunk starts.
+    checkpoints: Option<&'a mut [f32]>,
 }
 
 /// Read-only data every block shares.
@@ -35,6 +38,8 @@ struct Scratch {
     a: Vec<Lanes>,
     /// The state h per (n, lane).
     h: Vec<Lanes>,
+    /// h at the start of every chunk, per (chunk, n, lane).
+    checkpoints: Vec<Lanes>,
 }
 
 impl Scratch {
@@ -49,19 +54,24 @@ impl Scratch {
             ch: vec![[0.0; LANES]; seq_len],
             a: vec![[0.0; LANES]; d_state],
             h: vec![[0.0; LANES]; d_state],
+            checkpoints: vec![[0.0; LANES]; dims.chunks() * d_state],
         }
     }
 }
 
-/// Computes y (batch, d_inner, seq_len) and, if asked, the last state (batch, d_inner, d_state)
-/// on up to `threads` threads.
-pub fn forward(
-    dims: Dims,
-    inputs: &Inputs,
-    y: &mut [f32],
-    last_state: Option<&mut [f32]>,
-    threads: usize,
-) {
+/// Where the forward pass writes; only `y` is required.
+pub struct Outputs<'a> {
+    /// (batch, d_inner, seq_len)
+    pub y: &'a mut [f32],
+    /// (batch, d_inner, d_state): the state after the last step, to continue from.
+    pub last_state: Option<&'a mut [f32]>,
+    /// (batch, d_inner, chunks, d_state), see [`Dims::checkpoints_len`]: the state before every
+    /// [`CHUNK`]-th step, from which [`super::backward`] recomputes the rest.
+    pub checkpoints: Option<&'a mut [f32]>,
+}
+
+/// Computes the scan's outputs on up to `threads` threads.
+pub fn forward(dims: Dims, inputs: &Inputs, outputs: Outputs, threads: usize) {
     inputs.check(dims);
     let Dims {
         batch,
@@ -69,6 +79,11 @@ pub fn forward(
         d_state,
         seq_len,
     } = dims;
+    let Outputs {
+        y,
+        last_state,
+        checkpoints,
+    } = outputs;
     assert_eq!(y.len(), batch * d_inner * seq_len, "y");
     let shared = Shared {
         dims,
@@ -80,12 +95,18 @@ pub fn forward(
         assert_eq!(s.len(), batch * d_inner * d_state, "last_state");
         channel_chunks(s, d_inner, d_state)
     });
+    let checkpoint_width = dims.chunks() * d_state;
+    let mut checkpoints = checkpoints.map(|c| {
+        assert_eq!(c.len(), dims.checkpoints_len(), "checkpoints");
+        channel_chunks(c, d_inner, checkpoint_width)
+    });
     let blocks: Vec<Block> = block_positions(dims)
         .zip(channel_chunks(y, d_inner, seq_len))
         .map(|(pos, y)| Block {
             pos,
             y,
             state: states.as_mut().and_then(Iterator::next),
+            checkpoints: checkpoints.as_mut().and_then(Iterator::next),
         })
         .collect();
     parallel(
@@ -138,6 +159,10 @@ scan_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
     for t in 0..seq_len {
+        if t % CHUNK == 0 {
+            let at = t / CHUNK * d_state;
+            s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
+        }
         let b_t = &b_all[t * d_state..(t + 1) * d_state];
         let c_t = &c_all[t * d_state..(t + 1) * d_state];
         s.ch[t] = advance(&mut s.h, &s.a, &s.delta[t], &s.delta_u[t], b_t, c_t);
@@ -160,6 +185,12 @@ scan_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         if let Some(state) = block.state.as_deref_mut() {
             for (n, h) in s.h.iter().enumerate() {
                 state[lane * d_state + n] = h[lane];
+            }
+        }
+        if let Some(checkpoints) = block.checkpoints.as_deref_mut() {
+            let width = s.checkpoints.len();
+            for (out, h) in checkpoints[lane * width..(lane + 1) * width].iter_mut().zip(&s.checkpoints) {
+                *out = h[lane];
             }
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! The hardware-aware idea of the Mamba paper (Section 3.3.2) carried to a CPU: the expanded
 //! state h lives only in registers and L1, Ā and B̄u are formed on the fly, and only y goes back
-//! to memory. The backward pass recomputes states chunk by chunk instead of storing them.
+//! to memory. The forward pass keeps the state every [`CHUNK`] steps, and the backward pass
+//! recomputes the states in between instead of storing them.
 //!
 //! Vectorisation runs across channels: one SIMD lane per channel, [`LANES`] channels at a time,
 //! so every operation of the recurrence is element-wise. A block's rows are transposed into
@@ -16,10 +17,14 @@ pub mod forward;
 use crate::scan::fast_math::exp;
 
 pub use backward::{backward, Grads};
-pub use forward::forward;
+pub use forward::{forward, Outputs};
 
 /// Channels per block: one 256-bit vector of f32.
 pub const LANES: usize = 8;
+
+/// Steps between the states the forward pass keeps for the backward one: memory O(L/CHUNK · N)
+/// per channel instead of O(L · N), and a chunk's recomputed states stay in L1.
+pub const CHUNK: usize = 64;
 
 /// One SIMD vector's worth of channels.
 type Lanes = [f32; LANES];
@@ -53,6 +58,18 @@ pub struct Inputs<'a> {
     /// (d_inner,)
     pub delta_bias: Option<&'a [f32]>,
     pub delta_softplus: bool,
+}
+
+impl Dims {
+    /// Chunks of [`CHUNK`] steps, the last one possibly shorter.
+    pub fn chunks(&self) -> usize {
+        self.seq_len.div_ceil(CHUNK)
+    }
+
+    /// Length of the checkpoints, (batch, d_inner, chunks, d_state).
+    pub fn checkpoints_len(&self) -> usize {
+        self.batch * self.d_inner * self.chunks() * self.d_state
+    }
 }
 
 impl Inputs<'_> {
