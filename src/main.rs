@@ -45,8 +45,8 @@ enum Command {
         /// Keep the rows already in the results folder and run only what is missing.
         #[arg(long)]
         resume: bool,
-        /// Run only shard I of N (0-based): every N-th run from the I-th, e.g. on a cluster
-        /// `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`; then `mvt merge`.
+        /// Run only shard I of N (0-based), the N shards given about equal estimated work, e.g.
+        /// on a cluster `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`; then `mvt merge`.
         #[arg(long, value_parser = Shard::from_str)]
         shard: Option<Shard>,
     },

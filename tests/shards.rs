@@ -3,6 +3,7 @@
 mod common;
 
 use common::{mvt, rows};
+use mamba_vs_transformer::measure::analytic;
 use mamba_vs_transformer::suite::{Machine, Plan, Shard};
 use std::collections::HashMap;
 
@@ -31,7 +32,7 @@ fn shards_cover_the_plan_exactly_once() {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for index in 0..count {
             let shard: Shard = format!("{index}/{count}").parse().unwrap();
-            for run in shard.select(&plan.runs) {
+            for run in shard.select(&plan.runs, analytic::total_flops) {
                 *seen.entry(run.run_id).or_default() += 1;
             }
         }
@@ -40,6 +41,39 @@ fn shards_cover_the_plan_exactly_once() {
     }
     for bad in ["2/2", "1", "a/3", "0/0", "-1/2"] {
         assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn shards_carry_about_equal_work() {
+    // A grid whose period (4 widths per model) is a multiple of the shard count: taking every
+    // other run would give one shard both wide models of each family.
+    let suite = SUITE.replace(
+        "d_model: [16], seq_len: [8, 16, 32]",
+        "d_model: [16, 32, 64, 128], seq_len: [32]",
+    );
+    let plan = Plan::parse(&suite, Machine { cuda_devices: 0 }).unwrap();
+    let largest = plan
+        .runs
+        .iter()
+        .map(analytic::total_flops)
+        .fold(0.0, f64::max);
+    for count in 2..=5 {
+        let loads: Vec<f64> = (0..count)
+            .map(|index| {
+                let shard = Shard { index, count };
+                let runs = shard.select(&plan.runs, analytic::total_flops);
+                runs.iter().map(analytic::total_flops).sum()
+            })
+            .collect();
+        let (lightest, heaviest) = (
+            loads.iter().copied().fold(f64::INFINITY, f64::min),
+            loads.iter().copied().fold(0.0, f64::max),
+        );
+        assert!(
+            heaviest - lightest <= largest,
+            "{count} shards: loads {loads:?}, largest run {largest}"
+        );
     }
 }
 

@@ -154,6 +154,26 @@ pub fn costs(spec: &RunSpec) -> Costs {
     costs
 }
 
+/// The FLOPs `spec` executes in all: every timed and warm-up call, or every training step
+/// and the final evaluation at each length. What balances shards; early stopping and
+/// time-based warm-up make it an estimate.
+pub fn total_flops(spec: &RunSpec) -> f64 {
+    let per_call = costs(spec).flops;
+    match &spec.recall {
+        Some(recall) => {
+            let eval: f64 = recall
+                .eval_seq_len
+                .iter()
+                .map(|&len| {
+                    forward_flops(&spec.config, spec.component, spec.batch as f64, len as f64).0
+                })
+                .sum();
+            per_call * recall.train.steps as f64 + eval * recall.train.eval_batches as f64
+        }
+        None => per_call * (spec.warmup + spec.repeats) as f64,
+    }
+}
+
 /// FLOPs of one parallel forward of `component` over `batch` sequences of `seq_len`, and the
 /// part spent in the core op: for predictions at sizes no run measured.
 pub fn forward_flops(

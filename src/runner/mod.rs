@@ -11,6 +11,7 @@ pub mod worker;
 
 use crate::analysis::{self, crossover, fit};
 use crate::environment::{git_state, now_rfc3339, Environment};
+use crate::measure::analytic;
 use crate::plots::{self, PlotError};
 use crate::results::manifest::{Manifest, MANIFEST_FILE};
 use crate::results::store::{self, write_atomic, StoreError};
@@ -125,7 +126,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         Vec::new()
     };
     let mine = match options.shard {
-        Some(shard) => shard.select(&plan.runs),
+        Some(shard) => shard.select(&plan.runs, analytic::total_flops),
         None => plan.runs.clone(),
     };
     let pending: Vec<_> = mine
@@ -138,7 +139,8 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         ..Summary::default()
     };
 
-    let mut manifest = new_manifest(plan, options, crate::results::runs_in(&rows), threads);
+    let already = crate::results::runs_in(&rows);
+    let mut manifest = new_manifest(plan, options, mine.len(), already, threads);
     write_manifest(out, &manifest)?;
     let mut progress = Progress::new(mine.len(), summary.skipped);
     for spec in pending {
@@ -216,7 +218,14 @@ fn weights_path(out: &Path, spec: &RunSpec) -> Result<Option<PathBuf>, RunError>
     Ok(Some(dir.join(format!("{}.safetensors", spec.run_id))))
 }
 
-fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) -> Manifest {
+/// The manifest of a run of `planned` runs (this shard's), `already` of them finished.
+fn new_manifest(
+    plan: &Plan,
+    options: &Options,
+    planned: usize,
+    already: usize,
+    threads: i64,
+) -> Manifest {
     let suite_dir = options.suite_path.parent().unwrap_or(Path::new("."));
     let (git_commit, git_dirty) = git_state(suite_dir);
     Manifest {
@@ -231,9 +240,7 @@ fn new_manifest(plan: &Plan, options: &Options, already: usize, threads: i64) ->
         dtype: plan.suite.dtype.name().to_owned(),
         seed: plan.suite.seed,
         threads,
-        runs_planned: options
-            .shard
-            .map_or(plan.runs.len(), |s| s.select(&plan.runs).len()),
+        runs_planned: planned,
         runs_finished: already,
         shard: options.shard.map(|s| s.to_string()),
         merge: None,

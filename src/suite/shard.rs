@@ -1,6 +1,5 @@
-//! Splitting a plan across machines: shard i of n takes every n-th run starting at i, so that
-//! shards are disjoint, cover the plan exactly once, and share long and short runs alike
-//! (the grid varies sequence length fastest).
+//! Splitting a plan across machines so that every shard has about the same work: shards are
+//! disjoint, cover the plan exactly once, and each process computes the same split on its own.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -15,12 +14,28 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The runs of `runs` that belong to this shard, in plan order.
-    pub fn select<T: Clone>(&self, runs: &[T]) -> Vec<T> {
+    /// The runs of `runs` that belong to this shard, in plan order, given each run's estimated
+    /// `work`. Largest first, each run goes to the shard with the least work so far (Graham's
+    /// LPT rule): no shard ends up more than one run's work above another. Taking every n-th
+    /// run instead would hand one shard all the widest models whenever the grid's period is a
+    /// multiple of n.
+    pub fn select<T: Clone>(&self, runs: &[T], work: impl Fn(&T) -> f64) -> Vec<T> {
+        let mut order: Vec<(usize, f64)> = runs.iter().map(&work).enumerate().collect();
+        // Stable, and ties keep plan order, so every process computes the same split.
+        order.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut load = vec![0.0f64; self.count];
+        let mut mine = vec![false; runs.len()];
+        for (run, w) in order {
+            let lightest = (0..self.count)
+                .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+                .expect("a shard count is at least 1");
+            load[lightest] += w.max(0.0);
+            mine[run] = lightest == self.index;
+        }
         runs.iter()
-            .enumerate()
-            .filter(|(i, _)| i % self.count == self.index)
-            .map(|(_, run)| run.clone())
+            .zip(mine)
+            .filter(|(_, m)| *m)
+            .map(|(run, _)| run.clone())
             .collect()
     }
 }
