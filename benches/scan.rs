@@ -8,7 +8,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mamba_vs_transformer::models::mamba::{Config, Mixer};
-use mamba_vs_transformer::scan::{fast_math, ScanImpl, ScanTensors};
+use mamba_vs_transformer::scan::fast_math::{self, Fused, MulAdd, Separate};
+use mamba_vs_transformer::scan::{ScanImpl, ScanTensors};
 use std::hint::black_box;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -113,7 +114,7 @@ fn exp_fma_work(per_thread: usize, threads: usize) -> f32 {
 /// `steps` time steps of a 16-state, 8-lane block, as the kernel's `advance` runs them.
 fn exp_fma_steps(steps: usize, seed: f32) -> f32 {
     #[inline(always)]
-    fn body(steps: usize, seed: f32) -> f32 {
+    fn body<M: MulAdd>(steps: usize, seed: f32) -> f32 {
         let a: [[f32; 8]; 16] = std::array::from_fn(|n| [-(n as f32 + 1.0); 8]);
         let delta: [f32; 8] = std::array::from_fn(|l| 1e-3 * (l as f32 + 1.0));
         let delta_u: [f32; 8] = std::array::from_fn(|l| 0.5 * delta[l]);
@@ -125,8 +126,9 @@ fn exp_fma_steps(steps: usize, seed: f32) -> f32 {
             for (state, a) in h.iter_mut().zip(&a) {
                 let (mut s, a) = (*state, *a);
                 for l in 0..8 {
-                    s[l] = fast_math::exp(delta[l] * a[l]) * s[l] + delta_u[l] * b;
-                    ch[l] += s[l] * c;
+                    let decay = fast_math::exp_with::<M>(delta[l] * a[l]);
+                    s[l] = M::mul_add(decay, s[l], delta_u[l] * b);
+                    ch[l] = M::mul_add(s[l], c, ch[l]);
                 }
                 *state = s;
             }
@@ -139,14 +141,14 @@ fn exp_fma_steps(steps: usize, seed: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(steps: usize, seed: f32) -> f32 {
-        body(steps, seed)
+        body::<Fused>(steps, seed)
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features.
         return unsafe { avx2(steps, seed) };
     }
-    body(steps, seed)
+    body::<Separate>(steps, seed)
 }
 
 /// The whole Mamba mixer at d_model 768 against its four projections alone, the matmul floor.

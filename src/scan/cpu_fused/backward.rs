@@ -17,7 +17,7 @@
 
 use super::{add_from_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use super::{block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
-use crate::scan::fast_math::{exp, softplus};
+use crate::scan::fast_math::{exp, exp_with, softplus, MulAdd};
 
 /// Where the gradients go; same shapes as the inputs. The optional ones are written only when
 /// the input exists. Every slice is overwritten, not accumulated into.
@@ -247,7 +247,7 @@ struct Step<'a> {
 /// Updates the carried Ā ⊙ ∂h and the ∂A sums, adds this step's channel sums to ∂B and ∂C, and
 /// returns C·h, ∂Δ (before the softplus) and the state's part of ∂u, per lane.
 #[inline(always)]
-fn adjoint_step(
+fn adjoint_step<M: MulAdd>(
     x: Step,
     carry: &mut [Lanes],
     da: &mut [Lanes],
@@ -265,13 +265,14 @@ fn adjoint_step(
         let (mut carried, mut d_a) = (carry[n], da[n]);
         let (mut db, mut dc) = ([0.0f32; LANES], [0.0f32; LANES]);
         for l in 0..LANES {
-            ch[l] += h_t[l] * c;
-            let gh = gy[l] * c + carried[l];
-            let d_decay = gh * h_prev[l];
-            ddelta[l] += d_decay * decay[l] * a[l] + gh * b * u[l];
-            d_a[l] += d_decay * decay[l] * delta[l];
-            du[l] += gh * delta[l] * b;
-            db[l] = gh * delta[l] * u[l];
+            ch[l] = M::mul_add(h_t[l], c, ch[l]);
+            let gh = M::mul_add(gy[l], c, carried[l]);
+            let d_decay_decay = gh * h_prev[l] * decay[l];
+            ddelta[l] = M::mul_add(d_decay_decay, a[l], M::mul_add(gh * b, u[l], ddelta[l]));
+            d_a[l] = M::mul_add(d_decay_decay, delta[l], d_a[l]);
+            let gh_delta = gh * delta[l];
+            du[l] = M::mul_add(gh_delta, b, du[l]);
+            db[l] = gh_delta * u[l];
             dc[l] = gy[l] * h_t[l];
             carried[l] = decay[l] * gh;
         }
@@ -287,7 +288,7 @@ fn adjoint_step(
 /// function, compiled for the baseline target rather than the AVX2 + FMA of the body it sits
 /// in, unless inlined.
 #[inline(always)]
-fn recompute(
+fn recompute<M: MulAdd>(
     h: &mut [Lanes],
     decays: &mut [Lanes],
     a: &[Lanes],
@@ -300,8 +301,8 @@ fn recompute(
     for (((h, decay), a), &b) in h.iter_mut().zip(decays).zip(a).zip(b_t) {
         let (mut state, mut d, a) = (*h, [0.0f32; LANES], *a);
         for l in 0..LANES {
-            d[l] = exp(delta[l] * a[l]);
-            state[l] = d[l] * state[l] + delta_u[l] * b;
+            d[l] = exp_with::<M>(delta[l] * a[l]);
+            state[l] = M::mul_add(d[l], state[l], delta_u[l] * b);
         }
         (*h, *decay) = (state, d);
     }
@@ -314,7 +315,7 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 dispatch_simd! {
-backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
+backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
     let inputs = shared.inputs;
     let BlockPos { batch, first_channel, lanes } = block.pos;
@@ -388,7 +389,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         for t in t0..t1 {
             let at = (t - t0) * d_state;
             let decays = &mut s.decays[at..at + d_state];
-            recompute(&mut s.h, decays, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
+            recompute::<M>(&mut s.h, decays, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
             s.states[at..at + d_state].copy_from_slice(&s.h);
         }
         for t in (t0..t1).rev() {
@@ -410,7 +411,7 @@ backward_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
                 0 => checkpoint,
                 _ => &s.states[(k - 1) * d_state..k * d_state],
             };
-            let (ch, mut ddelta, mut du) = adjoint_step(
+            let (ch, mut ddelta, mut du) = adjoint_step::<M>(
                 Step { h_t, h_prev, decay, a: &s.a, b_t, c_t, delta: &delta, u: &u, gy: &gy },
                 &mut s.carry,
                 &mut s.da,

@@ -118,7 +118,7 @@ pub fn forward(dims: Dims, inputs: &Inputs, outputs: Outputs, threads: usize) {
 }
 
 dispatch_simd! {
-scan_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
+scan_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
     let inputs = shared.inputs;
     let BlockPos { batch, first_channel, lanes } = block.pos;
@@ -165,7 +165,7 @@ scan_block(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         }
         let b_t = &b_all[t * d_state..(t + 1) * d_state];
         let c_t = &c_all[t * d_state..(t + 1) * d_state];
-        s.ch[t] = advance(&mut s.h, &s.a, &s.delta[t], &s.delta_u[t], b_t, c_t);
+        s.ch[t] = advance::<M>(&mut s.h, &s.a, &s.delta[t], &s.delta_u[t], b_t, c_t);
     }
 
     // Epilogue: y = (C h + D u) · SiLU(z), back to (lane, t).

@@ -14,7 +14,7 @@
 pub mod backward;
 pub mod forward;
 
-use crate::scan::fast_math::exp;
+use crate::scan::fast_math::{exp_with, MulAdd};
 
 pub use backward::{backward, Grads};
 pub use forward::{forward, Outputs};
@@ -166,7 +166,7 @@ unsafe impl<T: Send> Sync for SendPtr<T> {}
 /// lane. The lane loop works on local copies: LLVM vectorises it only when it can see that
 /// nothing it writes aliases what it reads.
 #[inline(always)]
-fn advance(
+fn advance<M: MulAdd>(
     h: &mut [Lanes],
     a: &[Lanes],
     delta: &Lanes,
@@ -179,8 +179,8 @@ fn advance(
     for (((h, a), &b), &c) in h.iter_mut().zip(a).zip(b_t).zip(c_t) {
         let (mut state, a) = (*h, *a);
         for l in 0..LANES {
-            state[l] = exp(delta[l] * a[l]) * state[l] + delta_u[l] * b;
-            ch[l] += state[l] * c;
+            state[l] = M::mul_add(exp_with::<M>(delta[l] * a[l]), state[l], delta_u[l] * b);
+            ch[l] = M::mul_add(state[l], c, ch[l]);
         }
         *h = state;
     }
@@ -224,17 +224,19 @@ fn add_from_time_major(x: &[f32], dims: Dims, out: &mut [f32]) {
 }
 
 /// Calls `$body` compiled for AVX2 + FMA when the CPU has them, else for the baseline target.
-/// The body is inlined into each variant, so the compiler vectorises it for each.
+/// The body is generic over `$mul_add`, a [`MulAdd`]: [`Fused`](crate::scan::fast_math::Fused)
+/// in the AVX2 + FMA variant, [`Separate`](crate::scan::fast_math::Separate) in the other. It
+/// is inlined into each variant, so the compiler vectorises it for each.
 macro_rules! dispatch_simd {
-    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+    ($name:ident<$mul_add:ident>($($arg:ident: $ty:ty),*) $body:block) => {
         fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body<$mul_add: crate::scan::fast_math::MulAdd>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) {
-                body($($arg),*)
+                body::<crate::scan::fast_math::Fused>($($arg),*)
             }
 
             #[cfg(target_arch = "x86_64")]
@@ -244,7 +246,7 @@ macro_rules! dispatch_simd {
                 // SAFETY: the CPU supports the features `avx2` is compiled for.
                 return unsafe { avx2($($arg),*) };
             }
-            body($($arg),*)
+            body::<crate::scan::fast_math::Separate>($($arg),*)
         }
     };
 }
