@@ -13,7 +13,7 @@ use mamba_vs_transformer::results::store;
 use mamba_vs_transformer::runner::{self, Options};
 use mamba_vs_transformer::suite::schema::DType;
 use mamba_vs_transformer::suite::{grid, Machine, Plan, Shard, SuiteError};
-use mamba_vs_transformer::tasks::{Task, IGNORE};
+use mamba_vs_transformer::tasks::{Split, Task, IGNORE};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -142,6 +142,10 @@ enum Command {
         seq_len: i64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A training example instead of an evaluation one (they differ for copying with
+        /// min_len, whose training strings vary in length).
+        #[arg(long)]
+        train: bool,
     },
     /// Show versions, devices, CPU and threads.
     #[command(after_help = "Example:\n  mvt info\n  mvt info --json")]
@@ -241,7 +245,11 @@ fn run(cli: Cli) -> Result<()> {
             options,
             seq_len,
             seed,
-        } => sample(&task, &options, seq_len, seed),
+            train,
+        } => {
+            let split = if train { Split::Train } else { Split::Eval };
+            sample(&task, &options, split, seq_len, seed)
+        }
         Command::Info { json } => info(json),
     }
 }
@@ -279,10 +287,10 @@ fn parse_task(name: &str, options: &[String]) -> Result<Task, InvalidInput> {
         .map_err(|e| InvalidInput(format!("task `{name}`: {e}")))
 }
 
-fn sample(name: &str, options: &[String], seq_len: i64, seed: u64) -> Result<()> {
+fn sample(name: &str, options: &[String], split: Split, seq_len: i64, seed: u64) -> Result<()> {
     let task = parse_task(name, options)?;
     let example = task
-        .example(seq_len, seed)
+        .example_for(split, seq_len, seed)
         .map_err(|e| InvalidInput(e.to_string()))?;
     println!(
         "{} (vocab {}), seq_len {seq_len}, seed {seed}: {} tokens, {} scored; · = ignored (-100)",

@@ -3,7 +3,8 @@
 //! and an error for every impossible configuration.
 
 use mamba_vs_transformer::tasks::{
-    copying, eval_seed, induction, mqar, selective_copy, train_seed, Task, EVAL_SEED_BASE, IGNORE,
+    copying, eval_seed, induction, mqar, selective_copy, train_seed, Split, Task, EVAL_SEED_BASE,
+    IGNORE,
 };
 
 fn scored(targets: &[i64]) -> Vec<usize> {
@@ -111,6 +112,50 @@ fn induction_heads_targets_the_token_after_the_first_special() {
 }
 
 #[test]
+fn copying_trains_on_every_length_from_min_len_and_evaluates_at_one() {
+    let task = Task::Copying(copying::Config {
+        min_len: Some(2),
+        ..copying::Config::default()
+    });
+    let mut lengths = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        let e = task.example_for(Split::Train, 6, seed).unwrap();
+        assert_eq!(
+            (e.inputs.len(), e.targets.len()),
+            (14, 14),
+            "padded to 2·6 + 2"
+        );
+        let sep = e.inputs.iter().position(|t| *t == 1).unwrap();
+        let len = sep - 1;
+        lengths.insert(len);
+        // `$ s | s .`, then end tokens with nothing to predict.
+        assert_eq!(&e.inputs[1..sep], &e.inputs[sep + 1..sep + 1 + len]);
+        assert_eq!(&e.targets[sep..sep + len], &e.inputs[1..sep]);
+        assert_eq!(e.targets[sep + len], 2);
+        assert_eq!(scored(&e.targets), (sep..=sep + len).collect::<Vec<_>>());
+        assert!(e.inputs[2 * len + 2..].iter().all(|t| *t == 2));
+    }
+    assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [2, 3, 4, 5, 6]);
+    for seed in 0..20 {
+        let e = task.example(6, seed).unwrap();
+        assert_eq!(
+            scored(&e.targets).len(),
+            7,
+            "evaluation copies all 6 letters"
+        );
+    }
+    let too_long = Task::Copying(copying::Config {
+        min_len: Some(7),
+        ..copying::Config::default()
+    });
+    assert!(too_long.example_for(Split::Train, 6, 0).is_err());
+    assert!(
+        too_long.example(6, 0).is_ok(),
+        "min_len is for training only"
+    );
+}
+
+#[test]
 fn copying_and_phonebook_ask_for_the_copy() {
     let copy = Task::Copying(copying::Config::default());
     let e = copy.example(5, 3).unwrap();
@@ -164,9 +209,9 @@ fn same_seed_same_data_other_seed_other_data() {
         } else {
             32
         };
-        let a = task.batch(len, 3, 11).unwrap();
-        let b = task.batch(len, 3, 11).unwrap();
-        let c = task.batch(len, 3, 12).unwrap();
+        let a = task.batch(Split::Train, len, 3, 11).unwrap();
+        let b = task.batch(Split::Train, len, 3, 11).unwrap();
+        let c = task.batch(Split::Train, len, 3, 12).unwrap();
         assert!(
             a.inputs.equal(&b.inputs) && a.targets.equal(&b.targets),
             "{}",

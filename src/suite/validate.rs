@@ -11,6 +11,7 @@ use crate::claims::ClaimKind;
 use crate::device::DeviceSpec;
 use crate::models::{transformer, Component, Family};
 use crate::scan::ScanImpl;
+use crate::tasks::Split;
 use std::collections::HashSet;
 
 /// What the machine offers, passed in so that validation is testable without a GPU.
@@ -481,14 +482,12 @@ fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &Suite) {
         c.positive(at("eval_seq_len"), lengths);
     }
     // Every training and evaluation length must make a valid example.
-    let lengths = exp
-        .grid
-        .seq_len
-        .iter()
-        .chain(exp.eval_seq_len.iter().flatten());
+    let train = exp.grid.seq_len.iter().map(|l| (Split::Train, *l));
+    let eval = exp.eval_seq_len.iter().flatten().map(|l| (Split::Eval, *l));
+    let lengths: Vec<(Split, i64)> = train.chain(eval).filter(|(_, l)| *l >= 1).collect();
     'tasks: for task in tasks.variants() {
-        for len in lengths.clone().filter(|l| **l >= 1) {
-            if let Err(e) = task.example(*len, 0) {
+        for &(split, len) in &lengths {
+            if let Err(e) = task.example_for(split, len, 0) {
                 c.fail(at("task"), format!("at length {len}: {e}"));
                 break 'tasks;
             }

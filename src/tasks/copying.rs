@@ -10,6 +10,16 @@
 //! targets:  ·  ·  ·  ·  5  3  4  2      (· = -100)
 //! ```
 //!
+//! With `min_len`, training strings take every length from `min_len` to `seq_len` (uniformly),
+//! as Jelassi et al. train, and end tokens pad each example to the length of the longest, with
+//! no targets; evaluation strings have exactly `seq_len` letters. A training example with
+//! min_len 2 at seq_len 3 may be s = "ca":
+//!
+//! ```text
+//! inputs:   0  5  3  1  5  3  2  2
+//! targets:  ·  ·  ·  5  3  2  ·  ·
+//! ```
+//!
 //! **Phonebook** `$ name : number , … | name : number .`: `seq_len` entries of distinct
 //! `name_len`-letter names and `number_len`-digit numbers, then one of the names as a query;
 //! the model must produce its number. Tokens: 0 `$`, 1 `:`, 2 `,`, 3 `|`, 4 `.`, digits from 5,
@@ -21,7 +31,7 @@
 //! ```
 
 use super::rng::Rng;
-use super::{impossible, Example, TaskError, IGNORE};
+use super::{impossible, Example, Split, TaskError, IGNORE};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +40,9 @@ pub struct Config {
     /// Letters in the alphabet (26: a–z).
     #[serde(default = "defaults::alphabet")]
     pub alphabet: i64,
+    /// The shortest training string; absent, training strings have exactly `seq_len` letters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_len: Option<i64>,
 }
 
 mod defaults {
@@ -48,6 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             alphabet: defaults::alphabet(),
+            min_len: None,
         }
     }
 }
@@ -62,7 +76,7 @@ impl Config {
         FIRST_LETTER + self.alphabet
     }
 
-    pub fn example(&self, seq_len: i64, rng: &mut Rng) -> Result<Example, TaskError> {
+    pub fn example(&self, split: Split, seq_len: i64, rng: &mut Rng) -> Result<Example, TaskError> {
         if seq_len < 1 || self.alphabet < 1 {
             return Err(impossible(
                 "copying",
@@ -72,6 +86,28 @@ impl Config {
                 ),
             ));
         }
+        let len = match (split, self.min_len) {
+            (Split::Train, Some(min_len)) if !(1..=seq_len).contains(&min_len) => {
+                return Err(impossible(
+                    "copying",
+                    format!(
+                        "min_len ({min_len}) must be from 1 to the training length ({seq_len})"
+                    ),
+                ));
+            }
+            (Split::Train, Some(min_len)) => rng.range(min_len, seq_len + 1),
+            _ => seq_len,
+        };
+        let mut example = self.copy_of(len, rng);
+        // Padding after the end token: a causal model's predictions before it cannot see it.
+        let full = 2 * seq_len as usize + 2;
+        example.inputs.resize(full, END);
+        example.targets.resize(full, IGNORE);
+        Ok(example)
+    }
+
+    /// `$ s | s .` for a random string s of `seq_len` letters.
+    fn copy_of(&self, seq_len: i64, rng: &mut Rng) -> Example {
         let s: Vec<i64> = (0..seq_len)
             .map(|_| rng.range(FIRST_LETTER, self.vocab_size()))
             .collect();
@@ -84,7 +120,7 @@ impl Config {
         let mut targets = vec![IGNORE; n + 1];
         targets.extend(&s);
         targets.push(END);
-        Ok(Example { inputs, targets })
+        Example { inputs, targets }
     }
 }
 

@@ -30,6 +30,14 @@ pub fn eval_seed(run_seed: u64, index: u64) -> u64 {
     EVAL_SEED_BASE + Rng::for_item(run_seed ^ 0x5eed, index).next_u64() % EVAL_SEED_BASE
 }
 
+/// What an example is for. Tasks generate both alike, except where a paper trains on a
+/// spread of sizes and tests on exact ones (copying with `min_len`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Eval,
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TaskError {
     #[error("{task}: {message}")]
@@ -100,20 +108,31 @@ impl Task {
 
     /// One example of length parameter `seq_len` (each task says what it measures).
     pub fn example(&self, seq_len: i64, seed: u64) -> Result<Example, TaskError> {
+        self.example_for(Split::Eval, seq_len, seed)
+    }
+
+    /// One example for `split`; [`Task::example`] is the evaluation one.
+    pub fn example_for(&self, split: Split, seq_len: i64, seed: u64) -> Result<Example, TaskError> {
         let mut rng = Rng::new(seed);
         match self {
             Task::Mqar(c) => c.example(seq_len, &mut rng),
             Task::SelectiveCopying(c) => c.example(seq_len, &mut rng),
             Task::InductionHeads(c) => c.example(seq_len, &mut rng),
-            Task::Copying(c) => c.example(seq_len, &mut rng),
+            Task::Copying(c) => c.example(split, seq_len, &mut rng),
             Task::Phonebook(c) => c.example(seq_len, &mut rng),
         }
     }
 
     /// `batch` examples from `seed` (example i uses its own generator derived from the seed).
-    pub fn batch(&self, seq_len: i64, batch: usize, seed: u64) -> Result<Batch, TaskError> {
+    pub fn batch(
+        &self,
+        split: Split,
+        seq_len: i64,
+        batch: usize,
+        seed: u64,
+    ) -> Result<Batch, TaskError> {
         let examples = (0..batch as u64)
-            .map(|i| self.example(seq_len, Rng::for_item(seed, i).next_u64()))
+            .map(|i| self.example_for(split, seq_len, Rng::for_item(seed, i).next_u64()))
             .collect::<Result<Vec<_>, _>>()?;
         let stack = |pick: fn(&Example) -> &Vec<i64>| {
             let rows: Vec<Tensor> = examples

@@ -4,7 +4,7 @@
 //! length: that is how a model trained at 256 tokens is evaluated at 2^20.
 
 use crate::models::lm::{LanguageModel, Mode, CHUNK_TOKENS};
-use crate::tasks::{eval_seed, Batch, Task, TaskError, IGNORE};
+use crate::tasks::{eval_seed, Batch, Split, Task, TaskError, IGNORE};
 use tch::{Kind, Tensor};
 
 /// Correct predictions over scored positions.
@@ -55,9 +55,12 @@ pub fn evaluate(
 ) -> Result<Accuracy, TaskError> {
     let mut total = Accuracy::default();
     for i in 0..set.batches as u64 {
-        let mut batch = set
-            .task
-            .batch(set.seq_len, set.batch_size, eval_seed(set.seed, i))?;
+        let mut batch = set.task.batch(
+            Split::Eval,
+            set.seq_len,
+            set.batch_size,
+            eval_seed(set.seed, i),
+        )?;
         batch.inputs = batch.inputs.to_device(device);
         batch.targets = batch.targets.to_device(device);
         total = total + accuracy(model, &batch, mode);

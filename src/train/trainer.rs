@@ -6,7 +6,7 @@
 use super::eval::{evaluate, EvalSet};
 use super::schedule::{learning_rate, Decay};
 use crate::models::lm::{LanguageModel, Mode};
-use crate::tasks::{train_seed, Task, TaskError, IGNORE};
+use crate::tasks::{train_seed, Split, Task, TaskError, IGNORE};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
@@ -144,7 +144,12 @@ pub fn train(
     while step < cfg.steps {
         let lr = learning_rate(cfg.lr, step, cfg.steps, cfg.warmup_steps, cfg.decay);
         optimizer.set_lr(lr);
-        let batch = task.batch(seq_len, cfg.batch_size, train_seed(seed, step as u64))?;
+        let batch = task.batch(
+            Split::Train,
+            seq_len,
+            cfg.batch_size,
+            train_seed(seed, step as u64),
+        )?;
         let logits = model.logits(&batch.inputs.to_device(device), Mode::Parallel);
         let loss = loss(&logits, &batch.targets.to_device(device));
         match cfg.grad_clip {
