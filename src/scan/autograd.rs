@@ -2,7 +2,7 @@
 //! [`super::cpu_fused`] through the libtorch shim in [`crate::torch_ext`].
 
 use super::cpu_fused::{self, Grads};
-use super::host::{forward_on_host, host_f32, view, view_mut, zeros, HostScan};
+use super::host::{forward_on_host, host_f32, intra_op_threads, view, view_mut, zeros, HostScan};
 use super::ScanInputs;
 use crate::torch_ext::{self, C_tensor, SCAN_INPUTS};
 use std::ffi::{c_char, c_int};
@@ -68,7 +68,12 @@ unsafe extern "C" fn forward(
     torch_ext::guard(error, error_len, || {
         let borrowed = torch_ext::borrow_array::<SCAN_INPUTS>(inputs);
         let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
-        let out = forward_on_host(&scan_inputs(&tensors, flags), threads(), false, true);
+        let out = forward_on_host(
+            &scan_inputs(&tensors, flags),
+            intra_op_threads(),
+            false,
+            true,
+        );
         let checkpoints = out.checkpoints.expect("the checkpoints were asked for");
         *y = torch_ext::into_raw(out.y);
         *saved = torch_ext::into_raw(checkpoints);
@@ -99,11 +104,6 @@ unsafe extern "C" fn backward(
         }
         Ok(())
     })
-}
-
-/// libtorch's intra-op thread count, which the kernels share.
-fn threads() -> usize {
-    tch::get_num_threads().max(1) as usize
 }
 
 /// ∂L/∂input for each of the shim's inputs (None for absent ones), fp32.
@@ -141,7 +141,7 @@ fn gradients(
             dz: dz.as_mut().map(view_mut),
             ddelta_bias: dbias.as_mut().map(view_mut),
         },
-        threads(),
+        intra_op_threads(),
     );
     [
         Some(du),

@@ -68,6 +68,11 @@ impl HostScan {
     }
 }
 
+/// libtorch's intra-op thread count, which the kernels share (they run on its pool).
+pub fn intra_op_threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
 /// What [`forward_on_host`] returns: y in the dtype of `u`, and the fp32 extras asked for.
 pub struct HostForward {
     pub y: Tensor,
