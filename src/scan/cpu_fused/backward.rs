@@ -63,7 +63,9 @@ struct Shared<'a> {
     c: Vec<f32>,
 }
 
-/// Per-thread buffers. `db` and `dc` sum over every channel the thread handles, time-major.
+/// Per-thread buffers. `db` and `dc` sum over every channel the thread handles, time-major,
+/// lane by lane: the adjoint adds whole vectors, and the lanes are summed once per thread at
+/// the end instead of at every step, state and block.
 struct Scratch {
     /// One channel's Δ and ∂Δ/∂(δ + bias) along t, before the transpose.
     row_delta: Vec<f32>,
@@ -86,8 +88,8 @@ struct Scratch {
     du: Vec<Lanes>,
     ddelta: Vec<Lanes>,
     dz: Vec<Lanes>,
-    db: Vec<f32>,
-    dc: Vec<f32>,
+    db: Vec<Lanes>,
+    dc: Vec<Lanes>,
 }
 
 impl Scratch {
@@ -119,8 +121,8 @@ impl Scratch {
             du: per_t(),
             ddelta: per_t(),
             dz: per_t(),
-            db: vec![0.0; batch * seq_len * d_state],
-            dc: vec![0.0; batch * seq_len * d_state],
+            db: vec![[0.0; LANES]; batch * seq_len * d_state],
+            dc: vec![[0.0; LANES]; batch * seq_len * d_state],
         }
     }
 }
@@ -205,8 +207,8 @@ pub fn backward(
     grads.db.fill(0.0);
     grads.dc.fill(0.0);
     for scratch in &scratches {
-        add_from_time_major(&scratch.db, dims, grads.db);
-        add_from_time_major(&scratch.dc, dims, grads.dc);
+        add_from_time_major(&sum_lanes(&scratch.db), dims, grads.db);
+        add_from_time_major(&sum_lanes(&scratch.dc), dims, grads.dc);
     }
     sum_over_batch(&da_parts, grads.da);
     if let Some(dd) = grads.dd {
@@ -215,6 +217,11 @@ pub fn backward(
     if let Some(dbias) = grads.ddelta_bias {
         sum_over_batch(&dbias_parts, dbias);
     }
+}
+
+/// Each vector's lanes summed.
+fn sum_lanes(x: &[Lanes]) -> Vec<f32> {
+    x.iter().map(|v| v.iter().sum()).collect()
 }
 
 /// out = Σ_b parts[b], where `parts` holds one `out`-sized slice per batch element.
@@ -251,8 +258,8 @@ fn adjoint_step<M: MulAdd>(
     x: Step,
     carry: &mut [Lanes],
     da: &mut [Lanes],
-    db_t: &mut [f32],
-    dc_t: &mut [f32],
+    db_t: &mut [Lanes],
+    dc_t: &mut [Lanes],
 ) -> (Lanes, Lanes, Lanes) {
     // Local copies throughout, as in `advance`, so the lane loop vectorises.
     let (delta, u, gy) = (*x.delta, *x.u, *x.gy);
@@ -263,7 +270,7 @@ fn adjoint_step<M: MulAdd>(
         let (h_t, h_prev, decay, a) = (x.h_t[n], x.h_prev[n], x.decay[n], x.a[n]);
         let (b, c) = (x.b_t[n], x.c_t[n]);
         let (mut carried, mut d_a) = (carry[n], da[n]);
-        let (mut db, mut dc) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let (mut db, mut dc) = (db_t[n], dc_t[n]);
         for l in 0..LANES {
             ch[l] = M::mul_add(h_t[l], c, ch[l]);
             let gh = M::mul_add(gy[l], c, carried[l]);
@@ -272,13 +279,12 @@ fn adjoint_step<M: MulAdd>(
             d_a[l] = M::mul_add(d_decay_decay, delta[l], d_a[l]);
             let gh_delta = gh * delta[l];
             du[l] = M::mul_add(gh_delta, b, du[l]);
-            db[l] = gh_delta * u[l];
-            dc[l] = gy[l] * h_t[l];
+            db[l] = M::mul_add(gh_delta, u[l], db[l]);
+            dc[l] = M::mul_add(gy[l], h_t[l], dc[l]);
             carried[l] = decay[l] * gh;
         }
         (carry[n], da[n]) = (carried, d_a);
-        db_t[n] += db.iter().sum::<f32>();
-        dc_t[n] += dc.iter().sum::<f32>();
+        (db_t[n], dc_t[n]) = (db, dc);
     }
     (ch, ddelta, du)
 }
