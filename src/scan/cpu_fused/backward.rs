@@ -15,8 +15,8 @@
 //! their decays Ā, from the state the forward pass kept at the chunk's start (its
 //! `checkpoints`), so one exp per state and step is paid here, as in the forward pass.
 
-use super::{add_from_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
-use super::{block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
+use super::{add_from_time_major, to_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
+use super::{block_positions, channel_chunks, channel_rows, dispatch_simd, parallel};
 use crate::scan::fast_math::{exp, exp_with, softplus, MulAdd};
 
 /// Where the gradients go; same shapes as the inputs. The optional ones are written only when
@@ -173,12 +173,8 @@ pub fn backward(
         assert_eq!(dz.len(), seq, "dz");
         channel_chunks(dz, d_inner, seq_len)
     });
-    let checkpoint_width = dims.chunks() * d_state;
-    let checkpoint_blocks = checkpoints
-        .chunks(d_inner * checkpoint_width)
-        .flat_map(|b| b.chunks(LANES * checkpoint_width));
     let blocks: Vec<Block> = block_positions(dims)
-        .zip(checkpoint_blocks)
+        .zip(channel_rows(checkpoints, d_inner, dims.chunks() * d_state))
         .zip(channel_chunks(grads.du, d_inner, seq_len))
         .zip(channel_chunks(grads.ddelta, d_inner, seq_len))
         .zip(channel_chunks(&mut da_parts, d_inner, d_state))

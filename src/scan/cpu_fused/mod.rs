@@ -127,6 +127,12 @@ fn channel_chunks(
         .flat_map(move |b| b.chunks_mut(LANES * width))
 }
 
+/// [`channel_chunks`] of a slice that is only read.
+fn channel_rows(data: &[f32], d_inner: usize, width: usize) -> impl Iterator<Item = &[f32]> {
+    data.chunks(d_inner * width)
+        .flat_map(move |b| b.chunks(LANES * width))
+}
+
 /// Runs `work` on every item, in at most `threads` ranges on libtorch's intra-op pool (so the
 /// kernel never competes with libtorch for cores), each range with its own scratch from
 /// `init`. Returns every range's scratch.
