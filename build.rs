@@ -41,7 +41,17 @@ fn compile_shim(lib_dir: &Path) {
         .parent()
         .expect("libtorch's lib folder has a parent");
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    // `at::parallel_for` is a header template: in an OpenMP build of libtorch (one that ships
+    // libgomp) it is an `omp parallel` region, which compiles to a serial loop unless the shim
+    // is built with OpenMP too. The shim then calls libtorch's own libgomp, so there is one
+    // OpenMP runtime and one pool of threads in the process.
+    let gomp = lib_dir.join("libgomp.so.1");
+    if gomp.exists() {
+        build.flag("-fopenmp");
+        println!("cargo:rustc-link-arg={}", canonical(&gomp).display());
+    }
+    build
         .cpp(true)
         .pic(true)
         .warnings(false)

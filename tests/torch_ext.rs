@@ -1,5 +1,5 @@
-//! The shim's switches that tch lacks: which fused-attention kernels SDPA may use, and
-//! autocast's compute dtype.
+//! The shim's switches that tch lacks (which fused-attention kernels SDPA may use, and
+//! autocast's compute dtype), and its `parallel_for` on libtorch's threads.
 
 use mamba_vs_transformer::torch_ext::{
     self, sdp_backends, set_autocast, set_sdp_backends, SdpBackends,
@@ -57,4 +57,24 @@ fn the_current_cuda_stream_is_the_default_one_or_an_error() {
         assert!(!error.to_string().is_empty());
         println!("SKIPPED on this machine (no CUDA): {error}");
     }
+}
+
+/// The Rust kernels get their threads from `parallel_for`. If the shim's `at::parallel_for`
+/// were compiled without OpenMP, every range would run on the calling thread, silently.
+#[test]
+fn parallel_for_runs_ranges_on_libtorch_threads() {
+    tch::set_num_threads(2);
+    let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+    torch_ext::parallel_for(2, 1, |_| {
+        let mut seen = threads.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(std::thread::current().id());
+    });
+    assert_eq!(
+        threads
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .len(),
+        2,
+        "two ranges, two threads"
+    );
 }
