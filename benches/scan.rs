@@ -8,7 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mamba_vs_transformer::models::mamba::{Config, Mixer};
-use mamba_vs_transformer::scan::fast_math::{self, Fused, MulAdd, Separate};
+use mamba_vs_transformer::scan::cpu_fused::{roofline, LANES};
 use mamba_vs_transformer::scan::{ScanImpl, ScanTensors};
 use std::hint::black_box;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
@@ -85,10 +85,10 @@ fn scan_forward_backward(c: &mut Criterion) {
     group.finish();
 }
 
-/// The scan's arithmetic without its memory traffic: the kernel's inner step (per state index
-/// and lane one exp and two FMAs, 16 states × 8 lanes per step) on operands that stay in
-/// registers and L1, split over the same threads. No scan can beat this on this CPU.
-fn roofline(c: &mut Criterion) {
+/// The scan's arithmetic without its memory traffic: the kernel's own inner step (per state
+/// index and lane one exp and two FMAs) on operands that stay in registers and L1, split over
+/// the same threads. No scan can beat this on this CPU.
+fn scan_roofline(c: &mut Criterion) {
     let mut group = c.benchmark_group("scan_roofline");
     group.sample_size(10);
     let threads = tch::get_num_threads().max(1) as usize;
@@ -103,52 +103,13 @@ fn roofline(c: &mut Criterion) {
 }
 
 fn exp_fma_work(per_thread: usize, threads: usize) -> f32 {
+    let steps = per_thread / (roofline::D_STATE * LANES);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|i| scope.spawn(move || exp_fma_steps(per_thread / (16 * 8), i as f32)))
+            .map(|i| scope.spawn(move || roofline::steps(steps, i as f32)))
             .collect();
         handles.into_iter().map(|h| h.join().expect("worker")).sum()
     })
-}
-
-/// `steps` time steps of a 16-state, 8-lane block, as the kernel's `advance` runs them.
-fn exp_fma_steps(steps: usize, seed: f32) -> f32 {
-    #[inline(always)]
-    fn body<M: MulAdd>(steps: usize, seed: f32) -> f32 {
-        let a: [[f32; 8]; 16] = std::array::from_fn(|n| [-(n as f32 + 1.0); 8]);
-        let delta: [f32; 8] = std::array::from_fn(|l| 1e-3 * (l as f32 + 1.0));
-        let delta_u: [f32; 8] = std::array::from_fn(|l| 0.5 * delta[l]);
-        let mut h = [[seed; 8]; 16];
-        let mut total = [0.0f32; 8];
-        for step in 0..steps {
-            let (b, c) = ((step & 7) as f32 * 0.1, (step & 3) as f32 * 0.2);
-            let mut ch = [0.0f32; 8];
-            for (state, a) in h.iter_mut().zip(&a) {
-                let (mut s, a) = (*state, *a);
-                for l in 0..8 {
-                    let decay = fast_math::exp_with::<M>(delta[l] * a[l]);
-                    s[l] = M::mul_add(decay, s[l], delta_u[l] * b);
-                    ch[l] = M::mul_add(s[l], c, ch[l]);
-                }
-                *state = s;
-            }
-            for l in 0..8 {
-                total[l] += ch[l];
-            }
-        }
-        total.iter().sum()
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(steps: usize, seed: f32) -> f32 {
-        body::<Fused>(steps, seed)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features.
-        return unsafe { avx2(steps, seed) };
-    }
-    body::<Separate>(steps, seed)
 }
 
 /// The whole Mamba mixer at d_model 768 against its four projections alone, the matmul floor.
@@ -199,7 +160,7 @@ criterion_group!(
     benches,
     scan_forward,
     scan_forward_backward,
-    roofline,
+    scan_roofline,
     mixer
 );
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! Forward pass: y = (C h + D u) · SiLU(z), and optionally the last state and the states the
 //! backward pass starts its chunks from.
 
+use super::tile::{self, Rows};
 use super::{advance, block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
 use super::{BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use crate::scan::fast_math::{silu, softplus};
@@ -25,15 +26,17 @@ struct Shared<'a> {
     c: Vec<f32>,
 }
 
-/// Per-thread buffers, reused across blocks.
+/// Steps per tile: each tile's u, Δ and z are transposed in one go, and its y out.
+const TILE: usize = 256;
+
+/// Per-thread buffers for one tile of a block, reused across tiles and blocks: 16 KiB each,
+/// so they stay in L2 while the tile runs.
 struct Scratch {
-    row: Vec<f32>,
-    /// Δ per (t, lane).
+    /// δ (Δ before bias and softplus), u, z and y per (step, lane).
     delta: Vec<Lanes>,
-    /// Δ·u per (t, lane).
-    delta_u: Vec<Lanes>,
-    /// C·h per (t, lane).
-    ch: Vec<Lanes>,
+    u: Vec<Lanes>,
+    z: Vec<Lanes>,
+    y: Vec<Lanes>,
     /// A per (n, lane).
     a: Vec<Lanes>,
     /// The state h per (n, lane).
@@ -44,17 +47,15 @@ struct Scratch {
 
 impl Scratch {
     fn new(dims: Dims) -> Self {
-        let Dims {
-            seq_len, d_state, ..
-        } = dims;
+        let per_step = || vec![[0.0; LANES]; TILE];
         Self {
-            row: vec![0.0; seq_len],
-            delta: vec![[0.0; LANES]; seq_len],
-            delta_u: vec![[0.0; LANES]; seq_len],
-            ch: vec![[0.0; LANES]; seq_len],
-            a: vec![[0.0; LANES]; d_state],
-            h: vec![[0.0; LANES]; d_state],
-            checkpoints: vec![[0.0; LANES]; dims.chunks() * d_state],
+            delta: per_step(),
+            u: per_step(),
+            z: per_step(),
+            y: per_step(),
+            a: vec![[0.0; LANES]; dims.d_state],
+            h: vec![[0.0; LANES]; dims.d_state],
+            checkpoints: vec![[0.0; LANES]; dims.chunks() * dims.d_state],
         }
     }
 }
@@ -122,66 +123,70 @@ scan_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
     let inputs = shared.inputs;
     let BlockPos { batch, first_channel, lanes } = block.pos;
-    let row = |lane: usize| {
-        let start = (batch * d_inner + first_channel + lane) * seq_len;
-        start..start + seq_len
+    let rows = Rows { stride: seq_len, lanes };
+    // The block's rows of u, δ and z start here.
+    let first_row = (batch * d_inner + first_channel) * seq_len;
+    let per_lane = |values: Option<&[f32]>| -> Lanes {
+        std::array::from_fn(|lane| match values {
+            Some(v) if lane < lanes => v[first_channel + lane],
+            _ => 0.0,
+        })
     };
-
-    // Prologue: Δ = softplus(Δ + bias) and Δu, transposed to (t, lane).
-    s.delta.fill([0.0; LANES]);
-    s.delta_u.fill([0.0; LANES]);
-    s.a.fill([0.0; LANES]);
-    for lane in 0..lanes {
-        let channel = first_channel + lane;
-        let bias = inputs.delta_bias.map_or(0.0, |b| b[channel]);
-        let (delta, u) = (&inputs.delta[row(lane)], &inputs.u[row(lane)]);
-        if inputs.delta_softplus {
-            for (out, &x) in s.row.iter_mut().zip(delta) {
-                *out = softplus(x + bias);
-            }
-        } else {
-            for (out, &x) in s.row.iter_mut().zip(delta) {
-                *out = x + bias;
-            }
-        }
-        let transposed = s.delta.iter_mut().zip(s.delta_u.iter_mut());
-        for (((delta, delta_u), &dt), &u) in transposed.zip(&s.row).zip(u) {
-            delta[lane] = dt;
-            delta_u[lane] = dt * u;
-        }
-        for (n, a) in s.a.iter_mut().enumerate() {
-            a[lane] = inputs.a[channel * d_state + n];
-        }
+    let (bias, d) = (per_lane(inputs.delta_bias), per_lane(inputs.d));
+    for (n, a) in s.a.iter_mut().enumerate() {
+        *a = std::array::from_fn(|lane| match lane < lanes {
+            true => inputs.a[(first_channel + lane) * d_state + n],
+            false => 0.0,
+        });
     }
-
-    // The recurrence, Eq. (2a)/(2b): h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t u_t,  y_t = C_t h_t.
-    s.h.fill([0.0; LANES]);
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
-    for t in 0..seq_len {
-        if t % CHUNK == 0 {
-            let at = t / CHUNK * d_state;
-            s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
+
+    let has_z = inputs.z.is_some();
+    s.h.fill([0.0; LANES]);
+    for tile_start in (0..seq_len).step_by(TILE) {
+        let (t0, t1) = (tile_start, (tile_start + TILE).min(seq_len));
+        let steps = t1 - t0;
+
+        tile::gather(&inputs.delta[first_row..], rows, t0, &mut s.delta[..steps]);
+        tile::gather(&inputs.u[first_row..], rows, t0, &mut s.u[..steps]);
+        if let Some(z) = inputs.z {
+            tile::gather(&z[first_row..], rows, t0, &mut s.z[..steps]);
         }
-        let b_t = &b_all[t * d_state..(t + 1) * d_state];
-        let c_t = &c_all[t * d_state..(t + 1) * d_state];
-        s.ch[t] = advance::<M>(&mut s.h, &s.a, &s.delta[t], &s.delta_u[t], b_t, c_t);
+        // One loop over the steps does all the per-lane work: LLVM vectorises the lanes of
+        // each step, where a separate loop of lane-wise work it would vectorise across steps,
+        // with gathers.
+        for (k, t) in (t0..t1).enumerate() {
+            if t % CHUNK == 0 {
+                let at = t / CHUNK * d_state;
+                s.checkpoints[at..at + d_state].copy_from_slice(&s.h);
+            }
+            // Δ = softplus(δ + bias).
+            let (raw, u, z) = (s.delta[k], s.u[k], s.z[k]);
+            let mut delta = [0.0f32; LANES];
+            let mut delta_u = [0.0f32; LANES];
+            for l in 0..LANES {
+                let x = raw[l] + bias[l];
+                delta[l] = if inputs.delta_softplus { softplus(x) } else { x };
+                delta_u[l] = delta[l] * u[l];
+            }
+            // The recurrence, Eq. (2a)/(2b): h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t u_t,  y_t = C_t h_t.
+            let (b_t, c_t) = (&b_all[t * d_state..(t + 1) * d_state], &c_all[t * d_state..(t + 1) * d_state]);
+            let ch = advance::<M>(&mut s.h, &s.a, &delta, &delta_u, b_t, c_t);
+            // y = (C h + D u) · SiLU(z).
+            let mut y = [0.0f32; LANES];
+            for l in 0..LANES {
+                y[l] = M::mul_add(d[l], u[l], ch[l]);
+                if has_z {
+                    y[l] *= silu(z[l]);
+                }
+            }
+            s.y[k] = y;
+        }
+        tile::scatter(&s.y[..steps], block.y, rows, t0);
     }
 
-    // Epilogue: y = (C h + D u) · SiLU(z), back to (lane, t).
     for lane in 0..lanes {
-        let channel = first_channel + lane;
-        let u = &inputs.u[row(lane)];
-        let d = inputs.d.map_or(0.0, |d| d[channel]);
-        let y = &mut block.y[lane * seq_len..(lane + 1) * seq_len];
-        for ((y, ch), &u) in y.iter_mut().zip(&s.ch).zip(u) {
-            *y = ch[lane] + d * u;
-        }
-        if let Some(z) = inputs.z {
-            for (y, &z) in y.iter_mut().zip(&z[row(lane)]) {
-                *y *= silu(z);
-            }
-        }
         if let Some(state) = block.state.as_deref_mut() {
             for (n, h) in s.h.iter().enumerate() {
                 state[lane * d_state + n] = h[lane];

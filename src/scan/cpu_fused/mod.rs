@@ -8,19 +8,21 @@
 //!
 //! Vectorisation runs across channels: one SIMD lane per channel, [`LANES`] channels at a time,
 //! so every operation of the recurrence is element-wise. A block's rows are transposed into
-//! (seq_len, LANES) scratch first. Unused lanes of the last block hold zeros, which keep a zero
-//! state and contribute nothing.
+//! (step, lane) tiles, a few hundred steps at a time ([`tile`]). Unused lanes of the last block
+//! hold zeros, which keep a zero state and contribute nothing.
 
 pub mod backward;
 pub mod forward;
+pub mod roofline;
+mod tile;
 
 use crate::scan::fast_math::{exp_with, MulAdd};
 
 pub use backward::{backward, Grads};
 pub use forward::{forward, Outputs};
 
-/// Channels per block: one 256-bit vector of f32.
-pub const LANES: usize = 8;
+/// Channels per block: one 512-bit vector of f32 under AVX-512, two 256-bit ones under AVX2.
+pub const LANES: usize = 16;
 
 /// Steps between the states the forward pass keeps for the backward one: memory O(L/CHUNK · N)
 /// per channel instead of O(L · N), and a chunk's recomputed states stay in L1.
@@ -229,22 +231,37 @@ fn add_from_time_major(x: &[f32], dims: Dims, out: &mut [f32]) {
     }
 }
 
-/// Calls `$body` compiled for AVX2 + FMA when the CPU has them, else for the baseline target.
-/// The body is generic over `$mul_add`, a [`MulAdd`]: [`Fused`](crate::scan::fast_math::Fused)
-/// in the AVX2 + FMA variant, [`Separate`](crate::scan::fast_math::Separate) in the other. It
-/// is inlined into each variant, so the compiler vectorises it for each.
+/// Calls `$body` compiled for the widest vectors the CPU has: AVX-512 (with FMA), else AVX2 +
+/// FMA, else the baseline target. The body is generic over `$mul_add`, a [`MulAdd`]:
+/// [`Fused`](crate::scan::fast_math::Fused) in the FMA variants,
+/// [`Separate`](crate::scan::fast_math::Separate) in the other. It is inlined into each
+/// variant, so the compiler vectorises it for each.
 macro_rules! dispatch_simd {
-    ($name:ident<$mul_add:ident>($($arg:ident: $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
+    ($(#[$doc:meta])* $vis:vis $name:ident<$mul_add:ident>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<$mul_add: crate::scan::fast_math::MulAdd>($($arg: $ty),*) $body
+            fn body<$mul_add: crate::scan::fast_math::MulAdd>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($arg: $ty),*) {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                 body::<crate::scan::fast_math::Fused>($($arg),*)
             }
 
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                body::<crate::scan::fast_math::Fused>($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports the features `avx512` is compiled for.
+                return unsafe { avx512($($arg),*) };
+            }
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
