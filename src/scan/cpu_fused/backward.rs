@@ -15,6 +15,7 @@
 //! their decays Ā, from the state the forward pass kept at the chunk's start (its
 //! `checkpoints`), so one exp per state and step is paid here, as in the forward pass.
 
+use super::tile::{self, Rows};
 use super::{add_from_time_major, to_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use super::{block_positions, channel_chunks, channel_rows, dispatch_simd, parallel};
 use crate::scan::fast_math::{exp, exp_with, softplus, MulAdd};
@@ -67,11 +68,9 @@ struct Shared<'a> {
 /// lane by lane: the adjoint adds whole vectors, and the lanes are summed once per thread at
 /// the end instead of at every step, state and block.
 struct Scratch {
-    /// One channel's Δ and ∂Δ/∂(δ + bias) along t, before the transpose.
-    row_delta: Vec<f32>,
-    row_dsoftplus: Vec<f32>,
     /// ∂Δ/∂(δ + bias): σ(δ + bias) under the softplus, else 1.
     dsoftplus: Vec<Lanes>,
+    /// δ, then Δ once the reverse sweep has recomputed its chunk.
     delta: Vec<Lanes>,
     u: Vec<Lanes>,
     g: Vec<Lanes>,
@@ -103,8 +102,6 @@ impl Scratch {
         let per_t = || vec![[0.0; LANES]; seq_len];
         let per_n = || vec![[0.0; LANES]; d_state];
         Self {
-            row_delta: vec![0.0; seq_len],
-            row_dsoftplus: vec![0.0; seq_len],
             dsoftplus: per_t(),
             delta: per_t(),
             u: per_t(),
@@ -321,51 +318,30 @@ backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
     let inputs = shared.inputs;
     let BlockPos { batch, first_channel, lanes } = block.pos;
-    let row = |lane: usize| {
-        let start = (batch * d_inner + first_channel + lane) * seq_len;
-        start..start + seq_len
-    };
-
-    // Prologue: everything per (t, lane), zeros in unused lanes.
-    for buffer in [&mut s.dsoftplus, &mut s.delta, &mut s.u, &mut s.g, &mut s.z] {
-        buffer.fill([0.0; LANES]);
+    // Prologue: δ, u, g and z per (t, lane), zeros in unused lanes; Δ comes from δ as the
+    // reverse sweep recomputes each chunk.
+    let rows = Rows { stride: seq_len, lanes };
+    let first_row = (batch * d_inner + first_channel) * seq_len;
+    tile::gather(&inputs.delta[first_row..], rows, 0, &mut s.delta);
+    tile::gather(&inputs.u[first_row..], rows, 0, &mut s.u);
+    tile::gather(&shared.grad_out[first_row..], rows, 0, &mut s.g);
+    match inputs.z {
+        Some(z) => tile::gather(&z[first_row..], rows, 0, &mut s.z),
+        None => s.z.fill([0.0; LANES]),
     }
-    s.a.fill([0.0; LANES]);
-    s.d = [0.0; LANES];
-    for lane in 0..lanes {
-        let channel = first_channel + lane;
-        let bias = inputs.delta_bias.map_or(0.0, |b| b[channel]);
-        // Δ = softplus(δ + bias) and ∂Δ/∂(δ + bias) = σ(δ + bias), computed along the row
-        // so that the loop vectorises, then transposed.
-        let raw = &inputs.delta[row(lane)];
-        if inputs.delta_softplus {
-            for ((delta, dsoftplus), &x) in s.row_delta.iter_mut().zip(s.row_dsoftplus.iter_mut()).zip(raw) {
-                (*delta, *dsoftplus) = (softplus(x + bias), sigmoid(x + bias));
-            }
-        } else {
-            for ((delta, dsoftplus), &x) in s.row_delta.iter_mut().zip(s.row_dsoftplus.iter_mut()).zip(raw) {
-                (*delta, *dsoftplus) = (x + bias, 1.0);
-            }
-        }
-        let transposed = s.delta.iter_mut().zip(s.dsoftplus.iter_mut());
-        for ((delta, dsoftplus), (&x, &dx)) in transposed.zip(s.row_delta.iter().zip(&s.row_dsoftplus)) {
-            (delta[lane], dsoftplus[lane]) = (x, dx);
-        }
-        for (u, &x) in s.u.iter_mut().zip(&inputs.u[row(lane)]) {
-            u[lane] = x;
-        }
-        for (g, &x) in s.g.iter_mut().zip(&shared.grad_out[row(lane)]) {
-            g[lane] = x;
-        }
-        if let Some(z) = inputs.z {
-            for (zt, &x) in s.z.iter_mut().zip(&z[row(lane)]) {
-                zt[lane] = x;
-            }
-        }
-        for (n, a) in s.a.iter_mut().enumerate() {
-            a[lane] = inputs.a[channel * d_state + n];
-        }
-        s.d[lane] = inputs.d.map_or(0.0, |d| d[channel]);
+    let per_lane = |values: Option<&[f32]>| -> Lanes {
+        std::array::from_fn(|lane| match values {
+            Some(v) if lane < lanes => v[first_channel + lane],
+            _ => 0.0,
+        })
+    };
+    let bias = per_lane(inputs.delta_bias);
+    s.d = per_lane(inputs.d);
+    for (n, a) in s.a.iter_mut().enumerate() {
+        *a = std::array::from_fn(|lane| match lane < lanes {
+            true => inputs.a[(first_channel + lane) * d_state + n],
+            false => 0.0,
+        });
     }
 
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
@@ -373,11 +349,7 @@ backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
 
     // The forward pass's checkpoints, per (chunk, n, lane).
     let width = s.checkpoints.len();
-    for lane in 0..lanes {
-        for (h, &x) in s.checkpoints.iter_mut().zip(&block.checkpoints[lane * width..(lane + 1) * width]) {
-            h[lane] = x;
-        }
-    }
+    tile::gather(block.checkpoints, Rows { stride: width, lanes }, 0, &mut s.checkpoints);
 
     // Backwards chunk by chunk: recompute the chunk's states, then run the adjoint.
     s.carry.fill([0.0; LANES]);
@@ -389,6 +361,18 @@ backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         let checkpoint = &s.checkpoints[chunk * d_state..(chunk + 1) * d_state];
         s.h.copy_from_slice(checkpoint);
         for t in t0..t1 {
+            // Δ = softplus(δ + bias) and ∂Δ/∂(δ + bias) = σ(δ + bias), in place of δ.
+            let raw = s.delta[t];
+            let (mut delta, mut dsoftplus) = ([0.0f32; LANES], [1.0f32; LANES]);
+            for l in 0..LANES {
+                let x = raw[l] + bias[l];
+                if inputs.delta_softplus {
+                    (delta[l], dsoftplus[l]) = (softplus(x), sigmoid(x));
+                } else {
+                    delta[l] = x;
+                }
+            }
+            (s.delta[t], s.dsoftplus[t]) = (delta, dsoftplus);
             let at = (t - t0) * d_state;
             let decays = &mut s.decays[at..at + d_state];
             recompute::<M>(&mut s.h, decays, &s.a, &s.delta[t], &s.u[t], &b_all[t * d_state..(t + 1) * d_state]);
@@ -437,20 +421,13 @@ backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         }
     }
 
-    // Epilogue: back to (lane, t) rows and per-lane sums.
+    // Epilogue: back to (lane, t) rows, and the per-lane sums.
+    tile::scatter(&s.du, block.du, rows, 0);
+    tile::scatter(&s.ddelta, block.ddelta, rows, 0);
+    if let Some(dz) = block.dz.as_deref_mut() {
+        tile::scatter(&s.dz, dz, rows, 0);
+    }
     for lane in 0..lanes {
-        let rows = lane * seq_len..(lane + 1) * seq_len;
-        for (out, du) in block.du[rows.clone()].iter_mut().zip(&s.du) {
-            *out = du[lane];
-        }
-        for (out, ddelta) in block.ddelta[rows.clone()].iter_mut().zip(&s.ddelta) {
-            *out = ddelta[lane];
-        }
-        if let Some(dz) = block.dz.as_deref_mut() {
-            for (out, d) in dz[rows].iter_mut().zip(&s.dz) {
-                *out = d[lane];
-            }
-        }
         for (n, da) in s.da.iter().enumerate() {
             block.da[lane * d_state + n] = da[lane];
         }

@@ -186,18 +186,12 @@ scan_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         tile::scatter(&s.y[..steps], block.y, rows, t0);
     }
 
-    for lane in 0..lanes {
-        if let Some(state) = block.state.as_deref_mut() {
-            for (n, h) in s.h.iter().enumerate() {
-                state[lane * d_state + n] = h[lane];
-            }
-        }
-        if let Some(checkpoints) = block.checkpoints.as_deref_mut() {
-            let width = s.checkpoints.len();
-            for (out, h) in checkpoints[lane * width..(lane + 1) * width].iter_mut().zip(&s.checkpoints) {
-                *out = h[lane];
-            }
-        }
+    if let Some(state) = block.state.as_deref_mut() {
+        tile::scatter(&s.h, state, Rows { stride: d_state, lanes }, 0);
+    }
+    if let Some(checkpoints) = block.checkpoints.as_deref_mut() {
+        let width = s.checkpoints.len();
+        tile::scatter(&s.checkpoints, checkpoints, Rows { stride: width, lanes }, 0);
     }
 }
 }
