@@ -2,6 +2,7 @@
 //! same hardware and the same work. The `mvt` binary is a thin shell over this library.
 
 pub mod analysis;
+pub mod causal_conv;
 pub mod claims;
 pub mod device;
 pub mod environment;
@@ -13,6 +14,7 @@ pub mod results;
 pub mod runner;
 pub mod scan;
 pub mod selfcheck;
+pub mod slices;
 pub mod suite;
 pub mod tasks;
 pub mod torch_ext;

@@ -7,6 +7,7 @@
 
 use super::norm::RmsNorm;
 use super::{token_embedding, untied_lm_head, Decoder};
+use crate::causal_conv;
 use crate::scan::{ScanImpl, ScanInputs};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
@@ -301,11 +302,11 @@ impl Mixer {
                 [0],
                 [1],
                 self.d_inner,
-            ),
-            // Causal depthwise convolution: pad both sides, keep the first seq_len outputs.
-            _ => self.conv1d.forward(&x).narrow(2, 0, seq_len),
-        }
-        .silu();
+            )
+            .silu(),
+            // From the start of the sequence: the causal depthwise convolution, zeros before it.
+            _ => causal_conv::conv_silu(&x, &self.conv1d.ws, self.conv1d.bs.as_ref()),
+        };
 
         // Selection (Algorithm 2, lines 2-4): Δ, B, C are functions of the input.
         let x_dbl = self.x_proj.forward(&x.transpose(1, 2)); // (batch, seq_len, r + 2N)

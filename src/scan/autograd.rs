@@ -2,10 +2,10 @@
 //! [`super::cpu_fused`] through the libtorch shim in [`crate::torch_ext`].
 
 use super::cpu_fused::{self, Grads};
-use super::host::{forward_on_host, host_f32, intra_op_threads, view, view_mut, zeros, HostScan};
+use super::host::{forward_on_host, HostScan};
 use super::ScanInputs;
-use crate::torch_ext::{self, C_tensor, SCAN_INPUTS};
-use std::ffi::{c_char, c_int};
+use crate::slices::{host_f32, output, view, view_mut};
+use crate::torch_ext::{self, intra_op_threads, Node, NODE_INPUTS};
 use tch::Tensor;
 
 const HAS_D: i64 = 1;
@@ -38,12 +38,11 @@ pub fn cpu_fused(inputs: &ScanInputs) -> Tensor {
         inputs.z.unwrap_or(&absent),
         inputs.delta_bias.unwrap_or(&absent),
     ];
-    torch_ext::apply_selective_scan(tensors, flags, forward, backward)
-        .unwrap_or_else(|e| panic!("{e}"))
+    torch_ext::apply_node::<FusedScan>(tensors, flags).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The shim's tensors as scan inputs.
-fn scan_inputs<'a>(t: &[&'a Tensor; SCAN_INPUTS], flags: i64) -> ScanInputs<'a> {
+fn scan_inputs<'a>(t: &[&'a Tensor; NODE_INPUTS], flags: i64) -> ScanInputs<'a> {
     ScanInputs {
         u: t[0],
         delta: t[1],
@@ -57,53 +56,23 @@ fn scan_inputs<'a>(t: &[&'a Tensor; SCAN_INPUTS], flags: i64) -> ScanInputs<'a> 
     }
 }
 
-unsafe extern "C" fn forward(
-    inputs: *const *const C_tensor,
-    flags: i64,
-    y: *mut *mut C_tensor,
-    saved: *mut *mut C_tensor,
-    error: *mut c_char,
-    error_len: usize,
-) -> c_int {
-    torch_ext::guard(error, error_len, || {
-        let borrowed = torch_ext::borrow_array::<SCAN_INPUTS>(inputs);
-        let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
-        let out = forward_on_host(
-            &scan_inputs(&tensors, flags),
-            intra_op_threads(),
-            false,
-            true,
-        );
-        let checkpoints = out.checkpoints.expect("the checkpoints were asked for");
-        *y = torch_ext::into_raw(out.y);
-        *saved = torch_ext::into_raw(checkpoints);
-        Ok(())
-    })
-}
+/// The fused scan as a [`Node`]: forward keeps the checkpoints, backward starts from them.
+struct FusedScan;
 
-unsafe extern "C" fn backward(
-    inputs: *const *const C_tensor,
-    flags: i64,
-    grad_y: *const C_tensor,
-    grads: *mut *mut C_tensor,
-    error: *mut c_char,
-    error_len: usize,
-) -> c_int {
-    torch_ext::guard(error, error_len, || {
-        // The scan's inputs, then the checkpoints `forward` saved.
-        let borrowed = torch_ext::borrow_array::<{ SCAN_INPUTS + 1 }>(inputs);
-        let tensors: [&Tensor; SCAN_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
-        let inputs = scan_inputs(&tensors, flags);
-        let checkpoints = &*borrowed[SCAN_INPUTS];
-        let mut out = gradients(&inputs, checkpoints, &torch_ext::borrow(grad_y));
-        for (i, grad) in out.iter_mut().enumerate() {
-            *grads.add(i) = match grad.take() {
-                Some(grad) => torch_ext::into_raw(grad.to_kind(tensors[i].kind())),
-                None => std::ptr::null_mut(),
-            };
-        }
-        Ok(())
-    })
+impl Node for FusedScan {
+    fn forward(inputs: &[&Tensor; NODE_INPUTS], flags: i64) -> (Tensor, Option<Tensor>) {
+        let out = forward_on_host(&scan_inputs(inputs, flags), intra_op_threads(), false, true);
+        (out.y, out.checkpoints)
+    }
+
+    fn backward(
+        inputs: &[&Tensor; NODE_INPUTS],
+        checkpoints: &Tensor,
+        flags: i64,
+        grad_y: &Tensor,
+    ) -> [Option<Tensor>; NODE_INPUTS] {
+        gradients(&scan_inputs(inputs, flags), checkpoints, grad_y)
+    }
 }
 
 /// ∂L/∂input for each of the shim's inputs (None for absent ones), fp32.
@@ -111,7 +80,7 @@ fn gradients(
     inputs: &ScanInputs,
     checkpoints: &Tensor,
     grad_y: &Tensor,
-) -> [Option<Tensor>; SCAN_INPUTS] {
+) -> [Option<Tensor>; NODE_INPUTS] {
     let host = HostScan::new(inputs);
     let dims = host.dims;
     let (b, di, n, l) = (
@@ -120,11 +89,11 @@ fn gradients(
         dims.d_state as i64,
         dims.seq_len as i64,
     );
-    let (mut du, mut ddelta, mut da) = (zeros(&[b, di, l]), zeros(&[b, di, l]), zeros(&[di, n]));
-    let (mut db, mut dc) = (zeros(&[b, n, l]), zeros(&[b, n, l]));
-    let mut dd = inputs.d.map(|_| zeros(&[di]));
-    let mut dz = inputs.z.map(|_| zeros(&[b, di, l]));
-    let mut dbias = inputs.delta_bias.map(|_| zeros(&[di]));
+    let (mut du, mut ddelta, mut da) = (output(&[b, di, l]), output(&[b, di, l]), output(&[di, n]));
+    let (mut db, mut dc) = (output(&[b, n, l]), output(&[b, n, l]));
+    let mut dd = inputs.d.map(|_| output(&[di]));
+    let mut dz = inputs.z.map(|_| output(&[b, di, l]));
+    let mut dbias = inputs.delta_bias.map(|_| output(&[di]));
     let grad_y = host_f32(grad_y);
     cpu_fused::backward(
         dims,

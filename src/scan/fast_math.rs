@@ -116,6 +116,50 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// Calls `$body` compiled for the widest vectors the CPU has: AVX-512 (with FMA), else AVX2 +
+/// FMA, else the baseline target. The body is generic over `$mul_add`, a [`MulAdd`]:
+/// [`Fused`](crate::scan::fast_math::Fused) in the FMA variants,
+/// [`Separate`](crate::scan::fast_math::Separate) in the other. It is inlined into each
+/// variant, so the compiler vectorises it for each.
+macro_rules! dispatch_simd {
+    ($(#[$doc:meta])* $vis:vis $name:ident<$mul_add:ident>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body<$mul_add: crate::scan::fast_math::MulAdd>($($arg: $ty),*) $(-> $ret)? $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                body::<crate::scan::fast_math::Fused>($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                body::<crate::scan::fast_math::Fused>($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports the features `avx512` is compiled for.
+                return unsafe { avx512($($arg),*) };
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports the features `avx2` is compiled for.
+                return unsafe { avx2($($arg),*) };
+            }
+            body::<crate::scan::fast_math::Separate>($($arg),*)
+        }
+    };
+}
+pub(crate) use dispatch_simd;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 
 use super::cpu_fused::{self, Dims, Inputs, Outputs};
 use super::ScanInputs;
-use tch::{Device, Kind, Tensor};
+use crate::slices::{host_f32, output, view, view_mut};
+use tch::Tensor;
 
 /// Owns fp32 contiguous copies of a scan's inputs; they are never written, so slices of them
 /// stay valid for as long as this lives.
@@ -17,15 +18,6 @@ pub struct HostScan {
     z: Option<Tensor>,
     delta_bias: Option<Tensor>,
     delta_softplus: bool,
-}
-
-/// A detached fp32 contiguous CPU copy.
-pub fn host_f32(tensor: &Tensor) -> Tensor {
-    tensor
-        .detach()
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous()
 }
 
 impl HostScan {
@@ -68,11 +60,6 @@ impl HostScan {
     }
 }
 
-/// libtorch's intra-op thread count, which the kernels share (they run on its pool).
-pub fn intra_op_threads() -> usize {
-    tch::get_num_threads().max(1) as usize
-}
-
 /// What [`forward_on_host`] returns: y in the dtype of `u`, and the fp32 extras asked for.
 pub struct HostForward {
     pub y: Tensor,
@@ -98,9 +85,9 @@ pub fn forward_on_host(
         seq_len,
     } = host.dims;
     let (b, di, n) = (batch as i64, d_inner as i64, d_state as i64);
-    let mut y = zeros(&[b, di, seq_len as i64]);
-    let mut last_state = keep_state.then(|| zeros(&[b, di, n]));
-    let mut checkpoints = keep_checkpoints.then(|| zeros(&[b, di, host.dims.chunks() as i64, n]));
+    let mut y = output(&[b, di, seq_len as i64]);
+    let mut last_state = keep_state.then(|| output(&[b, di, n]));
+    let mut checkpoints = keep_checkpoints.then(|| output(&[b, di, host.dims.chunks() as i64, n]));
     cpu_fused::forward(
         host.dims,
         &host.views(),
@@ -116,45 +103,4 @@ pub fn forward_on_host(
         last_state,
         checkpoints,
     }
-}
-
-/// A read-only view of a tensor this module made with [`host_f32`] or [`zeros`].
-pub fn view(tensor: &Tensor) -> &[f32] {
-    check(tensor);
-    if tensor.numel() == 0 {
-        return &[];
-    }
-    // SAFETY: a contiguous fp32 CPU tensor of `numel` elements; the borrow of `tensor` keeps
-    // its storage alive, and no writer exists while the view does (see `view_mut`).
-    unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const f32, tensor.numel()) }
-}
-
-/// A writable view; the exclusive borrow keeps every other view of this tensor away. Only for
-/// tensors this module allocated, which share storage with nothing.
-pub fn view_mut(tensor: &mut Tensor) -> &mut [f32] {
-    check(tensor);
-    if tensor.numel() == 0 {
-        return &mut [];
-    }
-    // SAFETY: as in `view`, and `&mut` rules out other views through this handle; fresh
-    // allocations from `zeros` have no other handles.
-    unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, tensor.numel()) }
-}
-
-fn check(tensor: &Tensor) {
-    assert_eq!(tensor.kind(), Kind::Float, "host kernels take fp32");
-    assert_eq!(
-        tensor.device(),
-        Device::Cpu,
-        "host kernels take CPU tensors"
-    );
-    assert!(
-        tensor.is_contiguous(),
-        "host kernels take contiguous tensors"
-    );
-}
-
-/// A fresh fp32 CPU tensor of zeros.
-pub fn zeros(shape: &[i64]) -> Tensor {
-    Tensor::zeros(shape, (Kind::Float, Device::Cpu))
 }

@@ -233,7 +233,7 @@ fn fused_on_cuda(inputs: &ScanInputs, initial: Option<&Tensor>) -> (Tensor, Tens
 /// `None`), returning y in `u`'s dtype and the last state (batch, d_inner, d_state) in fp32.
 /// Not differentiable: [`ScanImpl::scan`] wraps it in an autograd node when gradients are due.
 pub fn fused_on_host(inputs: &ScanInputs, threads: Option<usize>) -> (Tensor, Tensor) {
-    let threads = threads.unwrap_or_else(host::intra_op_threads);
+    let threads = threads.unwrap_or_else(crate::torch_ext::intra_op_threads);
     let out = host::forward_on_host(inputs, threads, true, false);
     let state = out.last_state.expect("the last state was asked for");
     (out.y, state)

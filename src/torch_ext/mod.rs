@@ -2,8 +2,9 @@
 //! this file (compiled by build.rs against the torch headers). This module owns the shim: it
 //! declares its entry points and gives the rest of the crate safe wrappers.
 //!
-//! - [`apply_selective_scan`]: a `torch::autograd::Function` whose forward and backward are Rust
-//!   callbacks, so a Rust kernel becomes one differentiable node (tch has no custom-autograd
+//! - [`apply_node`]: a `torch::autograd::Function` whose forward and backward are Rust
+//!   callbacks, so a Rust kernel (the fused scan, the causal convolution) becomes one
+//!   differentiable node (tch has no custom-autograd
 //!   API; tch-rs #70, #279, #437).
 //!
 //! - [`grad_enabled`]: whether autograd is recording (tch offers `no_grad` but no query);
@@ -18,18 +19,19 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use tch::Tensor;
-pub use torch_sys::C_tensor;
+use torch_sys::C_tensor;
 
 /// Room for an error message coming back from the shim.
 const ERROR_CAPACITY: usize = 4096;
 
-/// Inputs of the scan node, in the shim's order: u, Δ, A, B, C, D, z, Δ bias.
-pub const SCAN_INPUTS: usize = 8;
+/// Inputs of every Rust node: the most any takes (the scan: u, Δ, A, B, C, D, z, Δ bias).
+/// Nodes with fewer pass placeholders.
+pub const NODE_INPUTS: usize = 8;
 
 /// Computes y from the borrowed inputs; writes an owned tensor to `y`, and optionally one to
 /// `saved` that the backward callback will receive. Non-zero means failure, with a message in
 /// `error`.
-pub type ScanForwardFn = unsafe extern "C" fn(
+type NodeForwardFn = unsafe extern "C" fn(
     inputs: *const *const C_tensor,
     flags: i64,
     y: *mut *mut C_tensor,
@@ -40,8 +42,8 @@ pub type ScanForwardFn = unsafe extern "C" fn(
 
 /// Computes the inputs' gradients from the borrowed inputs, followed by forward's `saved`
 /// tensor (undefined if it gave none), and ∂L/∂y; writes owned tensors (or null, for no
-/// gradient) to `grads[0..SCAN_INPUTS]`.
-pub type ScanBackwardFn = unsafe extern "C" fn(
+/// gradient) to `grads[0..NODE_INPUTS]`.
+type NodeBackwardFn = unsafe extern "C" fn(
     inputs: *const *const C_tensor,
     flags: i64,
     grad_y: *const C_tensor,
@@ -93,11 +95,11 @@ extern "C" {
         error_len: usize,
     ) -> c_int;
 
-    fn mvt_selective_scan(
+    fn mvt_apply_rust_node(
         inputs: *const *const C_tensor,
         flags: i64,
-        forward: ScanForwardFn,
-        backward: ScanBackwardFn,
+        forward: NodeForwardFn,
+        backward: NodeBackwardFn,
         y: *mut *mut C_tensor,
         error: *mut c_char,
         error_len: usize,
@@ -108,13 +110,83 @@ extern "C" {
 #[error("libtorch extension failed: {0}")]
 pub struct TorchExtError(pub String);
 
-/// Applies the scan node to `inputs`, all defined (libtorch rejects undefined inputs of a custom
-/// function). `flags` is passed through to both callbacks unchanged.
-pub fn apply_selective_scan(
-    inputs: [&Tensor; SCAN_INPUTS],
+/// A Rust kernel as one differentiable operation: what [`apply_node`] runs in the shim's
+/// autograd node. Both callbacks run inside [`guard`], so a panic becomes a torch error, and
+/// they must be thread-safe: on CUDA, autograd runs backward on a thread of its own.
+pub trait Node {
+    /// y, and optionally a tensor of the node's own that [`Node::backward`] will receive.
+    fn forward(inputs: &[&Tensor; NODE_INPUTS], flags: i64) -> (Tensor, Option<Tensor>);
+
+    /// ∂L/∂input for each input (None for none, and for placeholders), given ∂L/∂y and the
+    /// tensor `forward` kept (undefined if it kept none). The shim converts each to its
+    /// input's dtype.
+    fn backward(
+        inputs: &[&Tensor; NODE_INPUTS],
+        saved: &Tensor,
+        flags: i64,
+        grad_y: &Tensor,
+    ) -> [Option<Tensor>; NODE_INPUTS];
+}
+
+/// Applies node `N` to `inputs`, all defined (libtorch rejects undefined inputs of a custom
+/// function, so nodes with fewer inputs pass placeholders). `flags` reaches both callbacks
+/// unchanged.
+pub fn apply_node<N: Node>(
+    inputs: [&Tensor; NODE_INPUTS],
     flags: i64,
-    forward: ScanForwardFn,
-    backward: ScanBackwardFn,
+) -> Result<Tensor, TorchExtError> {
+    apply_rust_node(inputs, flags, node_forward::<N>, node_backward::<N>)
+}
+
+unsafe extern "C" fn node_forward<N: Node>(
+    inputs: *const *const C_tensor,
+    flags: i64,
+    y: *mut *mut C_tensor,
+    saved: *mut *mut C_tensor,
+    error: *mut c_char,
+    error_len: usize,
+) -> c_int {
+    guard(error, error_len, || {
+        let borrowed = borrow_array::<NODE_INPUTS>(inputs);
+        let tensors: [&Tensor; NODE_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
+        let (out, kept) = N::forward(&tensors, flags);
+        *y = into_raw(out);
+        if let Some(kept) = kept {
+            *saved = into_raw(kept);
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn node_backward<N: Node>(
+    inputs: *const *const C_tensor,
+    flags: i64,
+    grad_y: *const C_tensor,
+    grads: *mut *mut C_tensor,
+    error: *mut c_char,
+    error_len: usize,
+) -> c_int {
+    guard(error, error_len, || {
+        // The node's inputs, then the tensor `forward` kept.
+        let borrowed = borrow_array::<{ NODE_INPUTS + 1 }>(inputs);
+        let tensors: [&Tensor; NODE_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
+        let out = N::backward(&tensors, &borrowed[NODE_INPUTS], flags, &borrow(grad_y));
+        for (i, grad) in out.into_iter().enumerate() {
+            *grads.add(i) = match grad {
+                Some(grad) => into_raw(grad.to_kind(tensors[i].kind())),
+                None => std::ptr::null_mut(),
+            };
+        }
+        Ok(())
+    })
+}
+
+/// Applies the shim's autograd node with these callbacks to `inputs`.
+fn apply_rust_node(
+    inputs: [&Tensor; NODE_INPUTS],
+    flags: i64,
+    forward: NodeForwardFn,
+    backward: NodeBackwardFn,
 ) -> Result<Tensor, TorchExtError> {
     let pointers: Vec<*const C_tensor> = inputs.iter().map(|t| t.as_ptr()).collect();
     let mut y: *mut C_tensor = std::ptr::null_mut();
@@ -122,7 +194,7 @@ pub fn apply_selective_scan(
     // SAFETY: the pointers are live tch tensors for the duration of the call; the shim writes
     // an owned tensor to `y` on success and a NUL-terminated message to `error` on failure.
     let status = unsafe {
-        mvt_selective_scan(
+        mvt_apply_rust_node(
             pointers.as_ptr(),
             flags,
             forward,
@@ -292,6 +364,11 @@ pub fn grad_enabled() -> bool {
     unsafe { mvt_grad_enabled() != 0 }
 }
 
+/// libtorch's intra-op thread count, which the Rust kernels share through [`parallel_for`].
+pub fn intra_op_threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
 /// Calls `body(begin..end)` on disjoint ranges covering `0..n`, each at least `grain` long
 /// (except the last), on libtorch's intra-op thread pool. A panic in `body` is caught on its
 /// thread and re-raised here once every range has finished.
@@ -352,7 +429,7 @@ fn message(buffer: &[c_char]) -> String {
 ///
 /// # Safety
 /// `pointer` must point to a live `at::Tensor` for as long as the result is used.
-pub unsafe fn borrow(pointer: *const C_tensor) -> ManuallyDrop<Tensor> {
+unsafe fn borrow(pointer: *const C_tensor) -> ManuallyDrop<Tensor> {
     ManuallyDrop::new(Tensor::from_ptr(pointer as *mut C_tensor))
 }
 
@@ -360,14 +437,14 @@ pub unsafe fn borrow(pointer: *const C_tensor) -> ManuallyDrop<Tensor> {
 ///
 /// # Safety
 /// `pointers` must point to `N` pointers to live `at::Tensor`s, valid while the result is used.
-pub unsafe fn borrow_array<const N: usize>(
+unsafe fn borrow_array<const N: usize>(
     pointers: *const *const C_tensor,
 ) -> [ManuallyDrop<Tensor>; N] {
     std::array::from_fn(|i| borrow(*pointers.add(i)))
 }
 
 /// Passes ownership of `tensor` to the shim.
-pub fn into_raw(tensor: Tensor) -> *mut C_tensor {
+fn into_raw(tensor: Tensor) -> *mut C_tensor {
     let tensor = ManuallyDrop::new(tensor);
     tensor.as_ptr() as *mut C_tensor
 }
@@ -377,7 +454,7 @@ pub fn into_raw(tensor: Tensor) -> *mut C_tensor {
 ///
 /// # Safety
 /// `error` must be valid for writes of `error_len` bytes.
-pub unsafe fn guard(
+unsafe fn guard(
     error: *mut c_char,
     error_len: usize,
     body: impl FnOnce() -> Result<(), String>,
@@ -402,3 +479,38 @@ pub unsafe fn guard(
         }
     }
 }
+
+/// Runs `work` on every item, in at most `threads` ranges on libtorch's intra-op pool (so the
+/// kernel never competes with libtorch for cores), each range with its own scratch from
+/// `init`. Returns every range's scratch.
+pub fn parallel_items<T: Send, S: Send>(
+    mut items: Vec<T>,
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut T, &mut S) + Sync,
+) -> Vec<S> {
+    let scratches = std::sync::Mutex::new(Vec::new());
+    let len = items.len();
+    let base = SendPtr(items.as_mut_ptr());
+    let grain = len.div_ceil(threads.max(1));
+    parallel_for(len, grain, |range| {
+        let base = &base;
+        // SAFETY: parallel_for hands out disjoint ranges within 0..len, so each item is
+        // borrowed mutably by exactly one range, while `items` outlives the call.
+        let group = unsafe { std::slice::from_raw_parts_mut(base.0.add(range.start), range.len()) };
+        let mut scratch = init();
+        for item in group {
+            work(item, &mut scratch);
+        }
+        scratches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(scratch);
+    });
+    scratches.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pointer that may cross threads: [`parallel_items`] guarantees the accesses are disjoint.
+struct SendPtr<T>(*mut T);
+// SAFETY: only dereferenced in `parallel_items`, on disjoint ranges.
+unsafe impl<T: Send> Sync for SendPtr<T> {}

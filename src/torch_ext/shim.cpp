@@ -25,15 +25,15 @@ using torch::autograd::variable_list;
 
 namespace {
 
-constexpr int kScanInputs = 8;  // u, delta, A, B, C, D, z, delta_bias
+constexpr int kNodeInputs = 8;  // the most any Rust node takes; the scan takes all 8
 constexpr size_t kErrorCapacity = 4096;
 
 // Rust callbacks. `inputs` are borrowed; outputs are heap tensors whose ownership passes to the
 // shim. A non-zero return means failure, with a NUL-terminated message in `error`. Forward may
 // also hand over `saved`, a tensor of its own that backward receives after the inputs.
-using ScanForward = int (*)(const at::Tensor* const* inputs, int64_t flags, at::Tensor** y,
+using NodeForward = int (*)(const at::Tensor* const* inputs, int64_t flags, at::Tensor** y,
                             at::Tensor** saved, char* error, size_t error_len);
-using ScanBackward = int (*)(const at::Tensor* const* inputs, int64_t flags,
+using NodeBackward = int (*)(const at::Tensor* const* inputs, int64_t flags,
                              const at::Tensor* grad_y, at::Tensor** grads, char* error,
                              size_t error_len);
 
@@ -49,25 +49,26 @@ at::Tensor take(at::Tensor* owned) {
   return tensor;
 }
 
-// The selective scan as one autograd node: forward and backward are Rust kernels, and autograd
-// sees a single operation with the scan's inputs, whatever the kernel does inside.
-struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& u, const at::Tensor& delta,
-                            const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
-                            const at::Tensor& d, const at::Tensor& z, const at::Tensor& bias,
+// A Rust kernel as one autograd node (the selective scan, the causal convolution): forward and
+// backward are Rust callbacks, and autograd sees a single operation with the node's inputs,
+// whatever the kernel does inside. Nodes with fewer inputs pad with placeholders.
+struct RustNode : public torch::autograd::Function<RustNode> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& i0, const at::Tensor& i1,
+                            const at::Tensor& i2, const at::Tensor& i3, const at::Tensor& i4,
+                            const at::Tensor& i5, const at::Tensor& i6, const at::Tensor& i7,
                             int64_t flags, int64_t forward_fn, int64_t backward_fn) {
-    const at::Tensor* inputs[kScanInputs] = {&u, &delta, &a, &b, &c, &d, &z, &bias};
+    const at::Tensor* inputs[kNodeInputs] = {&i0, &i1, &i2, &i3, &i4, &i5, &i6, &i7};
     at::Tensor* y = nullptr;
     at::Tensor* saved = nullptr;
     char error[kErrorCapacity] = {0};
-    auto run = reinterpret_cast<ScanForward>(forward_fn);
+    auto run = reinterpret_cast<NodeForward>(forward_fn);
     if (run(inputs, flags, &y, &saved, error, sizeof error) != 0 || y == nullptr) {
       delete y;
       delete saved;
-      throw std::runtime_error(std::string("selective scan forward: ") + error);
+      throw std::runtime_error(std::string("Rust node forward: ") + error);
     }
     at::Tensor kept = saved ? take(saved) : at::Tensor();
-    ctx->save_for_backward({u, delta, a, b, c, d, z, bias, kept});
+    ctx->save_for_backward({i0, i1, i2, i3, i4, i5, i6, i7, kept});
     ctx->saved_data["flags"] = flags;
     ctx->saved_data["backward"] = backward_fn;
     return take(y);
@@ -75,15 +76,15 @@ struct SelectiveScan : public torch::autograd::Function<SelectiveScan> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     variable_list saved = ctx->get_saved_variables();
-    const at::Tensor* inputs[kScanInputs + 1];
-    for (int i = 0; i <= kScanInputs; ++i) inputs[i] = &saved[i];
+    const at::Tensor* inputs[kNodeInputs + 1];
+    for (int i = 0; i <= kNodeInputs; ++i) inputs[i] = &saved[i];
     at::Tensor grad_y = grad_outputs[0].contiguous();
-    at::Tensor* grads[kScanInputs] = {nullptr};
+    at::Tensor* grads[kNodeInputs] = {nullptr};
     char error[kErrorCapacity] = {0};
-    auto run = reinterpret_cast<ScanBackward>(ctx->saved_data["backward"].toInt());
+    auto run = reinterpret_cast<NodeBackward>(ctx->saved_data["backward"].toInt());
     if (run(inputs, ctx->saved_data["flags"].toInt(), &grad_y, grads, error, sizeof error) != 0) {
       for (at::Tensor* grad : grads) delete grad;
-      throw std::runtime_error(std::string("selective scan backward: ") + error);
+      throw std::runtime_error(std::string("Rust node backward: ") + error);
     }
     variable_list result;
     for (at::Tensor* grad : grads) result.push_back(grad ? take(grad) : at::Tensor());
@@ -115,13 +116,13 @@ int mvt_parallel_for(int64_t n, int64_t grain, void (*body)(void*, int64_t, int6
   }
 }
 
-// Applies the selective scan as an autograd node. `inputs` holds kScanInputs borrowed, defined
+// Applies a Rust node to `inputs`: kNodeInputs borrowed, defined
 // tensors (the caller passes placeholders for absent optional inputs and says so in `flags`);
 // on success `*y` receives an owned tensor.
-int mvt_selective_scan(const at::Tensor* const* inputs, int64_t flags, ScanForward forward_fn,
-                       ScanBackward backward_fn, at::Tensor** y, char* error, size_t error_len) {
+int mvt_apply_rust_node(const at::Tensor* const* inputs, int64_t flags, NodeForward forward_fn,
+                        NodeBackward backward_fn, at::Tensor** y, char* error, size_t error_len) {
   try {
-    at::Tensor out = SelectiveScan::apply(
+    at::Tensor out = RustNode::apply(
         *inputs[0], *inputs[1], *inputs[2], *inputs[3], *inputs[4], *inputs[5], *inputs[6],
         *inputs[7], flags, reinterpret_cast<int64_t>(forward_fn),
         reinterpret_cast<int64_t>(backward_fn));

@@ -17,8 +17,10 @@
 
 use super::tile::{self, Rows};
 use super::{add_from_time_major, to_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
-use super::{block_positions, channel_chunks, channel_rows, dispatch_simd, parallel};
+use super::{block_positions, channel_chunks, channel_rows};
+use crate::scan::fast_math::dispatch_simd;
 use crate::scan::fast_math::{exp, exp_with, softplus, MulAdd};
+use crate::torch_ext::parallel_items;
 
 /// Where the gradients go; same shapes as the inputs. The optional ones are written only when
 /// the input exists. Every slice is overwritten, not accumulated into.
@@ -190,7 +192,7 @@ pub fn backward(
             },
         )
         .collect();
-    let scratches = parallel(
+    let scratches = parallel_items(
         blocks,
         threads,
         || Scratch::new(dims),

@@ -2,9 +2,11 @@
 //! backward pass starts its chunks from.
 
 use super::tile::{self, Rows};
-use super::{advance, block_positions, channel_chunks, dispatch_simd, parallel, to_time_major};
+use super::{advance, block_positions, channel_chunks, to_time_major};
 use super::{BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
+use crate::scan::fast_math::dispatch_simd;
 use crate::scan::fast_math::{silu, softplus};
+use crate::torch_ext::parallel_items;
 
 /// One block and where its results go.
 struct Block<'a> {
@@ -110,7 +112,7 @@ pub fn forward(dims: Dims, inputs: &Inputs, outputs: Outputs, threads: usize) {
             checkpoints: checkpoints.as_mut().and_then(Iterator::next),
         })
         .collect();
-    parallel(
+    parallel_items(
         blocks,
         threads,
         || Scratch::new(dims),

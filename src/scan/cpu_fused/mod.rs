@@ -135,41 +135,6 @@ fn channel_rows(data: &[f32], d_inner: usize, width: usize) -> impl Iterator<Ite
         .flat_map(move |b| b.chunks(LANES * width))
 }
 
-/// Runs `work` on every item, in at most `threads` ranges on libtorch's intra-op pool (so the
-/// kernel never competes with libtorch for cores), each range with its own scratch from
-/// `init`. Returns every range's scratch.
-fn parallel<T: Send, S: Send>(
-    mut items: Vec<T>,
-    threads: usize,
-    init: impl Fn() -> S + Sync,
-    work: impl Fn(&mut T, &mut S) + Sync,
-) -> Vec<S> {
-    let scratches = std::sync::Mutex::new(Vec::new());
-    let len = items.len();
-    let base = SendPtr(items.as_mut_ptr());
-    let grain = len.div_ceil(threads.max(1));
-    crate::torch_ext::parallel_for(len, grain, |range| {
-        let base = &base;
-        // SAFETY: parallel_for hands out disjoint ranges within 0..len, so each item is
-        // borrowed mutably by exactly one range, while `items` outlives the call.
-        let group = unsafe { std::slice::from_raw_parts_mut(base.0.add(range.start), range.len()) };
-        let mut scratch = init();
-        for item in group {
-            work(item, &mut scratch);
-        }
-        scratches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(scratch);
-    });
-    scratches.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A pointer that may cross threads: [`parallel`] guarantees the accesses are disjoint.
-struct SendPtr<T>(*mut T);
-// SAFETY: only dereferenced in `parallel`, on disjoint ranges.
-unsafe impl<T: Send> Sync for SendPtr<T> {}
-
 /// One step of Eq. (2a) for a block, h ← exp(Δ A) ⊙ h + Δu B_t, returning C_t·h (Eq. 2b) per
 /// lane. The lane loop works on local copies: LLVM vectorises it only when it can see that
 /// nothing it writes aliases what it reads.
@@ -230,47 +195,3 @@ fn add_from_time_major(x: &[f32], dims: Dims, out: &mut [f32]) {
         }
     }
 }
-
-/// Calls `$body` compiled for the widest vectors the CPU has: AVX-512 (with FMA), else AVX2 +
-/// FMA, else the baseline target. The body is generic over `$mul_add`, a [`MulAdd`]:
-/// [`Fused`](crate::scan::fast_math::Fused) in the FMA variants,
-/// [`Separate`](crate::scan::fast_math::Separate) in the other. It is inlined into each
-/// variant, so the compiler vectorises it for each.
-macro_rules! dispatch_simd {
-    ($(#[$doc:meta])* $vis:vis $name:ident<$mul_add:ident>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
-        $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn body<$mul_add: crate::scan::fast_math::MulAdd>($($arg: $ty),*) $(-> $ret)? $body
-
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                body::<crate::scan::fast_math::Fused>($($arg),*)
-            }
-
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                body::<crate::scan::fast_math::Fused>($($arg),*)
-            }
-
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports the features `avx512` is compiled for.
-                return unsafe { avx512($($arg),*) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports the features `avx2` is compiled for.
-                return unsafe { avx2($($arg),*) };
-            }
-            body::<crate::scan::fast_math::Separate>($($arg),*)
-        }
-    };
-}
-pub(crate) use dispatch_simd;

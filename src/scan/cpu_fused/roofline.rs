@@ -3,7 +3,8 @@
 //! state, lane and step as the scan, compiled for the same vector width, with no memory traffic;
 //! no scan can beat it, and `benches/scan.rs` measures the kernels against it.
 
-use super::{advance, dispatch_simd, Lanes, LANES};
+use super::{advance, Lanes, LANES};
+use crate::scan::fast_math::dispatch_simd;
 
 /// State size the roofline runs with, the Mamba default.
 pub const D_STATE: usize = 16;
