@@ -286,7 +286,7 @@ fn adjoint_step<M: MulAdd>(
 
 /// One step of the forward recurrence, Eq. (2a), recomputing the state and keeping this
 /// step's decays. A function rather than a closure in [`backward_block`]: a closure is its own
-/// function, compiled for the baseline target rather than the AVX2 + FMA of the body it sits
+/// function, compiled for the baseline target rather than the SIMD features of the body it sits
 /// in, unless inlined.
 #[inline(always)]
 fn recompute<M: MulAdd>(
