@@ -317,13 +317,13 @@ fn sigmoid(x: f32) -> f32 {
 
 dispatch_simd! {
 backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
-    let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
+    let Dims { d_state, seq_len, .. } = shared.dims;
     let inputs = shared.inputs;
-    let BlockPos { batch, first_channel, lanes } = block.pos;
+    let BlockPos { batch, lanes, .. } = block.pos;
     // Prologue: δ, u, g and z per (t, lane), zeros in unused lanes; Δ comes from δ as the
     // reverse sweep recomputes each chunk.
     let rows = Rows { stride: seq_len, lanes };
-    let first_row = (batch * d_inner + first_channel) * seq_len;
+    let first_row = block.pos.first_row(shared.dims);
     tile::gather(&inputs.delta[first_row..], rows, 0, &mut s.delta);
     tile::gather(&inputs.u[first_row..], rows, 0, &mut s.u);
     tile::gather(&shared.grad_out[first_row..], rows, 0, &mut s.g);
@@ -331,20 +331,9 @@ backward_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
         Some(z) => tile::gather(&z[first_row..], rows, 0, &mut s.z),
         None => s.z.fill([0.0; LANES]),
     }
-    let per_lane = |values: Option<&[f32]>| -> Lanes {
-        std::array::from_fn(|lane| match values {
-            Some(v) if lane < lanes => v[first_channel + lane],
-            _ => 0.0,
-        })
-    };
-    let bias = per_lane(inputs.delta_bias);
-    s.d = per_lane(inputs.d);
-    for (n, a) in s.a.iter_mut().enumerate() {
-        *a = std::array::from_fn(|lane| match lane < lanes {
-            true => inputs.a[(first_channel + lane) * d_state + n],
-            false => 0.0,
-        });
-    }
+    let bias = block.pos.lanes_of(inputs.delta_bias);
+    s.d = block.pos.lanes_of(inputs.d);
+    block.pos.a_lanes(inputs.a, d_state, &mut s.a);
 
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);

@@ -122,25 +122,14 @@ pub fn forward(dims: Dims, inputs: &Inputs, outputs: Outputs, threads: usize) {
 
 dispatch_simd! {
 scan_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
-    let Dims { d_inner, d_state, seq_len, .. } = shared.dims;
+    let Dims { d_state, seq_len, .. } = shared.dims;
     let inputs = shared.inputs;
-    let BlockPos { batch, first_channel, lanes } = block.pos;
+    let BlockPos { batch, lanes, .. } = block.pos;
     let rows = Rows { stride: seq_len, lanes };
     // The block's rows of u, δ and z start here.
-    let first_row = (batch * d_inner + first_channel) * seq_len;
-    let per_lane = |values: Option<&[f32]>| -> Lanes {
-        std::array::from_fn(|lane| match values {
-            Some(v) if lane < lanes => v[first_channel + lane],
-            _ => 0.0,
-        })
-    };
-    let (bias, d) = (per_lane(inputs.delta_bias), per_lane(inputs.d));
-    for (n, a) in s.a.iter_mut().enumerate() {
-        *a = std::array::from_fn(|lane| match lane < lanes {
-            true => inputs.a[(first_channel + lane) * d_state + n],
-            false => 0.0,
-        });
-    }
+    let first_row = block.pos.first_row(shared.dims);
+    let (bias, d) = (block.pos.lanes_of(inputs.delta_bias), block.pos.lanes_of(inputs.d));
+    block.pos.a_lanes(inputs.a, d_state, &mut s.a);
     let span = batch * seq_len * d_state..(batch + 1) * seq_len * d_state;
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
 

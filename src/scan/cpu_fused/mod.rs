@@ -107,6 +107,32 @@ struct BlockPos {
     lanes: usize,
 }
 
+impl BlockPos {
+    /// Where the block's first row of a (batch, d_inner, seq_len) tensor starts.
+    fn first_row(&self, dims: Dims) -> usize {
+        (self.batch * dims.d_inner + self.first_channel) * dims.seq_len
+    }
+
+    /// The block's lanes of a per-channel vector: zeros in absent lanes, and all zeros for an
+    /// absent vector.
+    fn lanes_of(&self, values: Option<&[f32]>) -> Lanes {
+        std::array::from_fn(|lane| match values {
+            Some(v) if lane < self.lanes => v[self.first_channel + lane],
+            _ => 0.0,
+        })
+    }
+
+    /// The block's rows of A, (d_inner, d_state), per (n, lane).
+    fn a_lanes(&self, a: &[f32], d_state: usize, out: &mut [Lanes]) {
+        for (n, out) in out.iter_mut().enumerate() {
+            *out = std::array::from_fn(|lane| match lane < self.lanes {
+                true => a[(self.first_channel + lane) * d_state + n],
+                false => 0.0,
+            });
+        }
+    }
+}
+
 /// Every block, batch-major, in the order [`channel_chunks`] splits outputs.
 fn block_positions(dims: Dims) -> impl Iterator<Item = BlockPos> {
     let Dims { batch, d_inner, .. } = dims;
