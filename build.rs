@@ -50,6 +50,12 @@ fn compile_shim(lib_dir: &Path) {
     if gomp.exists() {
         build.flag("-fopenmp");
         println!("cargo:rustc-link-arg={}", canonical(&gomp).display());
+    } else {
+        println!(
+            "cargo:warning=no libgomp.so.1 beside libtorch in {}: if this libtorch uses OpenMP, \
+             the Rust kernels will run on one thread",
+            lib_dir.display()
+        );
     }
     build
         .cpp(true)
