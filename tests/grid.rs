@@ -44,7 +44,18 @@ fn expands_the_full_cartesian_product() {
         ),
         ("m", 16, 1, 8)
     );
-    assert_eq!(runs[1].seq_len, 16, "sequence length varies fastest");
+    let second = &runs[1];
+    assert_eq!(
+        (
+            second.model.as_str(),
+            second.config.d_model(),
+            second.seq_len
+        ),
+        ("t", 16, 8),
+        "the models take turns at each grid point"
+    );
+    assert_eq!(runs[2].seq_len, 16, "sequence length varies fastest");
+    assert_eq!(runs[2].model, "m");
     assert_eq!(
         runs.iter()
             .filter(|r| r.experiment == "models")

@@ -60,11 +60,15 @@ pub struct RecallSpec {
     pub eval_seq_len: Vec<i64>,
 }
 
-/// Every grid point of every experiment, models outermost and sequence length innermost.
+/// Every grid point of every experiment, sequence length varying fastest. In a speed
+/// experiment the models take turns at each grid point, so that the runs a comparison pairs
+/// are measured moments apart, not a sweep apart: a shared machine's speed drifts within the
+/// hour. Recall runs go model by model.
 pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     for exp in &suite.experiments {
-        for model in &exp.models {
+        let per_model = exp.models.iter().map(|model| {
+            let mut runs = Vec::new();
             for sized in sizes(suite, exp, model) {
                 match exp.kind {
                     ExperimentKind::Speed => {
@@ -83,9 +87,27 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
                     }
                 }
             }
+            runs
+        });
+        match exp.kind {
+            ExperimentKind::Speed => runs.extend(take_turns(per_model.collect())),
+            ExperimentKind::Recall => runs.extend(per_model.flatten()),
         }
     }
     runs
+}
+
+/// The lists' first items, then their second ones, and so on; a list that runs out drops out.
+fn take_turns<T>(lists: Vec<Vec<T>>) -> Vec<T> {
+    let mut iters: Vec<_> = lists.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        out.extend(iters.iter_mut().filter_map(Iterator::next));
+        if out.len() == before {
+            return out;
+        }
+    }
 }
 
 /// One run per task variant, learning rate and training length: the model, sized for the
