@@ -3,30 +3,24 @@
 
 use super::kernel::{self, Dims, Grads, Inputs};
 use crate::slices::{host_f32, output, view, view_mut};
-use crate::torch_ext::{self, intra_op_threads, Node, NODE_INPUTS};
-use tch::{Kind, Tensor};
+use crate::torch_ext::{self, intra_op_threads, Node, NodeInputs, NODE_INPUTS};
+use tch::Tensor;
 
-/// The node's inputs in the shim's slots; the rest are placeholders.
+/// The node's inputs in the shim's slots; the rest stay empty.
 const X: usize = 0;
 const WEIGHT: usize = 1;
 const BIAS: usize = 2;
-/// `flags`: the bias slot holds a real bias.
-const HAS_BIAS: i64 = 1;
 
 /// [`super::conv_silu`] on the CPU.
 pub fn conv_silu(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
-    let absent = Tensor::empty([0], (Kind::Float, x.device()));
-    let mut tensors = [&absent; NODE_INPUTS];
-    tensors[X] = x;
-    tensors[WEIGHT] = weight;
-    let flags = match bias {
-        Some(bias) => {
-            tensors[BIAS] = bias;
-            HAS_BIAS
-        }
-        None => 0,
-    };
-    torch_ext::apply_node::<CausalConv>(tensors, flags).unwrap_or_else(|e| panic!("{e}"))
+    let mut tensors: NodeInputs = [None; NODE_INPUTS];
+    (tensors[X], tensors[WEIGHT], tensors[BIAS]) = (Some(x), Some(weight), bias);
+    torch_ext::apply_node::<CausalConv>(tensors, 0).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The input in `slot`, which `conv_silu` always fills.
+fn required<'a>(inputs: &NodeInputs<'a>, slot: usize) -> &'a Tensor {
+    inputs[slot].expect("x and the weight are always passed")
 }
 
 /// fp32 host copies of the inputs and the sizes they imply.
@@ -38,9 +32,9 @@ struct Host {
 }
 
 impl Host {
-    fn new(tensors: &[&Tensor], flags: i64) -> Self {
-        let x = host_f32(tensors[X]);
-        let weight = host_f32(tensors[WEIGHT]);
+    fn new(tensors: &NodeInputs) -> Self {
+        let x = host_f32(required(tensors, X));
+        let weight = host_f32(required(tensors, WEIGHT));
         let (batch, channels, len) = x.size3().expect("x is (batch, channels, len)");
         let (weight_channels, _, width) = weight.size3().expect("weight is (channels, 1, width)");
         assert_eq!(weight_channels, channels, "one filter per channel");
@@ -53,7 +47,7 @@ impl Host {
             },
             x,
             weight,
-            bias: (flags & HAS_BIAS != 0).then(|| host_f32(tensors[BIAS])),
+            bias: tensors[BIAS].map(host_f32),
         }
     }
 
@@ -71,28 +65,28 @@ impl Host {
 struct CausalConv;
 
 impl Node for CausalConv {
-    fn forward(inputs: &[&Tensor; NODE_INPUTS], flags: i64) -> (Tensor, Option<Tensor>) {
-        let host = Host::new(inputs, flags);
-        let mut y = output(&inputs[X].size());
+    fn forward(inputs: &NodeInputs, _flags: i64) -> (Tensor, Option<Tensor>) {
+        let host = Host::new(inputs);
+        let mut y = output(&host.x.size());
         kernel::forward(
             host.dims,
             &host.inputs(),
             view_mut(&mut y),
             intra_op_threads(),
         );
-        (y.to_kind(inputs[X].kind()), None)
+        (y.to_kind(required(inputs, X).kind()), None)
     }
 
     fn backward(
-        inputs: &[&Tensor; NODE_INPUTS],
+        inputs: &NodeInputs,
         _saved: &Tensor,
-        flags: i64,
+        _flags: i64,
         grad_y: &Tensor,
     ) -> [Option<Tensor>; NODE_INPUTS] {
-        let host = Host::new(inputs, flags);
+        let host = Host::new(inputs);
         let grad_y = host_f32(grad_y);
-        let mut dx = output(&inputs[X].size());
-        let mut dweight = output(&inputs[WEIGHT].size());
+        let mut dx = output(&host.x.size());
+        let mut dweight = output(&host.weight.size());
         let mut dbias = host.bias.as_ref().map(|b| output(&b.size()));
         kernel::backward(
             host.dims,

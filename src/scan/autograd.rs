@@ -5,53 +5,40 @@ use super::cpu_fused::{self, Grads};
 use super::host::{forward_on_host, HostScan};
 use super::ScanInputs;
 use crate::slices::{host_f32, output, view, view_mut};
-use crate::torch_ext::{self, intra_op_threads, Node, NODE_INPUTS};
+use crate::torch_ext::{self, intra_op_threads, Node, NodeInputs, NODE_INPUTS};
 use tch::Tensor;
 
-const HAS_D: i64 = 1;
-const HAS_Z: i64 = 2;
-const HAS_BIAS: i64 = 4;
-const SOFTPLUS: i64 = 8;
+/// `flags`: Δ = softplus(Δ + bias).
+const SOFTPLUS: i64 = 1;
 
 /// y = scan(inputs) with gradients for every input that requires them.
 pub fn cpu_fused(inputs: &ScanInputs) -> Tensor {
-    // libtorch's custom functions reject undefined inputs, so an absent optional input travels
-    // as an empty placeholder that `flags` tells the callbacks to ignore.
-    let absent = Tensor::empty([0], (tch::Kind::Float, inputs.u.device()));
-    let flags = [
-        (inputs.d.is_some(), HAS_D),
-        (inputs.z.is_some(), HAS_Z),
-        (inputs.delta_bias.is_some(), HAS_BIAS),
-        (inputs.delta_softplus, SOFTPLUS),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, bit)| bit)
-    .sum();
     let tensors = [
-        inputs.u,
-        inputs.delta,
-        inputs.a,
-        inputs.b,
-        inputs.c,
-        inputs.d.unwrap_or(&absent),
-        inputs.z.unwrap_or(&absent),
-        inputs.delta_bias.unwrap_or(&absent),
+        Some(inputs.u),
+        Some(inputs.delta),
+        Some(inputs.a),
+        Some(inputs.b),
+        Some(inputs.c),
+        inputs.d,
+        inputs.z,
+        inputs.delta_bias,
     ];
+    let flags = if inputs.delta_softplus { SOFTPLUS } else { 0 };
     torch_ext::apply_node::<FusedScan>(tensors, flags).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The shim's tensors as scan inputs.
-fn scan_inputs<'a>(t: &[&'a Tensor; NODE_INPUTS], flags: i64) -> ScanInputs<'a> {
+/// The node's inputs as scan inputs.
+fn scan_inputs<'a>(t: &NodeInputs<'a>, flags: i64) -> ScanInputs<'a> {
+    let required = |i: usize| t[i].expect("the scan's required inputs are always passed");
     ScanInputs {
-        u: t[0],
-        delta: t[1],
-        a: t[2],
-        b: t[3],
-        c: t[4],
-        d: (flags & HAS_D != 0).then_some(t[5]),
-        z: (flags & HAS_Z != 0).then_some(t[6]),
-        delta_bias: (flags & HAS_BIAS != 0).then_some(t[7]),
+        u: required(0),
+        delta: required(1),
+        a: required(2),
+        b: required(3),
+        c: required(4),
+        d: t[5],
+        z: t[6],
+        delta_bias: t[7],
         delta_softplus: flags & SOFTPLUS != 0,
     }
 }
@@ -60,13 +47,13 @@ fn scan_inputs<'a>(t: &[&'a Tensor; NODE_INPUTS], flags: i64) -> ScanInputs<'a> 
 struct FusedScan;
 
 impl Node for FusedScan {
-    fn forward(inputs: &[&Tensor; NODE_INPUTS], flags: i64) -> (Tensor, Option<Tensor>) {
+    fn forward(inputs: &NodeInputs, flags: i64) -> (Tensor, Option<Tensor>) {
         let out = forward_on_host(&scan_inputs(inputs, flags), intra_op_threads(), false, true);
         (out.y, out.checkpoints)
     }
 
     fn backward(
-        inputs: &[&Tensor; NODE_INPUTS],
+        inputs: &NodeInputs,
         checkpoints: &Tensor,
         flags: i64,
         grad_y: &Tensor,

@@ -4,8 +4,7 @@
 //!
 //! - [`apply_node`]: a `torch::autograd::Function` whose forward and backward are Rust
 //!   callbacks, so a Rust kernel (the fused scan, the causal convolution) becomes one
-//!   differentiable node (tch has no custom-autograd
-//!   API; tch-rs #70, #279, #437).
+//!   differentiable node (tch has no custom-autograd API; tch-rs #70, #279, #437).
 //!
 //! - [`grad_enabled`]: whether autograd is recording (tch offers `no_grad` but no query);
 //! - [`parallel_for`]: `at::parallel_for`, so Rust kernels run on libtorch's intra-op threads.
@@ -111,36 +110,57 @@ extern "C" {
 pub struct TorchExtError(pub String);
 
 /// A Rust kernel as one differentiable operation: what [`apply_node`] runs in the shim's
-/// autograd node. Both callbacks run inside [`guard`], so a panic becomes a torch error, and
-/// they must be thread-safe: on CUDA, autograd runs backward on a thread of its own.
+/// autograd node. A panic in either callback becomes a torch error, and both must be
+/// thread-safe: on CUDA, autograd runs backward on a thread of its own.
 pub trait Node {
     /// y, and optionally a tensor of the node's own that [`Node::backward`] will receive.
-    fn forward(inputs: &[&Tensor; NODE_INPUTS], flags: i64) -> (Tensor, Option<Tensor>);
+    fn forward(inputs: &NodeInputs, flags: i64) -> (Tensor, Option<Tensor>);
 
-    /// ∂L/∂input for each input (None for none, and for placeholders), given ∂L/∂y and the
+    /// ∂L/∂input for each input (None for none, and for absent inputs), given ∂L/∂y and the
     /// tensor `forward` kept (undefined if it kept none). The shim converts each to its
     /// input's dtype.
     fn backward(
-        inputs: &[&Tensor; NODE_INPUTS],
+        inputs: &NodeInputs,
         saved: &Tensor,
         flags: i64,
         grad_y: &Tensor,
     ) -> [Option<Tensor>; NODE_INPUTS];
 }
 
-/// Applies node `N` to `inputs`, all defined (libtorch rejects undefined inputs of a custom
-/// function, so nodes with fewer inputs pass placeholders). `flags` reaches both callbacks
-/// unchanged.
-pub fn apply_node<N: Node>(
-    inputs: [&Tensor; NODE_INPUTS],
-    flags: i64,
-) -> Result<Tensor, TorchExtError> {
-    apply_rust_node(inputs, flags, node_forward::<N>, node_backward::<N>)
+/// A node's inputs by slot, None where the node takes fewer or an optional one is absent.
+pub type NodeInputs<'a> = [Option<&'a Tensor>; NODE_INPUTS];
+
+/// Applies node `N` to `inputs`. `flags` reaches both callbacks unchanged.
+pub fn apply_node<N: Node>(inputs: NodeInputs, flags: i64) -> Result<Tensor, TorchExtError> {
+    // libtorch's custom functions reject undefined inputs, so an absent one travels as an
+    // empty placeholder, and the low bits of the shim's flags say which slots hold one.
+    let device = inputs
+        .iter()
+        .flatten()
+        .next()
+        .map_or(tch::Device::Cpu, |t| t.device());
+    let absent = Tensor::empty([0], (tch::Kind::Float, device));
+    let present = inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_some())
+        .map(|(i, _)| 1i64 << i)
+        .sum::<i64>();
+    let tensors = inputs.map(|t| t.unwrap_or(&absent));
+    let shim_flags = flags << NODE_INPUTS | present;
+    apply_rust_node(tensors, shim_flags, node_forward::<N>, node_backward::<N>)
+}
+
+/// The inputs a callback receives, placeholders dropped again, and the node's own flags: what
+/// [`apply_node`] packed into the shim's flags.
+fn unpack(borrowed: &[ManuallyDrop<Tensor>], shim_flags: i64) -> (NodeInputs<'_>, i64) {
+    let inputs = std::array::from_fn(|i| (shim_flags >> i & 1 != 0).then(|| &*borrowed[i]));
+    (inputs, shim_flags >> NODE_INPUTS)
 }
 
 unsafe extern "C" fn node_forward<N: Node>(
     inputs: *const *const C_tensor,
-    flags: i64,
+    shim_flags: i64,
     y: *mut *mut C_tensor,
     saved: *mut *mut C_tensor,
     error: *mut c_char,
@@ -148,7 +168,7 @@ unsafe extern "C" fn node_forward<N: Node>(
 ) -> c_int {
     guard(error, error_len, || {
         let borrowed = borrow_array::<NODE_INPUTS>(inputs);
-        let tensors: [&Tensor; NODE_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
+        let (tensors, flags) = unpack(&borrowed, shim_flags);
         let (out, kept) = N::forward(&tensors, flags);
         *y = into_raw(out);
         if let Some(kept) = kept {
@@ -160,7 +180,7 @@ unsafe extern "C" fn node_forward<N: Node>(
 
 unsafe extern "C" fn node_backward<N: Node>(
     inputs: *const *const C_tensor,
-    flags: i64,
+    shim_flags: i64,
     grad_y: *const C_tensor,
     grads: *mut *mut C_tensor,
     error: *mut c_char,
@@ -169,12 +189,12 @@ unsafe extern "C" fn node_backward<N: Node>(
     guard(error, error_len, || {
         // The node's inputs, then the tensor `forward` kept.
         let borrowed = borrow_array::<{ NODE_INPUTS + 1 }>(inputs);
-        let tensors: [&Tensor; NODE_INPUTS] = std::array::from_fn(|i| &*borrowed[i]);
+        let (tensors, flags) = unpack(&borrowed, shim_flags);
         let out = N::backward(&tensors, &borrowed[NODE_INPUTS], flags, &borrow(grad_y));
         for (i, grad) in out.into_iter().enumerate() {
-            *grads.add(i) = match grad {
-                Some(grad) => into_raw(grad.to_kind(tensors[i].kind())),
-                None => std::ptr::null_mut(),
+            *grads.add(i) = match (grad, tensors[i]) {
+                (Some(grad), Some(input)) => into_raw(grad.to_kind(input.kind())),
+                _ => std::ptr::null_mut(),
             };
         }
         Ok(())
@@ -489,7 +509,7 @@ pub fn parallel_items<T: Send, S: Send>(
     init: impl Fn() -> S + Sync,
     work: impl Fn(&mut T, &mut S) + Sync,
 ) -> Vec<S> {
-    let scratches = std::sync::Mutex::new(Vec::new());
+    let scratches = Mutex::new(Vec::new());
     let len = items.len();
     let base = SendPtr(items.as_mut_ptr());
     let grain = len.div_ceil(threads.max(1));
