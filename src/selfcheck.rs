@@ -8,6 +8,7 @@ use crate::models::checkpoint::Checkpoint;
 use crate::models::lm::{LanguageModel, Mode};
 use crate::models::{cast_except_fp32_params, mamba, transformer, ModelConfig};
 use crate::scan::{reference, ScanImpl, ScanTensors};
+use crate::tolerance::Tolerance;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -20,37 +21,13 @@ pub struct Check {
     pub detail: String,
 }
 
-/// mamba_ssm's tolerances against an fp32 reference: (rtol, atol).
-fn tolerance(kind: Kind) -> (f64, f64) {
-    match kind {
-        Kind::Float => (6e-4, 2e-3),
-        Kind::Half => (3e-3, 5e-3),
-        _ => (3e-2, 5e-2),
-    }
-}
-
-fn compare(name: String, got: &Tensor, want: &Tensor, (rtol, atol): (f64, f64)) -> Check {
-    let got = got.to_device(Device::Cpu).to_kind(Kind::Double);
-    let want = want.to_device(Device::Cpu).to_kind(Kind::Double);
-    if got.size() != want.size() {
-        return Check {
-            name,
-            passed: false,
-            detail: format!("shapes differ: {:?} against {:?}", got.size(), want.size()),
-        };
-    }
-    let finite = got.isfinite().all().int64_value(&[]) == 1;
-    let excess = ((&got - &want).abs() - (want.abs() * rtol + atol))
-        .max()
-        .double_value(&[]);
+/// `got` against `want` under `tolerance`, as a check named `name`.
+fn compare(name: String, got: &Tensor, want: &Tensor, tolerance: Tolerance) -> Check {
+    let comparison = tolerance.compare(got, want);
     Check {
         name,
-        passed: finite && excess <= 0.0,
-        detail: if finite {
-            format!("worst excess over tolerance {excess:.2e}")
-        } else {
-            "non-finite values".to_owned()
-        },
+        passed: comparison.is_close(),
+        detail: comparison.to_string(),
     }
 }
 
@@ -102,12 +79,12 @@ fn scans(device: Device) -> Vec<Check> {
                 format!("scan {} {kind:?} on {name} vs CPU reference", imp.name()),
                 &got,
                 &want,
-                tolerance(kind),
+                Tolerance::for_kind(kind),
             ));
         }
         // The gradient of Σ y·w with respect to u, fp32, through autograd on the device; a
         // forward-only kernel's passes with gradients run another scan, checked on its own.
-        if imp.used(device, true) != imp {
+        if imp.kernel(device, true, false) != imp.kernel(device, false, false) {
             continue;
         }
         let w = Tensor::randn(cpu.u.size(), (Kind::Float, Device::Cpu));
@@ -122,7 +99,7 @@ fn scans(device: Device) -> Vec<Check> {
             format!("scan {} du on {name} vs CPU reference", imp.name()),
             &grad_u(imp, device),
             &grad_u(ScanImpl::Reference, Device::Cpu),
-            (6e-3, 2e-2),
+            Tolerance::FP32_GRADIENTS,
         ));
     }
     checks
@@ -196,7 +173,7 @@ fn models(device: Device) -> Vec<Check> {
                     ),
                     &got.to_kind(Kind::Float),
                     &want,
-                    tolerance(kind),
+                    Tolerance::for_kind(kind),
                 ));
             }
         }
@@ -250,7 +227,7 @@ fn golden(device: Device, data: &Path) -> Vec<Check> {
                 format!("{name_check} {}", mode.name()),
                 &got.squeeze_dim(0),
                 &want,
-                tolerance(Kind::Float),
+                Tolerance::FP32,
             ));
         }
     }

@@ -1,7 +1,8 @@
 //! The analytic cost model against values worked out by hand.
 
 use mamba_vs_transformer::measure::analytic::costs;
-use mamba_vs_transformer::suite::{Machine, Plan, RunSpec};
+use mamba_vs_transformer::spec::RunSpec;
+use mamba_vs_transformer::suite::{Machine, Plan};
 
 /// The single run of a one-experiment suite.
 fn run(model: &str, pass: &str, component: &str, grid: &str, extra: &str) -> RunSpec {
@@ -123,7 +124,7 @@ fn weights_keep_a_log_and_d_in_fp32() {
         "",
     );
     let mut bf16 = f32.clone();
-    bf16.dtype = mamba_vs_transformer::suite::schema::DType::Bf16;
+    bf16.dtype = mamba_vs_transformer::spec::DType::Bf16;
     let params = f32.config.params(f32.component) as f64;
     assert_eq!(costs(&f32).param_bytes, 4.0 * params);
     // A_log and D: E·(N + 1) = 24 fp32 values; the rest in 2 bytes.

@@ -2,8 +2,10 @@
 //! `scripts/make_golden.py`), `mvt logits` and `mvt generate` on them, and a clear error for
 //! every kind of broken or mismatched checkpoint.
 
+use mamba_vs_transformer::device::cuda_for_test;
 use mamba_vs_transformer::models::checkpoint::{Checkpoint, CheckpointError};
 use mamba_vs_transformer::models::lm::Mode;
+use mamba_vs_transformer::tolerance::Tolerance;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
@@ -15,8 +17,11 @@ const FIXTURES: [&str; 4] = [
     "llama-gqa-untied-biases-sharded",
 ];
 
-/// The parity bound for fp32 logits against transformers.
-const ATOL: f64 = 1e-4;
+/// The parity bound for fp32 logits against transformers: max |Δ| ≤ 1e-4.
+const PARITY: Tolerance = Tolerance {
+    rtol: 0.0,
+    atol: 1e-4,
+};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -46,11 +51,6 @@ fn golden(name: &str) -> Golden {
     }
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a - b).abs().max().double_value(&[])
-}
-
 #[test]
 fn logits_match_transformers_in_both_modes() {
     for name in FIXTURES {
@@ -60,12 +60,7 @@ fn logits_match_transformers_in_both_modes() {
         let ids = golden.ids.unsqueeze(0);
         for mode in [Mode::Parallel, Mode::Step] {
             let logits = tch::no_grad(|| checkpoint.model.logits(&ids, mode)).squeeze_dim(0);
-            let diff = max_abs_diff(&logits, &golden.logits);
-            assert!(
-                diff <= ATOL,
-                "{name} {}: max |Δ| {diff:e} > {ATOL:e}",
-                mode.name()
-            );
+            PARITY.assert_close(&format!("{name} {}", mode.name()), &logits, &golden.logits);
         }
     }
 }
@@ -89,18 +84,20 @@ fn greedy_generation_matches_transformers() {
     }
 }
 
-/// mamba_ssm's tolerances against an fp32 reference: (rtol, atol).
-fn tolerance(kind: Kind) -> (f64, f64) {
+/// mamba_ssm's tolerance for logits in `kind`, except that f16 is held to bf16's, looser than
+/// [`Tolerance::for_kind`]'s f16 one: this compares a whole model's f16 logits with
+/// transformers' fp32 ones.
+fn tolerance(kind: Kind) -> Tolerance {
     match kind {
-        Kind::Float => (6e-4, 2e-3),
-        _ => (3e-2, 5e-2),
+        Kind::Float => Tolerance::FP32,
+        _ => Tolerance::BF16,
     }
 }
 
 /// Loads every fixture on `device` in `kind` and checks, in both modes, that `A_log` and `D`
 /// stayed fp32 and that the logits are within `kind`'s tolerance of transformers' fp32 ones.
 fn check_reduced_precision(device: Device, kind: Kind) {
-    let (rtol, atol) = tolerance(kind);
+    let tolerance = tolerance(kind);
     for name in FIXTURES {
         let checkpoint = Checkpoint::load(&fixture(name), device, kind).unwrap();
         for (var, tensor) in checkpoint.vars.variables() {
@@ -111,17 +108,11 @@ fn check_reduced_precision(device: Device, kind: Kind) {
         let golden = golden(name);
         let ids = golden.ids.unsqueeze(0).to_device(device);
         for mode in [Mode::Parallel, Mode::Step] {
-            let logits = tch::no_grad(|| checkpoint.model.logits(&ids, mode));
-            let logits = logits
-                .squeeze_dim(0)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
-            let excess = (&logits - &golden.logits).abs() - (golden.logits.abs() * rtol + atol);
-            let worst = excess.max().double_value(&[]);
-            assert!(
-                worst <= 0.0,
-                "{name} {kind:?} {}: {worst:e} beyond tolerance",
-                mode.name()
+            let logits = tch::no_grad(|| checkpoint.model.logits(&ids, mode)).squeeze_dim(0);
+            tolerance.assert_close(
+                &format!("{name} {kind:?} {}", mode.name()),
+                &logits,
+                &golden.logits,
             );
         }
     }
@@ -132,19 +123,9 @@ fn cpu_bf16_keeps_a_log_and_d_in_fp32_and_stays_close() {
     check_reduced_precision(Device::Cpu, Kind::BFloat16);
 }
 
-/// CUDA device 0, or `None` after printing why a CUDA test checks nothing here.
-fn cuda_or_skip(test: &str) -> Option<Device> {
-    if tch::Cuda::is_available() {
-        Some(Device::Cuda(0))
-    } else {
-        eprintln!("SKIPPED {test}: no CUDA device is visible to libtorch on this machine");
-        None
-    }
-}
-
 #[test]
 fn cuda_logits_match_transformers_in_f32_bf16_and_f16() {
-    let Some(device) = cuda_or_skip("cuda_logits_match_transformers_in_f32_bf16_and_f16") else {
+    let Some(device) = cuda_for_test("cuda_logits_match_transformers_in_f32_bf16_and_f16") else {
         return;
     };
     for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
@@ -185,10 +166,7 @@ fn mvt_logits_writes_npy_that_matches_transformers() {
             assert!(status.success(), "{name} {mode}");
             let logits = Tensor::read_npy(&out).unwrap();
             assert_eq!(logits.kind(), Kind::Float);
-            assert!(
-                max_abs_diff(&logits, &golden.logits) <= ATOL,
-                "{name} {mode}"
-            );
+            PARITY.assert_close(&format!("{name} {mode}"), &logits, &golden.logits);
         }
     }
 }

@@ -4,13 +4,16 @@
 mod common;
 
 use common::mvt;
-use mamba_vs_transformer::analysis::crossover::{Crossover, Finding as Crossing, Predicted};
-use mamba_vs_transformer::claims::{judge, Claim, KindName, Verdict};
-use mamba_vs_transformer::models::Family;
+use mamba_vs_transformer::analysis::crossover::{
+    Crossover, CrossoverOutcome as Crossing, Predicted,
+};
+use mamba_vs_transformer::claims::{judge, Verdict};
 use mamba_vs_transformer::results::Row;
+use mamba_vs_transformer::spec::{Component, DType, DeviceId, Family, Pass};
+use mamba_vs_transformer::suite::claim::{Claim, ClaimKind, Point};
 use mamba_vs_transformer::suite::{Machine, Plan};
 
-fn claim(kind: KindName, experiments: &[&str]) -> Claim {
+fn claim(kind: ClaimKind, experiments: &[&str]) -> Claim {
     Claim {
         id: "c".into(),
         claim: "words".into(),
@@ -33,10 +36,10 @@ fn crossing(
 ) -> Crossover {
     Crossover {
         experiment: "e".into(),
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        pass: "forward".into(),
-        component: "mixer".into(),
+        device: DeviceId::Cpu,
+        dtype: DType::F32,
+        pass: Pass::Forward,
+        component: Component::Mixer,
         d_model,
         batch: 1,
         mamba: "m".into(),
@@ -55,7 +58,7 @@ fn crossing(
 
 #[test]
 fn crossover_claims_are_judged_per_width() {
-    let c = claim(KindName::CrossoverVsWidth, &["e"]);
+    let c = claim(ClaimKind::CrossoverVsWidth, &["e"]);
     let judged = |crossovers: &[Crossover]| judge(&c, &[], crossovers);
     let supported = [
         crossing(
@@ -139,7 +142,7 @@ fn recall_row(
 
 #[test]
 fn recall_claims_need_an_evaluation_at_the_distance() {
-    let mut c = claim(KindName::RecallAtDistance, &["r"]);
+    let mut c = claim(ClaimKind::RecallAtDistance, &["r"]);
     c.family = Some(Family::Mamba);
     c.threshold = Some(0.9);
     c.min_length = Some(1 << 20);
@@ -205,7 +208,7 @@ fn speed_row(component: &str, seq_len: i64, median: f64) -> Row {
 
 #[test]
 fn attention_share_claims_use_measurements_and_the_flop_model() {
-    let mut c = claim(KindName::AttentionShare, &["block", "core"]);
+    let mut c = claim(ClaimKind::AttentionShare, &["block", "core"]);
     c.negligible_below = Some(0.1);
     let measured = |core: f64| {
         [
@@ -223,11 +226,11 @@ fn attention_share_claims_use_measurements_and_the_flop_model() {
 
     // A Llama layer at d 8192: attention is ~4% of the FLOPs at 4K tokens, ~57% at 128K.
     c.predict_at = Some(vec![
-        mamba_vs_transformer::claims::Point {
+        Point {
             d_model: 8192,
             seq_len: 4096,
         },
-        mamba_vs_transformer::claims::Point {
+        Point {
             d_model: 8192,
             seq_len: 131072,
         },

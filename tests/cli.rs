@@ -1,7 +1,9 @@
 //! End to end through the `mvt` binary: a tiny suite from YAML to tables, manifest and charts.
 
+mod common;
+
+use common::{mvt, text};
 use std::path::Path;
-use std::process::{Command, Output};
 
 const SUITE: &str = "\
 name: e2e
@@ -31,22 +33,6 @@ experiments:
 plots:
   - { kind: latency_vs_seq_len, experiment: fwd }
 ";
-
-fn mvt(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mvt"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("mvt runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn run_writes_rows_tables_manifest_and_charts() {

@@ -10,17 +10,11 @@ use mamba_vs_transformer::models::mamba::{self, MambaLm};
 use mamba_vs_transformer::models::transformer::{self, TransformerLm};
 use mamba_vs_transformer::models::Decoder;
 use mamba_vs_transformer::scan::ScanImpl;
+use mamba_vs_transformer::tolerance::Tolerance;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 const VOCAB: i64 = 40;
 const SEQ_LEN: i64 = 11;
-
-fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
-    assert_eq!(got.size(), want.size(), "{what}: shapes");
-    let excess = (got - want).abs() - (want.abs() * 6e-4 + 2e-3);
-    let worst = excess.max().double_value(&[]);
-    assert!(worst <= 0.0, "{what}: off by {worst:e} beyond tolerance");
-}
 
 fn ids() -> Tensor {
     seeded(1, || {
@@ -34,17 +28,17 @@ fn check<M: Decoder + Module>(model: &M, prompt: i64, what: &str) {
     let parallel = tch::no_grad(|| model.forward(&ids));
     tch::no_grad(|| {
         let (prefill, mut state) = model.prefill(&ids.narrow(1, 0, prompt));
-        assert_close(
+        Tolerance::FP32.assert_close(
+            &format!("{what}: prefill"),
             &prefill,
             &parallel.narrow(1, 0, prompt),
-            &format!("{what}: prefill"),
         );
         for t in prompt..SEQ_LEN {
             let logits = model.step(&ids.select(1, t), &mut state);
-            assert_close(
+            Tolerance::FP32.assert_close(
+                &format!("{what}: step {t}"),
                 &logits,
                 &parallel.select(1, t),
-                &format!("{what}: step {t}"),
             );
         }
     });
@@ -128,7 +122,7 @@ fn check_chunked<M: Decoder + Module>(model: &M, what: &str) {
     // Chunks shorter than, equal to and longer than the convolution window (4).
     for chunk in [1, 3, 4, 5] {
         let chunked = tch::no_grad(|| chunk_by_chunk(model, &ids, chunk));
-        assert_close(&chunked, &parallel, &format!("{what}: chunks of {chunk}"));
+        Tolerance::FP32.assert_close(&format!("{what}: chunks of {chunk}"), &chunked, &parallel);
     }
 }
 

@@ -76,7 +76,7 @@ fn model_options_reach_the_configs() {
             ModelConfig::Mamba(cfg) => assert_eq!((cfg.d_state, cfg.d_conv, cfg.expand), (4, 4, 2)),
             ModelConfig::Transformer(cfg) => assert_eq!((cfg.head_dim, cfg.n_kv_heads()), (8, 2)),
         }
-        assert_eq!((run.seed, run.device.as_str()), (7, "cpu"));
+        assert_eq!((run.seed, run.device.to_string()), (7, "cpu".to_owned()));
     }
 }
 

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::rows;
+use common::{rows, text};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn mvt(args: &[&str], cwd: &Path, faults: &str) -> Command {
@@ -22,14 +22,6 @@ fn mvt(args: &[&str], cwd: &Path, faults: &str) -> Command {
         command.env("MVT_FAULT_INJECTION", faults);
     }
     command
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Six tiny runs (L = 4 … 24), and one whose input alone needs 2^46 bytes.

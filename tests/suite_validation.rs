@@ -1,6 +1,7 @@
 //! Suites are validated before anything runs; each problem names the field, the line and
 //! column, and what is allowed.
 
+use mamba_vs_transformer::device::DeviceId;
 use mamba_vs_transformer::models::matching::{relative_error, TOLERANCE};
 use mamba_vs_transformer::models::Component;
 use mamba_vs_transformer::suite::{Issue, Machine, Plan};
@@ -59,7 +60,7 @@ fn assert_one(text: &str, line: usize, expect: &[&str]) {
 fn the_good_suite_passes() {
     let plan = Plan::parse(GOOD, CPU_ONLY).expect("valid");
     assert_eq!(plan.runs.len(), 2 * 2 * 3);
-    assert_eq!(plan.device, tch::Device::Cpu);
+    assert_eq!(plan.device, DeviceId::Cpu);
 }
 
 #[test]

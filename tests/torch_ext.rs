@@ -1,6 +1,7 @@
 //! The shim's switches that tch lacks (which fused-attention kernels SDPA may use, and
 //! autocast's compute dtype), and its `parallel_for` on libtorch's threads.
 
+use mamba_vs_transformer::device::cuda_for_test;
 use mamba_vs_transformer::torch_ext::{
     self, sdp_backends, set_autocast, set_sdp_backends, SdpBackends,
 };
@@ -43,19 +44,21 @@ fn sdp_backends_and_autocast_switch_and_switch_back() {
 }
 
 /// Where the fused CUDA scan launches: libtorch's current stream, the legacy default (null)
-/// stream unless someone installed another; without a GPU the question is an error, not a crash.
+/// stream unless someone installed another; without a GPU the question is an error, not a crash
+/// (and, under `MVT_REQUIRE_CUDA=1`, a failed test).
 #[test]
 fn the_current_cuda_stream_is_the_default_one_or_an_error() {
     let stream = torch_ext::cuda_current_stream(0);
-    if tch::Cuda::is_available() {
-        assert!(
+    match cuda_for_test("the_current_cuda_stream_is_the_default_one_or_an_error") {
+        Some(_) => assert!(
             stream.expect("a CUDA device").is_null(),
             "the default stream"
-        );
-    } else {
-        let error = stream.expect_err("no CUDA device");
-        assert!(!error.to_string().is_empty());
-        println!("SKIPPED on this machine (no CUDA): {error}");
+        ),
+        None => {
+            let error = stream.expect_err("no CUDA device");
+            assert!(!error.to_string().is_empty());
+            eprintln!("without a CUDA device the question is an error: {error}");
+        }
     }
 }
 

@@ -8,10 +8,10 @@
 //! with the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
 //! A crossover outside the measured range is said in words, never as a made-up number.
 
-use super::fit::DeviceFit;
+use super::fit::{DeviceFit, Machine};
 use crate::measure::analytic::costs;
 use crate::results::{Row, Status};
-use crate::suite::RunSpec;
+use crate::spec::{Component, DType, DeviceId, ExperimentKind, Family, Pass, RunSpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -20,7 +20,7 @@ pub const CROSSOVER_FILE: &str = "crossover.csv";
 /// Where the measured ratio crosses 1 for good.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Finding {
+pub enum CrossoverOutcome {
     /// Mamba is slower at some shorter length and not slower from L* to the longest.
     Crossed,
     /// Mamba is at most as slow already at the shortest length measured.
@@ -31,13 +31,13 @@ pub enum Finding {
     InsufficientData,
 }
 
-impl Finding {
+impl CrossoverOutcome {
     pub fn name(self) -> &'static str {
         match self {
-            Finding::Crossed => "crossed",
-            Finding::MambaFasterThroughout => "mamba faster throughout",
-            Finding::NoneInRange => "none in range",
-            Finding::InsufficientData => "insufficient data",
+            CrossoverOutcome::Crossed => "crossed",
+            CrossoverOutcome::MambaFasterThroughout => "mamba faster throughout",
+            CrossoverOutcome::NoneInRange => "none in range",
+            CrossoverOutcome::InsufficientData => "insufficient data",
         }
     }
 }
@@ -46,15 +46,15 @@ impl Finding {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Crossover {
     pub experiment: String,
-    pub device: String,
-    pub dtype: String,
-    pub pass: String,
-    pub component: String,
+    pub device: DeviceId,
+    pub dtype: DType,
+    pub pass: Pass,
+    pub component: Component,
     pub d_model: i64,
     pub batch: i64,
     pub mamba: String,
     pub transformer: String,
-    pub finding: Finding,
+    pub finding: CrossoverOutcome,
     /// Interpolated L*, when `finding` is `crossed`.
     pub measured: Option<f64>,
     /// L* with the spreads against Mamba and for it; absent where that ratio does not cross.
@@ -107,41 +107,41 @@ pub const SEARCH_MAX: i64 = 1 << 24;
 pub fn analyze(
     rows: &[Row],
     specs: &[RunSpec],
-    fits: &BTreeMap<(String, String, i64), DeviceFit>,
+    fits: &BTreeMap<Machine, DeviceFit>,
 ) -> Vec<Crossover> {
     let spec_of: BTreeMap<&str, &RunSpec> = specs.iter().map(|s| (s.run_id.as_str(), s)).collect();
     // Series of (L, row) per key and model.
-    type Key = (String, String, String, String, String, i64, i64);
-    let mut series: BTreeMap<Key, BTreeMap<(String, String), Vec<&Row>>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.kind == "speed") {
+    type Key = (String, DeviceId, DType, Pass, Component, i64, i64);
+    let mut series: BTreeMap<Key, BTreeMap<(Family, String), Vec<&Row>>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.kind == ExperimentKind::Speed) {
         let key = (
             row.experiment.clone(),
-            row.device.clone(),
-            row.dtype.clone(),
-            row.pass.clone(),
-            row.component.clone(),
+            row.device,
+            row.dtype,
+            row.pass,
+            row.component,
             row.d_model,
             row.batch,
         );
         series
             .entry(key)
             .or_default()
-            .entry((row.family.clone(), row.model.clone()))
+            .entry((row.family, row.model.clone()))
             .or_default()
             .push(row);
     }
     let mut out = Vec::new();
     // Generation sweeps batch at one prompt length: there is no length to cross at.
-    series.retain(|key, _| key.3 != "generate_throughput");
+    series.retain(|key, _| key.3 != Pass::GenerateThroughput);
     for (key, models) in series {
-        let of_family = |family: &'static str| {
+        let of_family = |family: Family| {
             models
                 .iter()
-                .filter(move |((f, _), _)| f == family)
+                .filter(move |((f, _), _)| *f == family)
                 .map(|((_, name), rows)| (name, rows))
         };
-        for (mamba_name, mamba_rows) in of_family("mamba") {
-            for (transformer_name, transformer_rows) in of_family("transformer") {
+        for (mamba_name, mamba_rows) in of_family(Family::Mamba) {
+            for (transformer_name, transformer_rows) in of_family(Family::Transformer) {
                 let (experiment, device, dtype, pass, component, d_model, batch) = key.clone();
                 let mut c = measured(mamba_rows, transformer_rows);
                 c.experiment = experiment;
@@ -163,7 +163,7 @@ pub fn analyze(
                 );
                 if let (Some(m), Some(t)) = pair {
                     c.flops_crossover = predicted(m, t, |s| costs(s).flops);
-                    let machine = (c.device.clone(), c.dtype.clone(), mamba_rows[0].threads);
+                    let machine = (c.device, c.dtype, mamba_rows[0].threads);
                     c.predicted_crossover = fits.get(&machine).and_then(|fit| {
                         predicted(m, t, |s| {
                             let k = costs(s);
@@ -202,15 +202,15 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
         .collect();
     let mut c = Crossover {
         experiment: String::new(),
-        device: String::new(),
-        dtype: String::new(),
-        pass: String::new(),
-        component: String::new(),
+        device: DeviceId::Cpu,
+        dtype: DType::F32,
+        pass: Pass::Forward,
+        component: Component::Core,
         d_model: 0,
         batch: 0,
         mamba: String::new(),
         transformer: String::new(),
-        finding: Finding::InsufficientData,
+        finding: CrossoverOutcome::InsufficientData,
         measured: None,
         measured_low: None,
         measured_high: None,
@@ -230,10 +230,10 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
     c.finding = match median {
         Crossing::At(l) => {
             c.measured = Some(l);
-            Finding::Crossed
+            CrossoverOutcome::Crossed
         }
-        Crossing::Before => Finding::MambaFasterThroughout,
-        Crossing::Never => Finding::NoneInRange,
+        Crossing::Before => CrossoverOutcome::MambaFasterThroughout,
+        Crossing::Never => CrossoverOutcome::NoneInRange,
     };
     // The optimistic ratio (Mamba's p10 over the Transformer's p90) crosses earliest.
     c.measured_low = first_crossing(&curve(|r| r.1)).length();
@@ -323,9 +323,9 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             c.experiment,
             c.device,
-            c.dtype,
-            c.pass,
-            c.component,
+            c.dtype.name(),
+            c.pass.name(),
+            c.component.name(),
             c.d_model,
             c.batch,
             c.mamba,

@@ -3,6 +3,7 @@
 //! The fit minimises relative error, so that short and long runs weigh alike.
 
 use crate::results::{Row, Status};
+use crate::spec::{DType, DeviceId};
 use std::collections::BTreeMap;
 
 /// A machine's fitted rates. A rate that does not help explain the timings is infinite (its
@@ -22,10 +23,10 @@ impl DeviceFit {
 }
 
 /// (device, dtype, threads): runs that share these share a fit.
-type Machine = (String, String, i64);
+pub type Machine = (DeviceId, DType, i64);
 
 fn machine(row: &Row) -> Machine {
-    (row.device.clone(), row.dtype.clone(), row.threads)
+    (row.device, row.dtype, row.threads)
 }
 
 /// Fits every machine in `rows` and fills each row's `predicted_latency_s` (failed rows too:

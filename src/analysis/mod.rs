@@ -4,7 +4,7 @@ pub mod crossover;
 pub mod fit;
 
 use crate::results::Row;
-use crate::suite::RunSpec;
+use crate::spec::RunSpec;
 
 /// Fits the device model to `rows` (filling their `predicted_latency_s`) and finds every
 /// crossover they allow; `runs` are the specs the rows came from.

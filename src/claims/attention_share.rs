@@ -5,10 +5,11 @@
 //! when the share is below the bound and refuted otherwise; measured and predicted points are
 //! labelled as such.
 
-use super::{Finding, Point, Verdict};
+use super::{Finding, Verdict};
 use crate::measure::analytic::forward_flops;
-use crate::models::{transformer, Component, ModelConfig};
+use crate::models::{transformer, Component, Family, ModelConfig};
 use crate::results::{Row, Status};
+use crate::suite::claim::Point;
 use std::collections::BTreeMap;
 
 pub fn judge(rows: &[&Row], negligible_below: f64, predict_at: &[Point]) -> Vec<Finding> {
@@ -30,7 +31,7 @@ fn measured(rows: &[&Row], bound: f64) -> Vec<Finding> {
     let core = |r: &Row| {
         rows.iter()
             .find(|c| {
-                c.component == "core"
+                c.component == Component::Core
                     && c.status == Status::Ok
                     && (&c.model, c.d_model, c.seq_len, c.batch, &c.pass, &c.device)
                         == (&r.model, r.d_model, r.seq_len, r.batch, &r.pass, &r.device)
@@ -40,9 +41,9 @@ fn measured(rows: &[&Row], bound: f64) -> Vec<Finding> {
     // Per width, the longest length with both measurements.
     let mut longest: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
     for row in rows.iter().filter(|r| {
-        r.family == "transformer"
+        r.family == Family::Transformer
             && r.status == Status::Ok
-            && (r.component == "block" || r.component == "model")
+            && matches!(r.component, Component::Block | Component::Model)
     }) {
         if let (Some(attention), Some(total)) = (core(row), row.latency_median_s) {
             let entry = longest.entry(row.d_model).or_insert((0, 0.0));

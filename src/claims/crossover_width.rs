@@ -12,7 +12,7 @@
 //! The FLOP model's L* is quoted beside each measured one, marked as predicted.
 
 use super::{Finding, Verdict};
-use crate::analysis::crossover::{Crossover, Finding as Crossing};
+use crate::analysis::crossover::{Crossover, CrossoverOutcome as Crossing};
 
 pub fn judge(crossovers: &[&Crossover], factor: f64) -> Vec<Finding> {
     crossovers.iter().map(|c| finding(c, factor)).collect()
@@ -75,7 +75,11 @@ fn finding(c: &Crossover, factor: f64) -> Finding {
     Finding {
         at: format!(
             "d={} ({} {} {}, batch {})",
-            c.d_model, c.experiment, c.pass, c.component, c.batch
+            c.d_model,
+            c.experiment,
+            c.pass.name(),
+            c.component.name(),
+            c.batch
         ),
         verdict,
         detail: detail + &predicted,

@@ -8,161 +8,8 @@ pub mod recall_distance;
 
 use crate::analysis::crossover::Crossover;
 use crate::results::Row;
-use serde::{Deserialize, Serialize};
-
-/// A claim as a suite states it: the kind's parameters sit beside the other fields.
-///
-/// ```yaml
-/// - id: attention-cheaper-below-width
-///   claim: "for sequences shorter than the hidden width, attention is cheaper than Mamba"
-///   kind: crossover_vs_width
-///   factor: 1.0
-///   experiments: [mixer-forward]
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Claim {
-    /// A short name: letters, digits, `-`, `_`.
-    pub id: String,
-    /// The claim's words, quoted.
-    pub claim: String,
-    pub kind: KindName,
-    /// The experiments whose results judge it.
-    pub experiments: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub factor: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<crate::models::Family>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_length: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub negligible_below: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predict_at: Option<Vec<Point>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KindName {
-    CrossoverVsWidth,
-    RecallAtDistance,
-    AttentionShare,
-}
-
-impl Claim {
-    /// The claim's rule with its parameters, or which parameter is missing or foreign.
-    pub fn rule(&self) -> Result<ClaimKind, Vec<(&'static str, String)>> {
-        let mut problems = Vec::new();
-        let mut need = |field: &'static str, present: bool| {
-            if !present {
-                problems.push((
-                    field,
-                    format!("a {} claim needs `{field}`", self.kind_name()),
-                ));
-            }
-        };
-        let rule = match self.kind {
-            KindName::CrossoverVsWidth => ClaimKind::CrossoverVsWidth {
-                factor: self.factor.unwrap_or(1.0),
-            },
-            KindName::RecallAtDistance => {
-                need("family", self.family.is_some());
-                need("threshold", self.threshold.is_some());
-                need("min_length", self.min_length.is_some());
-                ClaimKind::RecallAtDistance {
-                    family: self.family.unwrap_or(crate::models::Family::Mamba),
-                    threshold: self.threshold.unwrap_or(1.0),
-                    min_length: self.min_length.unwrap_or(1),
-                }
-            }
-            KindName::AttentionShare => {
-                need("negligible_below", self.negligible_below.is_some());
-                ClaimKind::AttentionShare {
-                    negligible_below: self.negligible_below.unwrap_or(1.0),
-                    predict_at: self.predict_at.clone().unwrap_or_default(),
-                }
-            }
-        };
-        let used: &[&str] = match self.kind {
-            KindName::CrossoverVsWidth => &["factor"],
-            KindName::RecallAtDistance => &["family", "threshold", "min_length"],
-            KindName::AttentionShare => &["negligible_below", "predict_at"],
-        };
-        let given = [
-            ("factor", self.factor.is_some()),
-            ("family", self.family.is_some()),
-            ("threshold", self.threshold.is_some()),
-            ("min_length", self.min_length.is_some()),
-            ("negligible_below", self.negligible_below.is_some()),
-            ("predict_at", self.predict_at.is_some()),
-        ];
-        for (field, present) in given {
-            if present && !used.contains(&field) {
-                problems.push((
-                    field,
-                    format!(
-                        "`{field}` is not a parameter of a {} claim",
-                        self.kind_name()
-                    ),
-                ));
-            }
-        }
-        if problems.is_empty() {
-            Ok(rule)
-        } else {
-            Err(problems)
-        }
-    }
-
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            KindName::CrossoverVsWidth => "crossover_vs_width",
-            KindName::RecallAtDistance => "recall_at_distance",
-            KindName::AttentionShare => "attention_share",
-        }
-    }
-}
-
-/// A claim's decision rule with its parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClaimKind {
-    /// "Below a length of `factor`·d_model, attention is cheaper than Mamba": judged per width
-    /// on the crossover of speed experiments (see [`crossover_width`]).
-    CrossoverVsWidth { factor: f64 },
-    /// "A `family` model keeps accuracy ≥ `threshold` at `min_length` tokens": judged on recall
-    /// experiments (see [`recall_distance`]).
-    RecallAtDistance {
-        family: crate::models::Family,
-        threshold: f64,
-        min_length: i64,
-    },
-    /// "Attention is a negligible share (< `negligible_below`) of a Transformer's cost": judged
-    /// on measured shares and on the FLOP model at `predict_at` (see [`attention_share`]).
-    AttentionShare {
-        negligible_below: f64,
-        predict_at: Vec<Point>,
-    },
-}
-
-/// A (width, length) where the FLOP model predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Point {
-    pub d_model: i64,
-    pub seq_len: i64,
-}
-
-impl ClaimKind {
-    /// The experiment kind whose results judge this claim.
-    pub fn experiment_kind(&self) -> crate::suite::schema::ExperimentKind {
-        match self {
-            ClaimKind::RecallAtDistance { .. } => crate::suite::schema::ExperimentKind::Recall,
-            _ => crate::suite::schema::ExperimentKind::Speed,
-        }
-    }
-}
+use crate::suite::claim::{Claim, ClaimKind, Rule};
+use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -218,7 +65,7 @@ pub struct Finding {
 pub struct Judgement {
     pub id: String,
     pub claim: String,
-    pub kind: String,
+    pub kind: ClaimKind,
     pub verdict: Verdict,
     pub summary: String,
     pub findings: Vec<Finding>,
@@ -240,13 +87,13 @@ pub fn judge(claim: &Claim, rows: &[Row], crossovers: &[Crossover]) -> Judgement
                 .join("; "),
             measured: false,
         }],
-        Ok(ClaimKind::CrossoverVsWidth { factor }) => crossover_width::judge(&crossovers, factor),
-        Ok(ClaimKind::RecallAtDistance {
+        Ok(Rule::CrossoverVsWidth { factor }) => crossover_width::judge(&crossovers, factor),
+        Ok(Rule::RecallAtDistance {
             family,
             threshold,
             min_length,
         }) => recall_distance::judge(&rows, family, threshold, min_length),
-        Ok(ClaimKind::AttentionShare {
+        Ok(Rule::AttentionShare {
             negligible_below,
             predict_at,
         }) => attention_share::judge(&rows, negligible_below, &predict_at),
@@ -256,7 +103,7 @@ pub fn judge(claim: &Claim, rows: &[Row], crossovers: &[Crossover]) -> Judgement
     Judgement {
         id: claim.id.clone(),
         claim: claim.claim.clone(),
-        kind: claim.kind_name().to_owned(),
+        kind: claim.kind,
         verdict,
         summary,
         findings,

@@ -10,8 +10,8 @@
 //! Each finding names the longest length that passed.
 
 use super::{Finding, Verdict};
-use crate::models::Family;
 use crate::results::{Row, Status};
+use crate::spec::{ExperimentKind, Family};
 use std::collections::BTreeMap;
 
 pub fn judge(rows: &[&Row], family: Family, threshold: f64, min_length: i64) -> Vec<Finding> {
@@ -19,7 +19,7 @@ pub fn judge(rows: &[&Row], family: Family, threshold: f64, min_length: i64) -> 
     let mut runs: BTreeMap<(String, i64, i64), BTreeMap<String, Vec<&Row>>> = BTreeMap::new();
     for row in rows
         .iter()
-        .filter(|r| r.kind == "recall" && r.family == family.name())
+        .filter(|r| r.kind == ExperimentKind::Recall && r.family == family)
     {
         runs.entry((row.model.clone(), row.d_model, row.seq_len))
             .or_default()

@@ -13,8 +13,8 @@
 //!   the (L, L) scores.
 
 use crate::models::{mamba, transformer, Component, ModelConfig};
-use crate::suite::schema::{DType, Pass};
-use crate::suite::RunSpec;
+use crate::spec::RunSpec;
+use crate::spec::{DType, Pass};
 use serde::{Deserialize, Serialize};
 
 /// The predicted costs of one timed call of a run.

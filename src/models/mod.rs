@@ -51,7 +51,7 @@ impl Family {
 }
 
 /// How much of a model a measurement covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     /// The sequence-mixing operation alone, as in the Mamba paper's Fig. 8 (left): Mamba's

@@ -5,6 +5,7 @@ use super::panels::Panels;
 use crate::analysis::crossover::Crossover;
 use crate::measure::timing::format_seconds;
 use crate::results::{Row, Status};
+use crate::spec::{Component, ExperimentKind, Family};
 use std::collections::BTreeMap;
 
 fn bytes(b: f64) -> String {
@@ -219,7 +220,7 @@ pub fn attention_share_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
     let core_time = |r: &Row| {
         rows.iter()
             .find(|c| {
-                c.component == "core"
+                c.component == Component::Core
                     && c.status == Status::Ok
                     && (
                         &c.model, c.d_model, c.seq_len, c.batch, &c.pass, &c.device, &c.dtype,
@@ -231,7 +232,7 @@ pub fn attention_share_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
     };
     let transformer: Vec<Row> = rows
         .iter()
-        .filter(|r| r.family == "transformer")
+        .filter(|r| r.family == Family::Transformer)
         .cloned()
         .collect();
     let (mut lines_measured, failures) = lines(
@@ -277,7 +278,7 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
         .collect();
     let mut grouped: BTreeMap<String, (Line, Line)> = BTreeMap::new();
     for c in &mine {
-        let key = format!("{} {} b={}", c.pass, c.component, c.batch);
+        let key = format!("{} {} b={}", c.pass.name(), c.component.name(), c.batch);
         let index = grouped.len();
         let (measured, flops) = grouped.entry(key.clone()).or_insert_with(|| {
             (
@@ -344,7 +345,7 @@ fn best_lr_runs<'a>(rows: &'a [Row], experiment: &str) -> BTreeMap<RecallKey, Ve
     let mut by_lr: BTreeMap<RecallKey, BTreeMap<String, Vec<&Row>>> = BTreeMap::new();
     for row in rows
         .iter()
-        .filter(|r| r.experiment == experiment && r.kind == "recall")
+        .filter(|r| r.experiment == experiment && r.kind == ExperimentKind::Recall)
     {
         let lr = format!("{:e}", row.lr.unwrap_or_default());
         let options = row.task_options.clone().unwrap_or_default();

@@ -80,7 +80,7 @@ pub fn render(report: &Report) -> String {
             "<h2 id=\"{}\">{}</h2><p>{} experiment.</p>",
             anchor(&s.experiment),
             esc(&s.experiment),
-            esc(&s.kind)
+            esc(s.kind.name())
         );
         for chart in &s.charts {
             let svg = std::fs::read_to_string(chart).unwrap_or_default();
@@ -110,14 +110,14 @@ pub fn render(report: &Report) -> String {
             h,
             "<table><tr><th>experiment</th><th>run</th><th>status</th><th>message</th></tr>"
         );
-        for [exp, run, status, message] in &report.failures {
+        for failed in &report.failures {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(exp),
-                esc(run),
-                esc(status),
-                esc(message)
+                esc(&failed.experiment),
+                esc(&failed.run_id),
+                esc(failed.status.name()),
+                esc(&failed.message)
             );
         }
         let _ = write!(h, "</table>");

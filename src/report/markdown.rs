@@ -58,7 +58,7 @@ pub fn render(report: &Report, out: &Path) -> String {
             md,
             "<a id=\"{}\"></a>{} experiment.\n",
             anchor(&s.experiment),
-            s.kind
+            s.kind.name()
         );
         for chart in &s.charts {
             let shown = relative(chart, out);
@@ -82,8 +82,15 @@ pub fn render(report: &Report, out: &Path) -> String {
             md,
             "| experiment | run | status | message |\n| --- | --- | --- | --- |"
         );
-        for [exp, run, status, message] in &report.failures {
-            let _ = writeln!(md, "| {exp} | {run} | {status} | {} |", cell(message));
+        for failed in &report.failures {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                failed.experiment,
+                failed.run_id,
+                failed.status.name(),
+                cell(&failed.message)
+            );
         }
     }
     md

@@ -8,10 +8,11 @@ mod markdown;
 
 use crate::analysis;
 use crate::claims::{judge, Judgement};
-use crate::results::manifest::{Manifest, MANIFEST_FILE};
-use crate::results::store::{self, write_atomic, StoreError};
-use crate::results::{Row, Status};
-use crate::suite::grid;
+use crate::results::folder::FolderError;
+use crate::results::store::{write_atomic, StoreError};
+use crate::results::{Manifest, ResultsFolder, Row, Status};
+use crate::spec::ExperimentKind;
+use crate::suite::schema::Experiment;
 use std::path::{Path, PathBuf};
 
 pub const MARKDOWN_FILE: &str = "report.md";
@@ -19,8 +20,8 @@ pub const HTML_FILE: &str = "report.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("`{}` is not a results folder: {message}", dir.display())]
-    NotResults { dir: PathBuf, message: String },
+    #[error(transparent)]
+    NotResults(#[from] FolderError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot create `{}`: {source}", path.display())]
@@ -38,14 +39,22 @@ pub struct Report {
     pub provenance: Vec<(String, String)>,
     pub judgements: Vec<Judgement>,
     pub sections: Vec<Section>,
-    /// Runs that did not end `ok`: (experiment, run id, status, message).
-    pub failures: Vec<[String; 4]>,
+    /// Runs that did not end `ok`.
+    pub failures: Vec<FailedRun>,
+}
+
+/// A run that did not end `ok`, and what its row says of why.
+pub struct FailedRun {
+    pub experiment: String,
+    pub run_id: String,
+    pub status: Status,
+    pub message: String,
 }
 
 /// One experiment: its charts and a compact table.
 pub struct Section {
     pub experiment: String,
-    pub kind: String,
+    pub kind: ExperimentKind,
     /// SVG files, and where they were found.
     pub charts: Vec<PathBuf>,
     pub header: Vec<String>,
@@ -66,19 +75,12 @@ pub fn gather(dirs: &[PathBuf]) -> Result<Report, ReportError> {
     };
     let mut titles = Vec::new();
     for dir in dirs {
-        let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|e| {
-            ReportError::NotResults {
-                dir: dir.clone(),
-                message: format!("{e} reading {MANIFEST_FILE}"),
-            }
-        })?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| ReportError::NotResults {
-                dir: dir.clone(),
-                message: e.to_string(),
-            })?;
-        let mut rows = store::read_rows(dir)?;
-        let runs = grid::expand(&manifest.resolved_suite, &manifest.device);
+        let ResultsFolder {
+            manifest,
+            mut rows,
+            runs,
+            ..
+        } = ResultsFolder::open(dir)?;
         let crossovers = analysis::analyze(&mut rows, &runs);
         titles.push(manifest.suite.clone());
         report
@@ -91,16 +93,16 @@ pub fn gather(dirs: &[PathBuf]) -> Result<Report, ReportError> {
         for exp in &manifest.resolved_suite.experiments {
             report.sections.push(section(dir, exp, &rows, &manifest));
         }
-        report
-            .failures
-            .extend(rows.iter().filter(|r| r.status != Status::Ok).map(|r| {
-                [
-                    r.experiment.clone(),
-                    r.run_id.clone(),
-                    r.status.name().to_owned(),
-                    r.message.clone().unwrap_or_default(),
-                ]
-            }));
+        report.failures.extend(
+            rows.iter()
+                .filter(|r| r.status != Status::Ok)
+                .map(|r| FailedRun {
+                    experiment: r.experiment.clone(),
+                    run_id: r.run_id.clone(),
+                    status: r.status,
+                    message: r.message.clone().unwrap_or_default(),
+                }),
+        );
     }
     report.title = titles.join(" + ");
     Ok(report)
@@ -109,7 +111,7 @@ pub fn gather(dirs: &[PathBuf]) -> Result<Report, ReportError> {
 fn provenance(m: &Manifest, dir: &Path) -> Vec<(String, String)> {
     let env = &m.environment;
     let device = match env.gpu_names.first() {
-        Some(gpu) if m.device.starts_with("cuda") => format!("{} ({gpu})", m.device),
+        Some(gpu) if m.device.is_cuda() => format!("{} ({gpu})", m.device),
         _ => format!("{} ({}, {} threads)", m.device, env.cpu_model, m.threads),
     };
     let commit = match (&m.git_commit, m.git_dirty) {
@@ -141,19 +143,14 @@ fn provenance(m: &Manifest, dir: &Path) -> Vec<(String, String)> {
                     .unwrap_or_else(|| "(unfinished)".into()),
                 m.runs_finished,
                 m.runs_planned,
-                m.dtype,
+                m.dtype.name(),
                 m.seed
             ),
         ),
     ]
 }
 
-fn section(
-    dir: &Path,
-    exp: &crate::suite::schema::Experiment,
-    rows: &[Row],
-    m: &Manifest,
-) -> Section {
+fn section(dir: &Path, exp: &Experiment, rows: &[Row], m: &Manifest) -> Section {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.experiment == exp.name).collect();
     let mut charts: Vec<PathBuf> = m
         .resolved_suite
@@ -166,7 +163,7 @@ fn section(
     charts.sort();
     let fmt = |v: Option<f64>, f: fn(f64) -> String| v.map(f).unwrap_or_else(|| "–".into());
     let (header, table): (Vec<&str>, Vec<Vec<String>>) = match exp.kind {
-        crate::suite::schema::ExperimentKind::Speed => (
+        ExperimentKind::Speed => (
             vec![
                 "model",
                 "d_model",
@@ -203,7 +200,7 @@ fn section(
                 })
                 .collect(),
         ),
-        crate::suite::schema::ExperimentKind::Recall => (
+        ExperimentKind::Recall => (
             vec![
                 "model", "d_model", "params", "lr", "train L", "eval L", "steps", "accuracy",
                 "status",
@@ -234,7 +231,7 @@ fn section(
         .collect();
     Section {
         experiment: exp.name.clone(),
-        kind: exp.kind.name().to_owned(),
+        kind: exp.kind,
         charts,
         header: header.into_iter().map(str::to_owned).collect(),
         rows: table,

@@ -1,11 +1,30 @@
 //! `manifest.json`: how a results folder came to be. Written when a sweep starts and again when
 //! it ends, so an interrupted sweep still says what it was.
 
+use super::store::{write_atomic, StoreError};
 use crate::environment::Environment;
+use crate::spec::{DType, DeviceId};
 use crate::suite::Suite;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("`{}` is not a results folder: {source} reading {MANIFEST_FILE}", dir.display())]
+    Missing {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is not a manifest mvt can read: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] StoreError),
+}
 
 /// Provenance of a merged results folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,8 +60,8 @@ pub struct Manifest {
     /// `None` while the sweep is running or when it was killed.
     pub finished_at: Option<String>,
     /// The device every run used, resolved from the suite's `device`.
-    pub device: String,
-    pub dtype: String,
+    pub device: DeviceId,
+    pub dtype: DType,
     pub seed: u64,
     pub threads: i64,
     pub runs_planned: usize,
@@ -56,4 +75,22 @@ pub struct Manifest {
     pub environment: Environment,
     /// The suite after defaults were applied.
     pub resolved_suite: Suite,
+}
+
+impl Manifest {
+    /// The manifest of results folder `dir`.
+    pub fn read(dir: &Path) -> Result<Self, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Missing {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ManifestError::Corrupt { path, source })
+    }
+
+    /// Saves the manifest into results folder `dir`, atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), ManifestError> {
+        let json = serde_json::to_string_pretty(self).expect("manifests serialise");
+        Ok(write_atomic(&dir.join(MANIFEST_FILE), json.as_bytes())?)
+    }
 }

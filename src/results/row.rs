@@ -1,6 +1,9 @@
 //! One result row: a finished run, whatever its outcome. A failure is a row, never a hole.
 
-use serde::{Deserialize, Serialize};
+use crate::models::lm::Mode;
+use crate::scan::Kernel;
+use crate::spec::{Component, DType, DeviceId, ExperimentKind, Family, Pass};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,21 +31,21 @@ impl Status {
     }
 }
 
-/// Columns in table order; `results.csv` has exactly these, one row per run.
+/// Columns in table order; `results.csv` has exactly these, one row per run. Fields with an
+/// enum store it; serde writes the same text the columns always had.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub suite: String,
     pub experiment: String,
-    /// `speed` or `recall`.
     #[serde(default = "speed")]
-    pub kind: String,
+    pub kind: ExperimentKind,
     pub run_id: String,
     pub model: String,
-    pub family: String,
-    pub component: String,
-    pub pass: String,
-    pub device: String,
-    pub dtype: String,
+    pub family: Family,
+    pub component: Component,
+    pub pass: Pass,
+    pub device: DeviceId,
+    pub dtype: DType,
     pub batch: i64,
     pub seq_len: i64,
     pub d_model: i64,
@@ -52,7 +55,9 @@ pub struct Row {
     pub matched_to: Option<String>,
     /// Tokens generated per sequence (`generate_throughput`).
     pub new_tokens: Option<i64>,
-    pub scan: String,
+    /// The scan kernel that ran (`ScanImpl::kernel`); empty for models without a scan.
+    #[serde(with = "kernel_or_empty")]
+    pub scan: Option<Kernel>,
     pub threads: i64,
     pub status: Status,
     pub latency_median_s: Option<f64>,
@@ -101,7 +106,7 @@ pub struct Row {
     #[serde(default)]
     pub eval_seq_len: Option<i64>,
     #[serde(default)]
-    pub eval_mode: Option<String>,
+    pub eval_mode: Option<Mode>,
     #[serde(default)]
     pub steps: Option<i64>,
     #[serde(default)]
@@ -113,8 +118,27 @@ pub struct Row {
     pub message: Option<String>,
 }
 
-fn speed() -> String {
-    "speed".to_owned()
+fn speed() -> ExperimentKind {
+    ExperimentKind::Speed
+}
+
+/// The `scan` column: a kernel's name, or the empty string for a model without a scan.
+mod kernel_or_empty {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(scan: &Option<Kernel>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(scan.map_or("", Kernel::name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Kernel>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_value(serde_json::Value::String(text))
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// How many runs `rows` hold: a recall run writes a row per evaluation length.

@@ -7,7 +7,10 @@
 //! - `plots/`: charts.
 
 use super::row::Row;
+use crate::scan::Kernel;
 use polars::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,10 +27,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("`{}` line {line} is not a result row: {source}", path.display())]
+    #[error("`{}` line {line} is not {what}: {source}", path.display())]
     Corrupt {
         path: PathBuf,
         line: usize,
+        what: &'static str,
         source: serde_json::Error,
     },
     #[error("cannot build the results table: {0}")]
@@ -59,34 +63,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 
 /// Rows saved in `dir`; none if the folder holds no results yet.
 pub fn read_rows(dir: &Path) -> Result<Vec<Row>, StoreError> {
-    let path = dir.join(ROWS_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(StoreError::Read { path, source }),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|source| StoreError::Corrupt {
-                path: path.clone(),
-                line: i + 1,
-                source,
-            })
-        })
-        .collect()
+    Ok(read_jsonl(&dir.join(ROWS_FILE), "a result row")?.unwrap_or_default())
 }
 
 /// Saves all `rows` to `dir`: the JSON lines, then the CSV and Parquet tables.
 pub fn write_rows(dir: &Path, rows: &[Row]) -> Result<(), StoreError> {
-    let mut jsonl = String::new();
-    for row in rows {
-        jsonl.push_str(&serde_json::to_string(row).expect("rows serialise"));
-        jsonl.push('\n');
-    }
-    write_atomic(&dir.join(ROWS_FILE), jsonl.as_bytes())?;
-
+    write_jsonl(&dir.join(ROWS_FILE), rows)?;
     let mut frame = to_frame(rows)?;
     let mut csv = Vec::new();
     CsvWriter::new(&mut csv).finish(&mut frame)?;
@@ -94,6 +76,47 @@ pub fn write_rows(dir: &Path, rows: &[Row]) -> Result<(), StoreError> {
     let mut parquet = Vec::new();
     ParquetWriter::new(&mut parquet).finish(&mut frame)?;
     write_atomic(&dir.join(PARQUET_FILE), &parquet)
+}
+
+/// The items of JSON-lines file `path`, each `what` (for the error); `None` if there is no
+/// such file.
+pub fn read_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<Vec<T>>, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|source| StoreError::Corrupt {
+                path: path.to_owned(),
+                line: i + 1,
+                what,
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// Writes `items` to `path` as JSON lines, atomically.
+pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<(), StoreError> {
+    let mut jsonl = String::new();
+    for item in items {
+        jsonl.push_str(&serde_json::to_string(item).expect("records serialise"));
+        jsonl.push('\n');
+    }
+    write_atomic(path, jsonl.as_bytes())
 }
 
 /// Reads the Parquet table of `dir`, the form charts and analysis work on.
@@ -114,14 +137,14 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     let columns = vec![
         col("suite", rows, |r| r.suite.clone()),
         col("experiment", rows, |r| r.experiment.clone()),
-        col("kind", rows, |r| r.kind.clone()),
+        col("kind", rows, |r| r.kind.name().to_owned()),
         col("run_id", rows, |r| r.run_id.clone()),
         col("model", rows, |r| r.model.clone()),
-        col("family", rows, |r| r.family.clone()),
-        col("component", rows, |r| r.component.clone()),
-        col("pass", rows, |r| r.pass.clone()),
-        col("device", rows, |r| r.device.clone()),
-        col("dtype", rows, |r| r.dtype.clone()),
+        col("family", rows, |r| r.family.name().to_owned()),
+        col("component", rows, |r| r.component.name().to_owned()),
+        col("pass", rows, |r| r.pass.name().to_owned()),
+        col("device", rows, |r| r.device.to_string()),
+        col("dtype", rows, |r| r.dtype.name().to_owned()),
         col("batch", rows, |r| r.batch),
         col("seq_len", rows, |r| r.seq_len),
         col("d_model", rows, |r| r.d_model),
@@ -129,7 +152,7 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("params", rows, |r| r.params),
         col("matched_to", rows, |r| r.matched_to.clone()),
         col("new_tokens", rows, |r| r.new_tokens),
-        col("scan", rows, |r| r.scan.clone()),
+        col("scan", rows, |r| r.scan.map_or("", Kernel::name).to_owned()),
         col("threads", rows, |r| r.threads),
         col("status", rows, |r| r.status.name().to_owned()),
         col("latency_median_s", rows, |r| r.latency_median_s),
@@ -154,7 +177,9 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("task_options", rows, |r| r.task_options.clone()),
         col("lr", rows, |r| r.lr),
         col("eval_seq_len", rows, |r| r.eval_seq_len),
-        col("eval_mode", rows, |r| r.eval_mode.clone()),
+        col("eval_mode", rows, |r| {
+            r.eval_mode.map(|m| m.name().to_owned())
+        }),
         col("steps", rows, |r| r.steps),
         col("final_loss", rows, |r| r.final_loss),
         col("accuracy", rows, |r| r.accuracy),

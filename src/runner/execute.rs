@@ -6,9 +6,10 @@ use super::recall::RecallOutcome;
 use crate::measure::memory::{MemoryProbe, PeakMemory};
 use crate::measure::timing::{sample, warm_up, Sampling, Timing};
 use crate::models::{BuiltModel, Network};
+use crate::panics::panic_message;
 use crate::results::Status;
-use crate::suite::schema::Pass;
-use crate::suite::RunSpec;
+use crate::spec::Pass;
+use crate::spec::RunSpec;
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -188,12 +189,4 @@ fn next_token_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
     predictions
         .to_kind(Kind::Float)
         .cross_entropy_for_logits(&targets)
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "the run panicked with a non-text payload".to_owned())
 }

@@ -4,7 +4,7 @@
 use super::execute::{is_out_of_memory, Outcome};
 use super::worker::PROGRESS_EXTENSION;
 use crate::results::Status;
-use crate::suite::RunSpec;
+use crate::spec::RunSpec;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};

@@ -2,18 +2,23 @@
 //! Rows are deduplicated by run id; a run id with different results in two folders is a
 //! conflict, reported and recorded, and the successful (else the first) result is kept.
 
-use super::{curves_csv, read_curves, write_analysis, RunError, CURVES_FILE};
-use crate::results::manifest::{Manifest, MergeRecord, MergedSource, MANIFEST_FILE};
+use super::{write_analysis, RunError};
+use crate::results::curves::{curves_csv, read_curves, Curves, CURVES_FILE};
+use crate::results::folder::FolderError;
+use crate::results::manifest::{Manifest, MergeRecord, MergedSource};
+use crate::results::run_specs::write_runs;
 use crate::results::store::{self, write_atomic};
-use crate::results::{Row, Status};
-use crate::suite::{grid, Plan};
-use std::collections::BTreeMap;
+use crate::results::{ResultsFolder, Row, Status};
+use crate::spec::RunSpec;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("`{}` is not a results folder: {message}", dir.display())]
-    NotResults { dir: PathBuf, message: String },
+    #[error(transparent)]
+    NotResults(#[from] FolderError),
+    #[error("no folders to merge into `{}`", out.display())]
+    NoSources { out: PathBuf },
     #[error(
         "`{}` holds suite `{found}` (or another version of it), but `{}` holds `{expected}`; \
          only shards of one suite merge",
@@ -40,77 +45,120 @@ pub struct MergeSummary {
 }
 
 pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError> {
-    let mut loaded = Vec::new();
-    for dir in sources {
-        let not_results = |message: String| MergeError::NotResults {
-            dir: dir.clone(),
-            message,
-        };
-        let text = std::fs::read_to_string(dir.join(MANIFEST_FILE))
-            .map_err(|e| not_results(format!("{e} reading {MANIFEST_FILE}")))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| not_results(e.to_string()))?;
-        let rows = store::read_rows(dir).map_err(|e| not_results(e.to_string()))?;
-        loaded.push((dir.clone(), manifest, rows));
-    }
-    let Some((first_dir, first, _)) = loaded.first() else {
-        return Err(MergeError::NotResults {
-            dir: out.to_owned(),
-            message: "no folders to merge".into(),
+    let folders = sources
+        .iter()
+        .map(|dir| ResultsFolder::open(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = check_same_suite(out, &folders)?;
+    let runs = &first.runs;
+    let deduplicated = deduplicate(&folders);
+    let mut rows = in_plan_order(runs, deduplicated.kept);
+
+    std::fs::create_dir_all(out).map_err(|source| RunError::Folder {
+        path: out.to_owned(),
+        source,
+    })?;
+    let charts = write_analysis(&first.manifest.resolved_suite.plots, runs, out, &mut rows)?;
+    store::write_rows(out, &rows).map_err(RunError::from)?;
+    write_runs(out, runs).map_err(RunError::from)?;
+    write_curves(out, &kept_curves(&folders, &rows))?;
+    let manifest = merged_manifest(&folders, runs, &rows, &deduplicated.conflicts);
+    manifest.write(out).map_err(RunError::from)?;
+    Ok(MergeSummary {
+        rows: manifest.runs_finished,
+        planned: runs.len(),
+        duplicates: deduplicated.duplicates,
+        conflicts: deduplicated.conflicts,
+        charts,
+    })
+}
+
+/// The first folder, after checking that every other one holds the same resolved suite.
+fn check_same_suite<'a>(
+    out: &Path,
+    folders: &'a [ResultsFolder],
+) -> Result<&'a ResultsFolder, MergeError> {
+    let Some(first) = folders.first() else {
+        return Err(MergeError::NoSources {
+            out: out.to_owned(),
         });
     };
-    let suite_json = |m: &Manifest| serde_json::to_string(&m.resolved_suite).unwrap_or_default();
-    for (dir, manifest, _) in &loaded[1..] {
-        if suite_json(manifest) != suite_json(first) {
-            return Err(MergeError::SuiteMismatch {
-                dir: dir.clone(),
-                first: first_dir.clone(),
-                found: manifest.suite.clone(),
-                expected: first.suite.clone(),
-            });
-        }
+    let suite_json =
+        |f: &ResultsFolder| serde_json::to_string(&f.manifest.resolved_suite).unwrap_or_default();
+    match folders[1..]
+        .iter()
+        .find(|f| suite_json(f) != suite_json(first))
+    {
+        Some(other) => Err(MergeError::SuiteMismatch {
+            dir: other.dir.clone(),
+            first: first.dir.clone(),
+            found: other.manifest.suite.clone(),
+            expected: first.manifest.suite.clone(),
+        }),
+        None => Ok(first),
     }
+}
 
-    let runs = grid::expand(&first.resolved_suite, &first.device);
-    // A recall run has a row per evaluation length, all with its run id.
-    let key = |row: &Row| (row.run_id.clone(), row.eval_seq_len);
-    let mut kept: BTreeMap<(String, Option<i64>), (Row, PathBuf)> = BTreeMap::new();
+/// A recall run has a row per evaluation length, all with its run id.
+type RowKey = (String, Option<i64>);
+
+fn key(row: &Row) -> RowKey {
+    (row.run_id.clone(), row.eval_seq_len)
+}
+
+struct Deduplicated {
+    /// One row per key, with the folder it came from.
+    kept: BTreeMap<RowKey, (Row, PathBuf)>,
+    duplicates: usize,
+    conflicts: Vec<String>,
+}
+
+/// One row per run id and evaluation length; where two folders disagree, the successful
+/// result, else the first, is kept and the conflict is described.
+fn deduplicate(folders: &[ResultsFolder]) -> Deduplicated {
+    let mut kept: BTreeMap<RowKey, (Row, PathBuf)> = BTreeMap::new();
     let (mut duplicates, mut conflicts) = (0, Vec::new());
-    for (dir, _, rows) in &loaded {
-        for row in rows {
-            match kept.get(&key(row)) {
-                None => {
-                    kept.insert(key(row), (row.clone(), dir.clone()));
-                }
-                Some((old, old_dir)) => {
-                    duplicates += 1;
-                    if same_result(old, row) {
-                        continue;
-                    }
-                    let replace = old.status != Status::Ok && row.status == Status::Ok;
-                    let (winner, loser) = if replace {
-                        ((row, dir), (old, old_dir))
-                    } else {
-                        ((old, old_dir), (row, dir))
-                    };
-                    conflicts.push(format!(
-                        "{}: kept {} from `{}`, dropped {} from `{}`",
-                        row.run_id,
-                        winner.0.status.name(),
-                        winner.1.display(),
-                        loser.0.status.name(),
-                        loser.1.display()
-                    ));
-                    if replace {
-                        kept.insert(key(row), (row.clone(), dir.clone()));
-                    }
-                }
+    for folder in folders {
+        let dir = &folder.dir;
+        for row in &folder.rows {
+            let Some((old, old_dir)) = kept.get(&key(row)) else {
+                kept.insert(key(row), (row.clone(), dir.clone()));
+                continue;
+            };
+            duplicates += 1;
+            if same_result(old, row) {
+                continue;
+            }
+            let replace = old.status != Status::Ok && row.status == Status::Ok;
+            let (winner, loser) = if replace {
+                ((row, dir), (old, old_dir))
+            } else {
+                ((old, old_dir), (row, dir))
+            };
+            conflicts.push(format!(
+                "{}: kept {} from `{}`, dropped {} from `{}`",
+                row.run_id,
+                winner.0.status.name(),
+                winner.1.display(),
+                loser.0.status.name(),
+                loser.1.display()
+            ));
+            if replace {
+                kept.insert(key(row), (row.clone(), dir.clone()));
             }
         }
     }
-    // Plan order first, then anything the plan no longer names.
+    Deduplicated {
+        kept,
+        duplicates,
+        conflicts,
+    }
+}
+
+/// The kept rows in plan order, then any the plan no longer names.
+fn in_plan_order(runs: &[RunSpec], mut kept: BTreeMap<RowKey, (Row, PathBuf)>) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
-    for spec in &runs {
+    for spec in runs {
         let lengths: Vec<Option<i64>> = match &spec.recall {
             Some(recall) => recall.eval_seq_len.iter().map(|l| Some(*l)).collect(),
             None => vec![None],
@@ -122,73 +170,70 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
         }
     }
     rows.extend(kept.into_values().map(|(row, _)| row));
+    rows
+}
 
-    std::fs::create_dir_all(out).map_err(|source| RunError::Folder {
-        path: out.to_owned(),
-        source,
-    })?;
-    let plan = Plan {
-        suite: first.resolved_suite.clone(),
-        device: tch::Device::Cpu,
-        runs,
-    };
-    let charts = write_analysis(&plan, out, &mut rows)?;
-    store::write_rows(out, &rows).map_err(RunError::from)?;
-    // Training curves of the kept runs, each once, in source order.
-    let mut curves: Vec<(String, Vec<_>)> = Vec::new();
-    for (dir, _, _) in &loaded {
-        for (run_id, curve) in read_curves(dir) {
-            let kept = rows.iter().any(|r| r.run_id == run_id);
-            if kept && !curves.iter().any(|(id, _)| *id == run_id) {
+/// Training curves of the kept runs, each once, in source order.
+fn kept_curves(folders: &[ResultsFolder], rows: &[Row]) -> Curves {
+    let kept: BTreeSet<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+    let mut curves: Curves = Vec::new();
+    for folder in folders {
+        for (run_id, curve) in read_curves(&folder.dir) {
+            if kept.contains(run_id.as_str()) && !curves.iter().any(|(id, _)| *id == run_id) {
                 curves.push((run_id, curve));
             }
         }
     }
-    if !curves.is_empty() {
-        write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())
-            .map_err(RunError::from)?;
+    curves
+}
+
+fn write_curves(out: &Path, curves: &Curves) -> Result<(), RunError> {
+    if curves.is_empty() {
+        return Ok(());
     }
-    let finished = crate::results::runs_in(&rows);
-    let finished_runs: std::collections::BTreeSet<&str> =
-        rows.iter().map(|r| r.run_id.as_str()).collect();
-    let missing = plan
-        .runs
+    Ok(write_atomic(
+        &out.join(CURVES_FILE),
+        curves_csv(curves).as_bytes(),
+    )?)
+}
+
+/// The first folder's manifest, as one unsharded folder of `runs`, recording its sources.
+fn merged_manifest(
+    folders: &[ResultsFolder],
+    runs: &[RunSpec],
+    rows: &[Row],
+    conflicts: &[String],
+) -> Manifest {
+    let finished: BTreeSet<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+    let missing = runs
         .iter()
-        .filter(|s| !finished_runs.contains(s.run_id.as_str()))
+        .filter(|s| !finished.contains(s.run_id.as_str()))
         .count();
-    let mut manifest = first.clone();
+    let mut manifest = folders[0].manifest.clone();
     manifest.shard = None;
-    manifest.runs_planned = plan.runs.len();
-    manifest.runs_finished = finished;
-    manifest.finished_at = loaded
+    manifest.runs_planned = runs.len();
+    manifest.runs_finished = finished.len();
+    manifest.finished_at = folders
         .iter()
-        .filter_map(|(_, m, _)| m.finished_at.clone())
+        .filter_map(|f| f.manifest.finished_at.clone())
         .max();
     manifest.merge = Some(MergeRecord {
-        sources: loaded
+        sources: folders
             .iter()
-            .map(|(dir, m, rows)| MergedSource {
-                dir: dir.display().to_string(),
-                shard: m.shard.clone(),
-                rows: rows.len(),
-                git_commit: m.git_commit.clone(),
-                started_at: m.started_at.clone(),
-                finished_at: m.finished_at.clone(),
-                cpu_model: m.environment.cpu_model.clone(),
+            .map(|f| MergedSource {
+                dir: f.dir.display().to_string(),
+                shard: f.manifest.shard.clone(),
+                rows: f.rows.len(),
+                git_commit: f.manifest.git_commit.clone(),
+                started_at: f.manifest.started_at.clone(),
+                finished_at: f.manifest.finished_at.clone(),
+                cpu_model: f.manifest.environment.cpu_model.clone(),
             })
             .collect(),
-        conflicts: conflicts.clone(),
+        conflicts: conflicts.to_vec(),
         missing,
     });
-    let json = serde_json::to_string_pretty(&manifest).expect("manifests serialise");
-    write_atomic(&out.join(MANIFEST_FILE), json.as_bytes()).map_err(RunError::from)?;
-    Ok(MergeSummary {
-        rows: finished,
-        planned: plan.runs.len(),
-        duplicates,
-        conflicts,
-        charts,
-    })
+    manifest
 }
 
 /// The same measurement: everything but the wall time and the fitted prediction agrees.

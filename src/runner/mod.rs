@@ -13,11 +13,14 @@ use crate::analysis::{self, crossover, fit};
 use crate::environment::{git_state, now_rfc3339, Environment};
 use crate::measure::analytic;
 use crate::plots::{self, PlotError};
-use crate::results::manifest::{Manifest, MANIFEST_FILE};
+use crate::results::curves::{curves_csv, read_curves, CURVES_FILE};
+use crate::results::manifest::{Manifest, ManifestError};
+use crate::results::run_specs::write_runs;
 use crate::results::store::{self, write_atomic, StoreError};
 use crate::results::{Row, Status};
-use crate::suite::{Plan, RunSpec, Shard};
-use crate::train::trainer::CurvePoint;
+use crate::spec::RunSpec;
+use crate::suite::schema::PlotEntry;
+use crate::suite::{Plan, Shard};
 use progress::Progress;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,8 @@ use std::path::{Path, PathBuf};
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error(transparent)]
     Plot(#[from] PlotError),
     #[error(transparent)]
@@ -53,43 +58,6 @@ pub struct Options {
 const WORK_DIR: &str = ".work";
 /// Where recall runs with `train.save_weights` keep their trained models.
 pub const WEIGHTS_DIR: &str = "weights";
-
-/// Training curves of recall runs: run_id, step, loss, lr, eval_accuracy.
-pub const CURVES_FILE: &str = "curves.csv";
-
-pub(super) fn curves_csv(curves: &[(String, Vec<CurvePoint>)]) -> String {
-    let mut csv = String::from("run_id,step,loss,lr,eval_accuracy\n");
-    for (run_id, curve) in curves {
-        for p in curve {
-            let acc = p.eval_accuracy.map(|a| a.to_string()).unwrap_or_default();
-            csv.push_str(&format!("{run_id},{},{},{},{acc}\n", p.step, p.loss, p.lr));
-        }
-    }
-    csv
-}
-
-/// The curves already in `out`, kept when a sweep resumes.
-pub(super) fn read_curves(out: &Path) -> Vec<(String, Vec<CurvePoint>)> {
-    let text = std::fs::read_to_string(out.join(CURVES_FILE)).unwrap_or_default();
-    let mut curves: Vec<(String, Vec<CurvePoint>)> = Vec::new();
-    for line in text.lines().skip(1) {
-        let cells: Vec<&str> = line.split(',').collect();
-        let [run_id, step, loss, lr, acc] = cells[..] else {
-            continue;
-        };
-        let point = CurvePoint {
-            step: step.parse().unwrap_or(0),
-            loss: loss.parse().unwrap_or(f64::NAN),
-            lr: lr.parse().unwrap_or(f64::NAN),
-            eval_accuracy: acc.parse().ok(),
-        };
-        match curves.last_mut() {
-            Some((id, points)) if id == run_id => points.push(point),
-            _ => curves.push((run_id.to_owned(), vec![point])),
-        }
-    }
-    curves
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -141,7 +109,8 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
 
     let already = crate::results::runs_in(&rows);
     let mut manifest = new_manifest(plan, options, mine.len(), already, threads);
-    write_manifest(out, &manifest)?;
+    manifest.write(out)?;
+    write_runs(out, &plan.runs)?;
     let mut progress = Progress::new(mine.len(), summary.skipped);
     for spec in pending {
         progress.begin(spec);
@@ -176,19 +145,24 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
 
     manifest.finished_at = Some(now_rfc3339());
     manifest.runs_finished = crate::results::runs_in(&rows);
-    write_manifest(out, &manifest)?;
-    summary.charts = write_analysis(plan, out, &mut rows)?;
+    manifest.write(out)?;
+    summary.charts = write_analysis(&plan.suite.plots, &plan.runs, out, &mut rows)?;
     if !plan.suite.claims.is_empty() {
         summary.report = crate::report::write(std::slice::from_ref(out), out)?;
     }
     Ok(summary)
 }
 
-/// Analyses `rows` once (fitting the device model, which fills their predictions, and finding
-/// the crossovers), writes `crossover.csv` when there are crossovers, and draws every chart the
-/// suite asks for into `out/plots`; returns the chart files.
-pub fn write_analysis(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<Vec<PathBuf>, RunError> {
-    let crossovers = analysis::analyze(rows, &plan.runs);
+/// Analyses `rows` of `runs` once (fitting the device model, which fills their predictions,
+/// and finding the crossovers), writes `crossover.csv` when there are crossovers, and draws
+/// every chart of `plots` into `out/plots`; returns the chart files.
+pub fn write_analysis(
+    plots: &[PlotEntry],
+    runs: &[RunSpec],
+    out: &Path,
+    rows: &mut [Row],
+) -> Result<Vec<PathBuf>, RunError> {
+    let crossovers = analysis::analyze(rows, runs);
     if !crossovers.is_empty() {
         write_atomic(
             &out.join(crossover::CROSSOVER_FILE),
@@ -196,7 +170,7 @@ pub fn write_analysis(plan: &Plan, out: &Path, rows: &mut [Row]) -> Result<Vec<P
         )?;
     }
     let mut files = Vec::new();
-    for plot in &plan.suite.plots {
+    for plot in plots {
         files.extend(plots::render(plot, rows, &crossovers, &out.join("plots"))?);
     }
     Ok(files)
@@ -236,8 +210,8 @@ fn new_manifest(
         git_dirty,
         started_at: now_rfc3339(),
         finished_at: None,
-        device: crate::device::device_name(plan.device),
-        dtype: plan.suite.dtype.name().to_owned(),
+        device: plan.device,
+        dtype: plan.suite.dtype,
         seed: plan.suite.seed,
         threads,
         runs_planned: planned,
@@ -247,9 +221,4 @@ fn new_manifest(
         environment: Environment::collect(),
         resolved_suite: plan.suite.clone(),
     }
-}
-
-fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), StoreError> {
-    let json = serde_json::to_string_pretty(manifest).expect("manifests serialise");
-    write_atomic(&out.join(MANIFEST_FILE), json.as_bytes())
 }

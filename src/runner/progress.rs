@@ -3,7 +3,7 @@
 
 use crate::measure::timing::format_seconds;
 use crate::results::Row;
-use crate::suite::RunSpec;
+use crate::spec::RunSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 

@@ -7,7 +7,7 @@ use super::execute::{failure_status, guarded};
 use crate::models::lm::{LanguageModel, Mode};
 use crate::models::Family;
 use crate::results::Status;
-use crate::suite::RunSpec;
+use crate::spec::RunSpec;
 use crate::train::eval::{evaluate, EvalSet};
 use crate::train::trainer::{train, CurvePoint};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub struct Trained {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluated {
     pub seq_len: i64,
-    pub mode: String,
+    pub mode: Mode,
     pub status: Status,
     pub accuracy: Option<f64>,
     pub message: Option<String>,
@@ -118,7 +118,7 @@ pub fn run(
         };
         outcome.evaluated.push(Evaluated {
             seq_len,
-            mode: mode.name().to_owned(),
+            mode,
             status,
             accuracy,
             message,

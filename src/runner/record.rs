@@ -3,10 +3,11 @@
 
 use super::execute::Outcome;
 use crate::measure::analytic::costs;
+use crate::models::lm::Mode;
 use crate::models::ModelConfig;
 use crate::results::{Row, Status};
-use crate::suite::RunSpec;
-use tch::Device;
+use crate::scan::Kernel;
+use crate::spec::RunSpec;
 
 /// The rows of `spec`, which ended as `outcome` after `wall_s` seconds in its process.
 /// `threads` is what the run was set to use when its process did not report it.
@@ -51,7 +52,8 @@ fn recall_row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64, len:
         if let Some(e) = o.evaluated.iter().find(|e| e.seq_len == len) {
             row.status = e.status;
             row.accuracy = e.accuracy;
-            row.eval_mode = Some(e.mode.clone());
+            row.eval_mode = Some(e.mode);
+            row.scan = scan_kernel(spec, false, e.mode == Mode::Chunked);
             row.message = e.message.clone();
             row.wall_s = o.trained.wall_s + e.wall_s;
             return row;
@@ -113,14 +115,14 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
     Row {
         suite: spec.suite.clone(),
         experiment: spec.experiment.clone(),
-        kind: spec.kind.name().to_owned(),
+        kind: spec.kind,
         run_id: spec.run_id.clone(),
         model: spec.model.clone(),
-        family: spec.config.family().name().to_owned(),
-        component: spec.component.name().to_owned(),
-        pass: spec.pass.name().to_owned(),
-        device: spec.device.clone(),
-        dtype: spec.dtype.name().to_owned(),
+        family: spec.config.family(),
+        component: spec.component,
+        pass: spec.pass,
+        device: spec.device,
+        dtype: spec.dtype,
         batch: spec.batch,
         seq_len: spec.seq_len,
         d_model: spec.config.d_model(),
@@ -128,7 +130,7 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         params: spec.config.params(spec.component),
         matched_to: spec.matched_to.clone(),
         new_tokens: spec.new_tokens,
-        scan: scan_name(spec),
+        scan: scan_kernel(spec, spec.pass.backward(), false),
         threads,
         status: Status::Ok,
         latency_median_s: None,
@@ -162,19 +164,12 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
     }
 }
 
-/// The scan implementation a run used, `auto` resolved; empty for models that have none.
-fn scan_name(spec: &RunSpec) -> String {
-    let device = if spec.device.starts_with("cuda") {
-        Device::Cuda(0)
-    } else {
-        Device::Cpu
-    };
+/// The scan kernel a run's measured work used (see [`crate::scan::ScanImpl::kernel`]): the timed
+/// pass of a speed run, the evaluation of a recall row, whose chunked mode continues each
+/// chunk from the last one's state. `None` for models without a scan.
+fn scan_kernel(spec: &RunSpec, needs_grad: bool, from_state: bool) -> Option<Kernel> {
     match &spec.config {
-        ModelConfig::Mamba(cfg) => cfg
-            .scan
-            .used(device, spec.pass.backward())
-            .name()
-            .to_owned(),
-        ModelConfig::Transformer(_) => String::new(),
+        ModelConfig::Mamba(cfg) => Some(cfg.scan.kernel(spec.device.tch(), needs_grad, from_state)),
+        ModelConfig::Transformer(_) => None,
     }
 }

@@ -7,7 +7,7 @@ use super::execute::{failure, guarded, measure_run, Outcome};
 use super::recall::RecallOutcome;
 use crate::device::DeviceSpec;
 use crate::results::store::{write_atomic, StoreError};
-use crate::suite::RunSpec;
+use crate::spec::RunSpec;
 use std::path::{Path, PathBuf};
 
 /// Set in a sweep's environment to make chosen runs' children misbehave, so that tests can
@@ -52,7 +52,7 @@ pub fn serve(
     if let Some(threads) = spec.threads {
         tch::set_num_threads(threads as i32);
     }
-    let outcome = match DeviceSpec::parse(&spec.device).and_then(|d| d.resolve(cuda_devices())) {
+    let outcome = match DeviceSpec::from(spec.device).resolve(cuda_devices()) {
         Ok(device) if spec.recall.is_some() => {
             recall_run(&spec, device, outcome_path, weights_path)
         }

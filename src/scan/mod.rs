@@ -149,71 +149,109 @@ impl ScanImpl {
         }
     }
 
-    /// The concrete implementation `self` stands for on `device`: the fused kernel on the
-    /// CPU, the chunked scan elsewhere (a few kernel launches per 64 steps instead of the
-    /// reference's one per step).
-    pub fn resolve(self, device: Device) -> ScanImpl {
+    /// The kernel that runs when `self` is asked for a scan on `device`, with or without
+    /// gradients to follow, from zero or from an initial state. The one place that decides:
+    /// dispatch and every result row's `scan` column both call it, so a row cannot name a
+    /// kernel that did not run.
+    ///
+    /// - `auto` is the fused kernel on the CPU and the chunked scan elsewhere (a few kernel
+    ///   launches per 64 steps instead of the reference's one per step);
+    /// - `cpu_fused` starts from zero, so a scan that continues from a state runs chunked;
+    /// - `cuda_fused` has no backward, so a scan with gradients runs chunked.
+    pub fn kernel(self, device: Device, needs_grad: bool, from_state: bool) -> Kernel {
         match self {
-            ScanImpl::Auto if device == Device::Cpu => ScanImpl::CpuFused,
-            ScanImpl::Auto => ScanImpl::Chunked,
-            concrete => concrete,
-        }
-    }
-
-    /// The implementation that actually runs on `device`, for a pass that does or does not
-    /// need gradients: what result rows record.
-    pub fn used(self, device: Device, needs_grad: bool) -> ScanImpl {
-        match self.resolve(device) {
-            ScanImpl::CudaFused if needs_grad => ScanImpl::Chunked,
-            concrete => concrete,
+            ScanImpl::Auto if device == Device::Cpu => {
+                ScanImpl::CpuFused.kernel(device, needs_grad, from_state)
+            }
+            ScanImpl::Auto | ScanImpl::Chunked => Kernel::Chunked,
+            ScanImpl::Reference => Kernel::Reference,
+            ScanImpl::CpuFused if from_state => Kernel::Chunked,
+            ScanImpl::CpuFused => Kernel::CpuFused,
+            ScanImpl::CudaFused if needs_grad => Kernel::Chunked,
+            ScanImpl::CudaFused => Kernel::CudaFused,
         }
     }
 
     /// y, and the last state (batch, d_inner, d_state) in fp32, from which step-mode decoding
-    /// continues. Differentiable in y only where the scan is (the reference always is).
+    /// continues. Differentiable in y wherever gradients are due.
     pub fn scan_with_state(self, inputs: &ScanInputs) -> (Tensor, Tensor) {
-        match self.used(inputs.u.device(), inputs.needs_grad()) {
-            ScanImpl::CpuFused if !inputs.needs_grad() => fused_on_host(inputs, None),
-            ScanImpl::CudaFused => fused_on_cuda(inputs, None),
-            ScanImpl::Chunked => chunked::selective_scan(inputs, None),
-            _ => reference::selective_scan(inputs, None),
-        }
+        self.scan_with_state_from(inputs, None)
     }
 
     /// Like [`ScanImpl::scan_with_state`], from `initial` (batch, d_inner, d_state) when given:
-    /// the scan of a chunk that follows earlier ones. The fused CPU kernel starts from zero,
-    /// so a continued scan runs the chunked one (or the reference, when asked for).
+    /// the scan of a chunk that follows earlier ones.
     pub fn scan_with_state_from(
         self,
         inputs: &ScanInputs,
         initial: Option<&Tensor>,
     ) -> (Tensor, Tensor) {
-        match (initial, self.used(inputs.u.device(), inputs.needs_grad())) {
-            (None, _) => self.scan_with_state(inputs),
-            (Some(h), ScanImpl::Reference) => reference::selective_scan(inputs, Some(h)),
-            (Some(h), ScanImpl::CudaFused) => fused_on_cuda(inputs, Some(h)),
-            (Some(h), _) => chunked::selective_scan(inputs, Some(h)),
-        }
+        let (y, state) = self.dispatch(inputs, initial, true);
+        (y, state.expect("the last state was asked for"))
     }
 
     /// y (batch, d_inner, seq_len) in the dtype of `u`.
     pub fn scan(self, inputs: &ScanInputs) -> Tensor {
-        match self.used(inputs.u.device(), inputs.needs_grad()) {
-            ScanImpl::CudaFused => fused_on_cuda(inputs, None).0,
-            ScanImpl::CpuFused => {
+        self.dispatch(inputs, None, false).0
+    }
+
+    /// Runs the kernel [`ScanImpl::kernel`] picks; the last state when `want_state`.
+    fn dispatch(
+        self,
+        inputs: &ScanInputs,
+        initial: Option<&Tensor>,
+        want_state: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let needs_grad = inputs.needs_grad();
+        match self.kernel(inputs.u.device(), needs_grad, initial.is_some()) {
+            Kernel::Reference => with_state(reference::selective_scan(inputs, initial)),
+            Kernel::Chunked => with_state(chunked::selective_scan(inputs, initial)),
+            Kernel::CudaFused => with_state(fused_on_cuda(inputs, initial)),
+            Kernel::CpuFused => {
                 assert_eq!(
                     inputs.u.device(),
                     Device::Cpu,
                     "the cpu_fused scan runs on the CPU"
                 );
-                if inputs.needs_grad() {
-                    autograd::cpu_fused(inputs)
-                } else {
-                    fused_on_host(inputs, None).0
+                match (needs_grad, want_state) {
+                    (false, _) => with_state(fused_on_host(inputs, None)),
+                    (true, false) => (autograd::cpu_fused(inputs), None),
+                    // The autograd node has one output, y. The state is not differentiated
+                    // through (decoding continues from it without gradients), so a second,
+                    // gradient-free forward gives it: one extra scan on this rare path, where
+                    // the reference loop it replaces costs a hundred.
+                    (true, true) => {
+                        let y = autograd::cpu_fused(inputs);
+                        let (_, state) = tch::no_grad(|| fused_on_host(inputs, None));
+                        (y, Some(state))
+                    }
                 }
             }
-            ScanImpl::Chunked => chunked::selective_scan(inputs, None).0,
-            _ => reference::selective_scan(inputs, None).0,
+        }
+    }
+}
+
+fn with_state((y, state): (Tensor, Tensor)) -> (Tensor, Option<Tensor>) {
+    (y, Some(state))
+}
+
+/// A scan kernel that actually runs: what [`ScanImpl::kernel`] decides and result rows
+/// record (`auto` never appears here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernel {
+    Reference,
+    CpuFused,
+    Chunked,
+    CudaFused,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Reference => "reference",
+            Kernel::CpuFused => "cpu_fused",
+            Kernel::Chunked => "chunked",
+            Kernel::CudaFused => "cuda_fused",
         }
     }
 }

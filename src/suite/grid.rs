@@ -1,75 +1,44 @@
 //! Expands a validated suite into a flat list of run specs, each with a stable `run_id`.
 
-use super::schema::{
-    DType, Experiment, ExperimentKind, ModelEntry, Pass, Suite, DEFAULT_NEW_TOKENS,
-};
+use super::schema::{Experiment, ModelEntry, Suite, DEFAULT_NEW_TOKENS};
 use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
-use crate::tasks::Task;
+use crate::spec::{DeviceId, ExperimentKind, Pass, RecallSpec, RunSpec};
 use crate::train::trainer::TrainConfig;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Depth of a `component: model` when the grid names none.
 pub const DEFAULT_MODEL_LAYERS: i64 = 2;
 
-/// One configuration to measure: everything needed to run it, and nothing else.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSpec {
-    /// `experiment.model.dD.LL.bB.nN.HASH`: readable, and unique to every parameter below.
-    pub run_id: String,
-    pub suite: String,
-    pub experiment: String,
-    pub kind: ExperimentKind,
-    pub model: String,
-    pub config: ModelConfig,
-    /// The model whose parameter count this one's depth was chosen to match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched_to: Option<String>,
-    /// The HF checkpoint directory whose weights the model loads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<PathBuf>,
-    pub component: Component,
-    pub pass: Pass,
-    /// `cpu` or `cuda:N`, already resolved from `auto`.
-    pub device: String,
-    pub dtype: DType,
-    pub batch: i64,
-    pub seq_len: i64,
-    pub warmup: usize,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub warmup_s: f64,
-    pub repeats: usize,
-    /// Tokens generated per sequence (`generate_throughput` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_tokens: Option<i64>,
-    pub seed: u64,
-    pub threads: Option<usize>,
-    /// Recall runs: what to train on, how, and where to evaluate; `seq_len` is the training
-    /// length and `batch` the training batch size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recall: Option<RecallSpec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecallSpec {
-    pub task: Task,
-    /// With the grid's learning rate.
-    pub train: TrainConfig,
-    pub eval_seq_len: Vec<i64>,
+/// Why a suite's grid cannot be expanded. Validation rules out both before a sweep, so only a
+/// suite read back from an old results folder meets them (a checkpoint that has moved since).
+#[derive(Debug, thiserror::Error)]
+pub enum ExpandError {
+    #[error("model `{model}`: {source}")]
+    Checkpoint {
+        model: String,
+        source: CheckpointError,
+    },
+    #[error("model `{model}` in experiment `{experiment}`: {source}")]
+    NoMatchingDepth {
+        model: String,
+        experiment: String,
+        source: NoMatchingDepth,
+    },
 }
 
 /// Every grid point of every experiment, sequence length varying fastest. In a speed
 /// experiment the models take turns at each grid point, so that the runs a comparison pairs
 /// are measured moments apart, not a sweep apart: a shared machine's speed drifts within the
 /// hour. Recall runs go model by model.
-pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
+pub fn expand(suite: &Suite, device: DeviceId) -> Result<Vec<RunSpec>, ExpandError> {
     let mut runs = Vec::new();
     for exp in &suite.experiments {
-        let per_model = exp.models.iter().map(|model| {
+        let mut per_model = Vec::new();
+        for model in &exp.models {
             let mut runs = Vec::new();
-            for sized in sizes(suite, exp, model) {
+            for sized in sizes(suite, exp, model)? {
                 match exp.kind {
                     ExperimentKind::Speed => {
                         for batch in exp.grid.batches() {
@@ -87,14 +56,14 @@ pub fn expand(suite: &Suite, device: &str) -> Vec<RunSpec> {
                     }
                 }
             }
-            runs
-        });
+            per_model.push(runs);
+        }
         match exp.kind {
-            ExperimentKind::Speed => runs.extend(take_turns(per_model.collect())),
-            ExperimentKind::Recall => runs.extend(per_model.flatten()),
+            ExperimentKind::Speed => runs.extend(take_turns(per_model)),
+            ExperimentKind::Recall => runs.extend(per_model.into_iter().flatten()),
         }
     }
-    runs
+    Ok(runs)
 }
 
 /// The lists' first items, then their second ones, and so on; a list that runs out drops out.
@@ -116,8 +85,8 @@ fn recall_runs(
     suite: &Suite,
     exp: &Experiment,
     model: &str,
-    sized: &Sized,
-    device: &str,
+    sized: &SizedModel,
+    device: DeviceId,
 ) -> Vec<RunSpec> {
     let (Some(tasks), Some(train)) = (&exp.task, &exp.train) else {
         return Vec::new(); // validation requires both
@@ -151,33 +120,40 @@ fn recall_runs(
 /// A model's configuration at a grid point, the model it was sized to match, if any, and the
 /// checkpoint its weights come from, if any.
 #[derive(Debug, Clone)]
-pub struct Sized {
+pub struct SizedModel {
     pub config: ModelConfig,
     pub matched_to: Option<String>,
     pub checkpoint: Option<PathBuf>,
 }
 
 /// Every size `model` runs at in `exp`: one per grid width and depth, or a checkpoint's own.
-fn sizes(suite: &Suite, exp: &Experiment, model: &str) -> Vec<Sized> {
+fn sizes(suite: &Suite, exp: &Experiment, model: &str) -> Result<Vec<SizedModel>, ExpandError> {
     let entry = &suite.models[model];
     if let Some(dir) = &entry.checkpoint {
-        let config = checkpoint_config(entry).expect("validation read this config.json");
-        return vec![Sized {
+        let config = checkpoint_config(entry).map_err(|source| ExpandError::Checkpoint {
+            model: model.to_owned(),
+            source,
+        })?;
+        return Ok(vec![SizedModel {
             config,
             matched_to: None,
             checkpoint: Some(dir.clone()),
-        }];
+        }]);
     }
     let mut sizes = Vec::new();
     for &d_model in &exp.grid.d_model {
         for n_layers in layers(exp) {
-            sizes.push(
-                sized_config(suite, exp, model, d_model, n_layers)
-                    .expect("validation checked that every matched size exists"),
-            );
+            let sized = sized_config(suite, exp, model, d_model, n_layers).map_err(|source| {
+                ExpandError::NoMatchingDepth {
+                    model: model.to_owned(),
+                    experiment: exp.name.clone(),
+                    source,
+                }
+            })?;
+            sizes.push(sized);
         }
     }
-    sizes
+    Ok(sizes)
 }
 
 /// The configuration of a checkpoint entry: its `config.json`, with the entry's scan choice.
@@ -199,18 +175,18 @@ pub fn sized_config(
     model: &str,
     d_model: i64,
     n_layers: i64,
-) -> Result<Sized, NoMatchingDepth> {
+) -> Result<SizedModel, NoMatchingDepth> {
     let config = resolve(&suite.models[model], d_model, n_layers);
     match exp.match_params.as_deref() {
         Some(reference) if reference != model => {
             let target = resolve(&suite.models[reference], d_model, n_layers);
-            Ok(Sized {
+            Ok(SizedModel {
                 config: match_depth(&config, target.params(Component::Model))?,
                 matched_to: Some(reference.to_owned()),
                 checkpoint: None,
             })
         }
-        _ => Ok(Sized {
+        _ => Ok(SizedModel {
             config,
             matched_to: None,
             checkpoint: None,
@@ -258,7 +234,13 @@ pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
 }
 
 /// The spec of one grid point before its batch, length and id are filled in.
-fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str) -> RunSpec {
+fn spec(
+    suite: &Suite,
+    exp: &Experiment,
+    model: &str,
+    sized: SizedModel,
+    device: DeviceId,
+) -> RunSpec {
     RunSpec {
         run_id: String::new(),
         suite: suite.name.clone(),
@@ -267,7 +249,7 @@ fn spec(suite: &Suite, exp: &Experiment, model: &str, sized: Sized, device: &str
         model: model.to_owned(),
         component: exp.component(),
         pass: exp.pass(),
-        device: device.to_owned(),
+        device,
         dtype: suite.dtype,
         batch: 0,
         seq_len: 0,
@@ -304,10 +286,6 @@ fn run_id(spec: &RunSpec) -> String {
         spec.config.n_layers(),
         fnv1a(canonical.as_bytes()) as u32
     )
-}
-
-fn is_zero(value: &f64) -> bool {
-    *value == 0.0
 }
 
 /// FNV-1a, 64-bit: stable across Rust versions and platforms, unlike `DefaultHasher`.

@@ -1,5 +1,6 @@
 //! YAML suites: the schema users write, its validation, and its expansion into run specs.
 
+pub mod claim;
 pub mod error;
 pub mod grid;
 pub mod locate;
@@ -9,12 +10,12 @@ pub mod task_grid;
 pub mod validate;
 
 pub use error::{Issue, SuiteError};
-pub use grid::RunSpec;
 pub use schema::Suite;
 pub use shard::Shard;
 pub use validate::Machine;
 
-use crate::device::{device_name, DeviceSpec};
+use crate::device::{DeviceId, DeviceSpec};
+use crate::spec::RunSpec;
 use locate::{Location, Locations};
 use std::path::Path;
 
@@ -22,7 +23,7 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub suite: Suite,
-    pub device: tch::Device,
+    pub device: DeviceId,
     pub runs: Vec<RunSpec>,
 }
 
@@ -62,8 +63,17 @@ impl Plan {
         }
         let device = DeviceSpec::parse(&suite.device)
             .and_then(|spec| spec.resolve(machine.cuda_devices))
-            .expect("validated above");
-        let runs = grid::expand(&suite, &device_name(device));
+            .expect("validated above")
+            .into();
+        // Validation read every checkpoint and matched every size, so this succeeds unless a
+        // checkpoint changed in between; then it is one more issue.
+        let runs = grid::expand(&suite, device).map_err(|e| {
+            vec![Issue {
+                path: "models".to_owned(),
+                location: None,
+                message: e.to_string(),
+            }]
+        })?;
         Ok(Self {
             suite,
             device,

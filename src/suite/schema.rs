@@ -26,10 +26,11 @@
 //!   - { kind: latency_vs_seq_len, experiment: block-forward }
 //! ```
 
+use super::claim::Claim;
 use super::task_grid::TaskGrid;
-use crate::claims::Claim;
 use crate::models::{Component, Family};
 use crate::scan::ScanImpl;
+use crate::spec::{DType, ExperimentKind, Pass};
 use crate::train::trainer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -90,33 +91,6 @@ fn default_device() -> String {
     "auto".to_owned()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    #[default]
-    F32,
-    Bf16,
-    F16,
-}
-
-impl DType {
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::Bf16 => "bf16",
-            DType::F16 => "f16",
-        }
-    }
-
-    pub fn kind(self) -> tch::Kind {
-        match self {
-            DType::F32 => tch::Kind::Float,
-            DType::Bf16 => tch::Kind::BFloat16,
-            DType::F16 => tch::Kind::Half,
-        }
-    }
-}
-
 /// One named model. Options of the other family are rejected during validation; sizes that a
 /// grid sweeps (`d_model`, `n_layers`) come from the experiment's grid.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,78 +116,6 @@ pub struct ModelEntry {
     pub mlp_ratio: Option<f64>,
     pub intermediate_size: Option<i64>,
     pub rope_theta: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExperimentKind {
-    /// Latency and throughput of a pass over a grid of shapes.
-    Speed,
-    /// Train each model on a recall task, then measure its accuracy at `eval_seq_len`.
-    Recall,
-}
-
-impl ExperimentKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ExperimentKind::Speed => "speed",
-            ExperimentKind::Recall => "recall",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pass {
-    /// Inference forward, without autograd.
-    Forward,
-    /// Forward with autograd, then backward to every input and parameter.
-    ForwardBackward,
-    /// One AdamW step of the language model on random tokens (forward, loss, backward, update).
-    TrainStep,
-    /// The prompt in parallel mode, returning the state or KV cache to decode from.
-    Prefill,
-    /// One decoding step at a context of `seq_len` tokens: Mamba's O(1) state update against
-    /// the Transformer's step over its KV cache.
-    Decode,
-    /// Prefill a `seq_len` prompt, then greedily generate `new_tokens` tokens per sequence;
-    /// throughput is generated tokens per second (the Mamba paper's Fig. 8, right).
-    GenerateThroughput,
-}
-
-impl Pass {
-    pub const ALL: [Pass; 6] = [
-        Pass::Forward,
-        Pass::ForwardBackward,
-        Pass::TrainStep,
-        Pass::Prefill,
-        Pass::Decode,
-        Pass::GenerateThroughput,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Pass::Forward => "forward",
-            Pass::ForwardBackward => "forward_backward",
-            Pass::TrainStep => "train_step",
-            Pass::Prefill => "prefill",
-            Pass::Decode => "decode",
-            Pass::GenerateThroughput => "generate_throughput",
-        }
-    }
-
-    /// Passes that exist only for a whole language model.
-    /// Whether the pass computes gradients (recall runs train, so theirs do).
-    pub fn backward(self) -> bool {
-        matches!(self, Pass::ForwardBackward | Pass::TrainStep)
-    }
-
-    pub fn needs_whole_model(self) -> bool {
-        matches!(
-            self,
-            Pass::TrainStep | Pass::Prefill | Pass::Decode | Pass::GenerateThroughput
-        )
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,13 +4,11 @@
 use super::error::Issue;
 use super::grid;
 use super::locate::Locations;
-use super::schema::{
-    DType, Experiment, ExperimentKind, ModelEntry, OneOrMany, Pass, PlotKind, Suite,
-};
-use crate::claims::ClaimKind;
+use super::schema::{Experiment, ModelEntry, OneOrMany, PlotKind, Suite};
 use crate::device::DeviceSpec;
 use crate::models::{transformer, Component, Family};
 use crate::scan::ScanImpl;
+use crate::spec::{DType, ExperimentKind, Pass};
 use crate::tasks::Split;
 use std::collections::HashSet;
 
@@ -28,13 +26,13 @@ impl Machine {
     }
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     locations: &'a Locations,
     issues: Vec<Issue>,
 }
 
 impl Checker<'_> {
-    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let location = self.locations.find(&path);
         self.issues.push(Issue {
@@ -59,7 +57,7 @@ impl Checker<'_> {
         }
     }
 
-    fn at_least(&mut self, path: String, value: Option<i64>, min: i64) {
+    pub(super) fn at_least(&mut self, path: String, value: Option<i64>, min: i64) {
         if let Some(value) = value.filter(|v| *v < min) {
             self.fail(
                 path,
@@ -68,7 +66,7 @@ impl Checker<'_> {
         }
     }
 
-    fn above_zero(&mut self, path: String, value: Option<f64>) {
+    pub(super) fn above_zero(&mut self, path: String, value: Option<f64>) {
         if let Some(value) = value.filter(|v| !(*v > 0.0 && v.is_finite())) {
             self.fail(
                 path,
@@ -92,14 +90,14 @@ pub fn check(suite: &Suite, locations: &Locations, machine: Machine) -> Vec<Issu
     }
     check_experiments(&mut c, suite);
     check_plots(&mut c, suite);
-    check_claims(&mut c, suite);
+    super::claim::check_claims(&mut c, suite);
     // In file order, as a reader fixes them.
     c.issues
         .sort_by_key(|issue| issue.location.map(|l| (l.line, l.column)));
     c.issues
 }
 
-fn is_file_name(name: &str) -> bool {
+pub(super) fn is_file_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -661,107 +659,6 @@ fn check_plots(c: &mut Checker, suite: &Suite) {
                     );
                 }
                 Some(_) => {}
-            }
-        }
-    }
-}
-
-/// Claims name experiments of the kind they are judged on, with sensible parameters.
-fn check_claims(c: &mut Checker, suite: &Suite) {
-    let mut ids = HashSet::new();
-    for (i, claim) in suite.claims.iter().enumerate() {
-        let at = |field: &str| format!("claims[{i}].{field}");
-        if !is_file_name(&claim.id) {
-            c.fail(
-                at("id"),
-                format!(
-                    "`{}` is not allowed; use letters, digits, `-`, `_` and `.`",
-                    claim.id
-                ),
-            );
-        } else if !ids.insert(claim.id.as_str()) {
-            c.fail(
-                at("id"),
-                format!("claim `{}` is defined twice; ids must be unique", claim.id),
-            );
-        }
-        if claim.experiments.is_empty() {
-            c.fail(
-                at("experiments"),
-                "the list is empty; name the experiments that judge this claim",
-            );
-        }
-        let rule = match claim.rule() {
-            Ok(rule) => rule,
-            Err(problems) => {
-                for (field, message) in problems {
-                    c.fail(at(field), message);
-                }
-                continue;
-            }
-        };
-        let wanted = rule.experiment_kind();
-        for (j, name) in claim.experiments.iter().enumerate() {
-            let path = format!("claims[{i}].experiments[{j}]");
-            match suite.experiments.iter().find(|e| &e.name == name) {
-                None => {
-                    let names: Vec<&str> =
-                        suite.experiments.iter().map(|e| e.name.as_str()).collect();
-                    c.fail(
-                        path,
-                        format!(
-                            "unknown experiment `{name}`; expected one of: {}",
-                            names.join(", ")
-                        ),
-                    );
-                }
-                Some(exp) if exp.kind != wanted => c.fail(
-                    path,
-                    format!(
-                        "a {} claim is judged on {} experiments, and `{name}` is {}",
-                        claim.kind_name(),
-                        wanted.name(),
-                        exp.kind.name()
-                    ),
-                ),
-                Some(_) => {}
-            }
-        }
-        let fraction = |c: &mut Checker, field: &str, v: f64| {
-            if !(v > 0.0 && v <= 1.0) {
-                c.fail(
-                    at(field),
-                    format!("{v} is not allowed; expected a fraction in (0, 1]"),
-                );
-            }
-        };
-        match &rule {
-            ClaimKind::CrossoverVsWidth { factor } => c.above_zero(at("factor"), Some(*factor)),
-            ClaimKind::RecallAtDistance {
-                threshold,
-                min_length,
-                ..
-            } => {
-                fraction(c, "threshold", *threshold);
-                c.at_least(at("min_length"), Some(*min_length), 1);
-            }
-            ClaimKind::AttentionShare {
-                negligible_below,
-                predict_at,
-            } => {
-                fraction(c, "negligible_below", *negligible_below);
-                for (j, p) in predict_at.iter().enumerate() {
-                    c.at_least(
-                        format!("claims[{i}].predict_at[{j}].d_model"),
-                        Some(p.d_model),
-                        128,
-                    );
-                    c.at_least(
-                        format!("claims[{i}].predict_at[{j}].seq_len"),
-                        Some(p.seq_len),
-                        1,
-                    );
-                }
             }
         }
     }

@@ -13,6 +13,7 @@
 //! Borrowed ones are wrapped without taking ownership; owned ones are heap tensors whose
 //! ownership passes with the pointer.
 
+use crate::panics::panic_message;
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -210,22 +211,26 @@ fn apply_rust_node(
 ) -> Result<Tensor, TorchExtError> {
     let pointers: Vec<*const C_tensor> = inputs.iter().map(|t| t.as_ptr()).collect();
     let mut y: *mut C_tensor = std::ptr::null_mut();
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: the pointers are live tch tensors for the duration of the call; the shim writes
-    // an owned tensor to `y` on success and a NUL-terminated message to `error` on failure.
-    let status = unsafe {
-        mvt_apply_rust_node(
-            pointers.as_ptr(),
-            flags,
-            forward,
-            backward,
-            &mut y,
-            error.as_mut_ptr(),
-            error.len(),
-        )
-    };
-    if status != 0 || y.is_null() {
-        return Err(TorchExtError(message(&error)));
+    call_shim(|error, error_len| {
+        // SAFETY: the pointers are live tch tensors for the duration of the call; the shim
+        // writes an owned tensor to `y` on success and a NUL-terminated message to `error` on
+        // failure.
+        unsafe {
+            mvt_apply_rust_node(
+                pointers.as_ptr(),
+                flags,
+                forward,
+                backward,
+                &mut y,
+                error,
+                error_len,
+            )
+        }
+    })?;
+    if y.is_null() {
+        return Err(TorchExtError(
+            "the shim's autograd node returned no tensor".to_owned(),
+        ));
     }
     // SAFETY: on success `y` is a heap tensor whose ownership the shim passed to us.
     Ok(unsafe { Tensor::from_ptr(y) })
@@ -245,22 +250,20 @@ pub struct CudaMemory {
 /// The CUDA caching allocator's statistics for `device`.
 pub fn cuda_memory(device: usize) -> Result<CudaMemory, TorchExtError> {
     let mut m = CudaMemory::default();
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: plain out-pointers to live locals; the shim catches every C++ exception.
-    let status = unsafe {
-        mvt_cuda_memory_stats(
-            device as c_int,
-            &mut m.allocated_current,
-            &mut m.allocated_peak,
-            &mut m.reserved_current,
-            &mut m.reserved_peak,
-            error.as_mut_ptr(),
-            error.len(),
-        )
-    };
-    if status != 0 {
-        return Err(TorchExtError(message(&error)));
-    }
+    call_shim(|error, error_len| {
+        // SAFETY: plain out-pointers to live locals; the shim catches every C++ exception.
+        unsafe {
+            mvt_cuda_memory_stats(
+                device as c_int,
+                &mut m.allocated_current,
+                &mut m.allocated_peak,
+                &mut m.reserved_current,
+                &mut m.reserved_peak,
+                error,
+                error_len,
+            )
+        }
+    })?;
     Ok(m)
 }
 
@@ -268,33 +271,20 @@ pub fn cuda_memory(device: usize) -> Result<CudaMemory, TorchExtError> {
 /// legacy default stream): where a kernel launched outside libtorch must go to be ordered with
 /// libtorch's work on that device.
 pub fn cuda_current_stream(device: usize) -> Result<*mut c_void, TorchExtError> {
-    let mut stream = std::ptr::null_mut();
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: an out-pointer to a live local; the shim catches every C++ exception.
-    let status = unsafe {
-        mvt_cuda_current_stream(
-            device as c_int,
-            &mut stream,
-            error.as_mut_ptr(),
-            error.len(),
-        )
-    };
-    if status != 0 {
-        return Err(TorchExtError(message(&error)));
-    }
+    let mut stream: *mut c_void = std::ptr::null_mut();
+    call_shim(|error, error_len| {
+        // SAFETY: an out-pointer to a live local; the shim catches every C++ exception.
+        unsafe { mvt_cuda_current_stream(device as c_int, &mut stream, error, error_len) }
+    })?;
     Ok(stream)
 }
 
 /// Makes the CUDA allocator's peaks equal to its current values on `device`.
 pub fn reset_cuda_peak_memory(device: usize) -> Result<(), TorchExtError> {
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: the shim catches every C++ exception and writes at most `error.len()` bytes.
-    let status =
-        unsafe { mvt_cuda_reset_peak_memory(device as c_int, error.as_mut_ptr(), error.len()) };
-    if status != 0 {
-        return Err(TorchExtError(message(&error)));
-    }
-    Ok(())
+    call_shim(|error, error_len| {
+        // SAFETY: the shim catches every C++ exception and writes at most `error_len` bytes.
+        unsafe { mvt_cuda_reset_peak_memory(device as c_int, error, error_len) }
+    })
 }
 
 /// The kernels `scaled_dot_product_attention` may choose from (libtorch picks the fastest
@@ -325,13 +315,10 @@ impl SdpBackends {
 
 /// Allows only `backends` for fused attention from now on.
 pub fn set_sdp_backends(backends: SdpBackends) -> Result<(), TorchExtError> {
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: the shim catches every C++ exception and writes at most `error.len()` bytes.
-    let status = unsafe { mvt_set_sdp_backends(backends.mask(), error.as_mut_ptr(), error.len()) };
-    if status != 0 {
-        return Err(TorchExtError(message(&error)));
-    }
-    Ok(())
+    call_shim(|error, error_len| {
+        // SAFETY: the shim catches every C++ exception and writes at most `error_len` bytes.
+        unsafe { mvt_set_sdp_backends(backends.mask(), error, error_len) }
+    })
 }
 
 /// The kernels fused attention may choose from now.
@@ -361,21 +348,18 @@ pub fn set_autocast(device: tch::Device, kind: Option<tch::Kind>) -> Result<(), 
             )))
         }
     };
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: plain integers in; the shim catches every C++ exception.
-    let status = unsafe {
-        mvt_set_autocast(
-            cuda,
-            c_int::from(kind.is_some()),
-            scalar_type,
-            error.as_mut_ptr(),
-            error.len(),
-        )
-    };
-    if status != 0 {
-        return Err(TorchExtError(message(&error)));
-    }
-    Ok(())
+    call_shim(|error, error_len| {
+        // SAFETY: plain integers in; the shim catches every C++ exception.
+        unsafe {
+            mvt_set_autocast(
+                cuda,
+                c_int::from(kind.is_some()),
+                scalar_type,
+                error,
+                error_len,
+            )
+        }
+    })
 }
 
 /// Whether autograd records operations on this thread: false inside `tch::no_grad`.
@@ -413,19 +397,20 @@ pub fn parallel_for(n: usize, grain: usize, body: impl Fn(std::ops::Range<usize>
         body: &body,
         panic: Mutex::new(None),
     };
-    let mut error = vec![0 as c_char; ERROR_CAPACITY];
-    // SAFETY: the trampoline matches the shim's signature and never unwinds; `context` outlives
-    // the call, which returns only after every range is done.
-    let status = unsafe {
-        mvt_parallel_for(
-            n as i64,
-            grain.max(1) as i64,
-            trampoline,
-            &context as *const Context as *mut c_void,
-            error.as_mut_ptr(),
-            error.len(),
-        )
-    };
+    let outcome = call_shim(|error, error_len| {
+        // SAFETY: the trampoline matches the shim's signature and never unwinds; `context`
+        // outlives the call, which returns only after every range is done.
+        unsafe {
+            mvt_parallel_for(
+                n as i64,
+                grain.max(1) as i64,
+                trampoline,
+                &context as *const Context as *mut c_void,
+                error,
+                error_len,
+            )
+        }
+    });
     if let Some(payload) = context
         .panic
         .into_inner()
@@ -433,9 +418,25 @@ pub fn parallel_for(n: usize, grain: usize, body: impl Fn(std::ops::Range<usize>
     {
         std::panic::resume_unwind(payload);
     }
-    assert_eq!(status, 0, "at::parallel_for failed: {}", message(&error));
+    if let Err(TorchExtError(text)) = outcome {
+        panic!("at::parallel_for failed: {text}");
+    }
 }
 
+/// Calls a shim entry point that reports failure through an error buffer: `call` gets a fresh
+/// buffer of [`ERROR_CAPACITY`] bytes and its length, and returns the shim's status. A
+/// non-zero status becomes an error with the NUL-terminated message the shim wrote there.
+fn call_shim(call: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), TorchExtError> {
+    let mut error = vec![0 as c_char; ERROR_CAPACITY];
+    let status = call(error.as_mut_ptr(), error.len());
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(TorchExtError(message(&error)))
+    }
+}
+
+/// The text of a NUL-terminated message in `buffer` (all of it, if there is no NUL).
 fn message(buffer: &[c_char]) -> String {
     let bytes: Vec<u8> = buffer
         .iter()
@@ -479,13 +480,8 @@ unsafe fn guard(
     error_len: usize,
     body: impl FnOnce() -> Result<(), String>,
 ) -> c_int {
-    let outcome = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        Err(payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "panic with a non-text payload".to_owned()))
-    });
+    let outcome = catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|payload| Err(panic_message(payload.as_ref())));
     match outcome {
         Ok(()) => 0,
         Err(text) => {

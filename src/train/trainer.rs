@@ -192,13 +192,3 @@ pub fn train(
         curve,
     })
 }
-
-/// `curves.csv`: step, loss, lr, eval_accuracy.
-pub fn curve_csv(curve: &[CurvePoint]) -> String {
-    let mut csv = String::from("step,loss,lr,eval_accuracy\n");
-    for p in curve {
-        let acc = p.eval_accuracy.map(|a| a.to_string()).unwrap_or_default();
-        csv.push_str(&format!("{},{},{},{}\n", p.step, p.loss, p.lr, acc));
-    }
-    csv
-}

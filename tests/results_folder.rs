@@ -1,0 +1,182 @@
+//! A results folder stands on its own: `plot`, `report` and `merge` read its manifest, rows
+//! and run specs (`runs.jsonl`) and never the suite's checkpoints; a folder from before
+//! `runs.jsonl` falls back to its suite, with a clear error where that needs a checkpoint
+//! that is gone. And typed rows write the text the committed folders hold, column for column.
+
+mod common;
+
+use common::{mvt, text};
+use mamba_vs_transformer::results::store::{read_frame, read_rows, to_frame, ROWS_FILE};
+use polars::prelude::*;
+use std::path::Path;
+
+const SUITE: &str = "\
+name: standalone
+device: cpu
+threads: 1
+models:
+  pretrained: { family: mamba, checkpoint: ckpt }
+  llama: { family: transformer, head_dim: 8 }
+experiments:
+  - name: lm
+    kind: speed
+    pass: forward
+    component: model
+    models: [pretrained, llama]
+    grid: { d_model: [16], seq_len: [8, 16] }
+    warmup: 1
+    repeats: 1
+plots:
+  - { kind: latency_vs_seq_len, experiment: lm }
+";
+
+/// A finished run of [`SUITE`] in `dir/r`, whose checkpoint folder `dir/ckpt` is a copy of a
+/// fixture.
+fn run_suite(dir: &Path) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf/mamba-tied");
+    std::fs::create_dir(dir.join("ckpt")).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), dir.join("ckpt").join(file)).unwrap();
+    }
+    std::fs::write(dir.join("s.yaml"), SUITE).unwrap();
+    let out = mvt(&["run", "s.yaml", "--out", "r"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn plot_report_and_merge_work_after_the_checkpoint_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    run_suite(dir);
+    let runs = std::fs::read_to_string(dir.join("r/runs.jsonl")).unwrap();
+    assert_eq!(runs.lines().count(), 4, "every planned run spec: {runs}");
+    assert!(runs.contains("\"checkpoint\""), "{runs}");
+
+    std::fs::rename(dir.join("ckpt"), dir.join("moved")).unwrap();
+    for args in [
+        vec!["plot", "r"],
+        vec!["report", "r"],
+        vec!["merge", "merged", "r"],
+    ] {
+        let out = mvt(&args, dir);
+        assert!(out.status.success(), "mvt {args:?}: {}", text(&out));
+    }
+    assert!(dir.join("r/plots/latency_vs_seq_len_lm.svg").is_file());
+    assert!(dir.join("r/report.md").is_file());
+    let merged = std::fs::read_to_string(dir.join("merged/runs.jsonl")).unwrap();
+    assert_eq!(merged, runs, "the merge keeps the plan");
+    assert_eq!(read_rows(&dir.join("merged")).unwrap().len(), 4);
+}
+
+#[test]
+fn an_old_folder_without_run_specs_falls_back_to_its_suite_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    run_suite(dir);
+    let runs = std::fs::read_to_string(dir.join("r/runs.jsonl")).unwrap();
+    std::fs::remove_file(dir.join("r/runs.jsonl")).unwrap();
+    std::fs::rename(dir.join("ckpt"), dir.join("moved")).unwrap();
+
+    for args in [
+        vec!["plot", "r"],
+        vec!["report", "r"],
+        vec!["merge", "m", "r"],
+    ] {
+        let out = mvt(&args, dir);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "mvt {args:?}: {said}");
+        assert!(!said.contains("panicked"), "{said}");
+        for words in ["runs.jsonl", "model `pretrained`", "ckpt", "--resume"] {
+            assert!(
+                said.contains(words),
+                "mvt {args:?} should say {words:?}: {said}"
+            );
+        }
+    }
+
+    // With the checkpoint back, the suite expands again: plot works and saves the specs, so
+    // the folder stands on its own from then on.
+    std::fs::rename(dir.join("moved"), dir.join("ckpt")).unwrap();
+    let out = mvt(&["plot", "r"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("r/runs.jsonl")).unwrap(),
+        runs
+    );
+}
+
+/// The table's columns, as they were before rows were typed: typing must not change them.
+const COLUMNS: &str = "suite,experiment,kind,run_id,model,family,component,pass,device,dtype,\
+batch,seq_len,d_model,n_layers,params,matched_to,new_tokens,scan,threads,status,\
+latency_median_s,latency_p10_s,latency_p90_s,latency_min_s,latency_max_s,samples,outliers,\
+tokens_per_s,peak_mem_bytes,reserved_mem_bytes,flops,core_flops,core_bytes,bytes_moved,\
+param_bytes,activation_bytes,state_bytes,predicted_latency_s,task,task_options,lr,\
+eval_seq_len,eval_mode,steps,final_loss,accuracy,wall_s,message";
+
+/// Every committed results folder: its rows read as typed rows and write back the same JSON
+/// values, and every column of its Parquet table, with the same type and values (older
+/// folders have fewer columns); the CSV has the columns it always had.
+#[test]
+fn typed_rows_write_the_committed_columns_unchanged() {
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let mut folders = 0;
+    for entry in std::fs::read_dir(&results).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join(ROWS_FILE).is_file() {
+            continue;
+        }
+        folders += 1;
+        let rows = read_rows(&dir).unwrap();
+        let stored = std::fs::read_to_string(dir.join(ROWS_FILE)).unwrap();
+        for (row, line) in rows.iter().zip(stored.lines()) {
+            let written = serde_json::to_value(row).unwrap();
+            let original: serde_json::Value = serde_json::from_str(line).unwrap();
+            for (field, value) in original.as_object().unwrap() {
+                assert_eq!(
+                    &written[field],
+                    value,
+                    "{}: field {field} of {}",
+                    dir.display(),
+                    row.run_id
+                );
+            }
+        }
+        let mut frame = to_frame(&rows).unwrap();
+        let mut csv = Vec::new();
+        CsvWriter::new(&mut csv).finish(&mut frame).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().next(), Some(COLUMNS), "the CSV header");
+        let committed = read_frame(&dir).unwrap();
+        for column in committed.columns() {
+            let name = column.name();
+            let rewritten = frame.column(name).unwrap();
+            assert!(
+                same_column(rewritten, column),
+                "{}: column {name}: {:?} against the committed {:?}",
+                dir.display(),
+                rewritten.head(Some(3)),
+                column.head(Some(3))
+            );
+        }
+    }
+    assert!(folders >= 5, "found {folders} committed folders");
+}
+
+/// The same type and values; floats to 1e-12 relative, as serde_json's default parser may
+/// read a stored float one unit in the last place off.
+fn same_column(a: &Column, b: &Column) -> bool {
+    if a.dtype() != b.dtype() || a.len() != b.len() {
+        return false;
+    }
+    if a.dtype() != &DataType::Float64 {
+        return a
+            .as_materialized_series()
+            .equals_missing(b.as_materialized_series());
+    }
+    let (a, b) = (a.f64().unwrap(), b.f64().unwrap());
+    a.iter().zip(b.iter()).all(|pair| match pair {
+        (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
+        (None, None) => true,
+        _ => false,
+    })
+}
