@@ -12,6 +12,7 @@ use mamba_vs_transformer::runner::recall::{Evaluated, RecallOutcome, Trained};
 use mamba_vs_transformer::runner::record;
 use mamba_vs_transformer::scan::{reference, Kernel, ScanImpl, ScanTensors};
 use mamba_vs_transformer::suite::{Machine, Plan};
+use mamba_vs_transformer::tolerance::Tolerance;
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -62,13 +63,10 @@ fn scan_with_state_with_gradients_runs_the_fused_node() {
     let w = seeded(4, || Tensor::randn(y.size(), (Kind::Float, Device::Cpu)));
     (&y * &w).sum(Kind::Float).backward();
     (&want_y * &w).sum(Kind::Float).backward();
-    let close = |a: &Tensor, b: &Tensor, what: &str| {
-        assert!(a.allclose(b, 1e-3, 1e-3, false), "{what}");
-    };
-    close(&y, &want_y, "y");
-    close(&state, &want_state.detach(), "last state");
-    close(&fused.u.grad(), &want.u.grad(), "du");
-    close(&fused.b.grad(), &want.b.grad(), "dB");
+    Tolerance::FP32.assert_close("y", &y, &want_y);
+    Tolerance::FP32.assert_close("last state", &state, &want_state.detach());
+    Tolerance::FP32_GRADIENTS.assert_close("du", &fused.u.grad(), &want.u.grad());
+    Tolerance::FP32_GRADIENTS.assert_close("dB", &fused.b.grad(), &want.b.grad());
 }
 
 const RECALL: &str = "\
