@@ -17,7 +17,7 @@ experiments:
   - {{ name: e, kind: speed, pass: {pass}, component: {component}, models: [{model}], grid: {grid}{extra} }}
 "
     );
-    let mut runs = Plan::parse(&text, Machine { cuda_devices: 0 })
+    let mut runs = Plan::parse(&text, Machine::cpu_only(2))
         .expect("valid")
         .runs;
     assert_eq!(runs.len(), 1);

@@ -272,7 +272,7 @@ claims:
 
 #[test]
 fn bad_claims_are_rejected_before_anything_runs() {
-    let parse = |text: &str| Plan::parse(text, Machine { cuda_devices: 0 });
+    let parse = |text: &str| Plan::parse(text, Machine::cpu_only(2));
     assert!(parse(SUITE).is_ok());
     let cases = [
         (

@@ -1,6 +1,7 @@
 //! Grid expansion: one run per grid point and model, each with a stable, unique id.
 
 use mamba_vs_transformer::models::ModelConfig;
+use mamba_vs_transformer::scan::ScanImpl;
 use mamba_vs_transformer::suite::{Machine, Plan};
 use std::collections::HashSet;
 
@@ -27,7 +28,7 @@ experiments:
 ";
 
 fn plan(text: &str) -> Plan {
-    Plan::parse(text, Machine { cuda_devices: 0 }).expect("valid suite")
+    Plan::parse(text, Machine::cpu_only(2)).expect("valid suite")
 }
 
 #[test]
@@ -77,6 +78,47 @@ fn model_options_reach_the_configs() {
             ModelConfig::Transformer(cfg) => assert_eq!((cfg.head_dim, cfg.n_kv_heads()), (8, 2)),
         }
         assert_eq!((run.seed, run.device.to_string()), (7, "cpu".to_owned()));
+    }
+}
+
+#[test]
+fn every_model_option_reaches_the_config() {
+    let text = SUITE
+        .replace(
+            "m: { family: mamba, d_state: 4 }",
+            "m: { family: mamba, vocab_size: 300, norm_eps: 1.0e-6, d_state: 4, d_conv: 3, expand: 3, dt_rank: 5, scan: reference }",
+        )
+        .replace(
+            "t: { family: transformer, head_dim: 8, n_kv_heads: 2 }",
+            "t: { family: transformer, vocab_size: 300, norm_eps: 1.0e-6, head_dim: 8, n_kv_heads: 2, mlp_ratio: 2.5, intermediate_size: 40, rope_theta: 500000.0 }",
+        );
+    for run in plan(&text).runs {
+        match &run.config {
+            ModelConfig::Mamba(c) => assert_eq!(
+                (
+                    c.vocab_size,
+                    c.norm_eps,
+                    c.d_state,
+                    c.d_conv,
+                    c.expand,
+                    c.dt_rank,
+                    c.scan
+                ),
+                (300, 1e-6, 4, 3, 3, Some(5), ScanImpl::Reference)
+            ),
+            ModelConfig::Transformer(c) => assert_eq!(
+                (
+                    c.vocab_size,
+                    c.norm_eps,
+                    c.head_dim,
+                    c.n_kv_heads,
+                    c.mlp_ratio,
+                    c.intermediate_size,
+                    c.rope_theta
+                ),
+                (300, 1e-6, 8, Some(2), 2.5, Some(40), 500_000.0)
+            ),
+        }
     }
 }
 

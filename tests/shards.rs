@@ -27,7 +27,7 @@ experiments:
 
 #[test]
 fn shards_cover_the_plan_exactly_once() {
-    let plan = Plan::parse(SUITE, Machine { cuda_devices: 0 }).unwrap();
+    let plan = Plan::parse(SUITE, Machine::cpu_only(2)).unwrap();
     for count in 1..=7 {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for index in 0..count {
@@ -52,7 +52,7 @@ fn shards_carry_about_equal_work() {
         "d_model: [16], seq_len: [8, 16, 32]",
         "d_model: [16, 32, 64, 128], seq_len: [32]",
     );
-    let plan = Plan::parse(&suite, Machine { cuda_devices: 0 }).unwrap();
+    let plan = Plan::parse(&suite, Machine::cpu_only(2)).unwrap();
     let largest = plan
         .runs
         .iter()

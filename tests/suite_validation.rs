@@ -3,10 +3,16 @@
 
 use mamba_vs_transformer::device::DeviceId;
 use mamba_vs_transformer::models::matching::{relative_error, TOLERANCE};
-use mamba_vs_transformer::models::Component;
+use mamba_vs_transformer::models::{Component, Family};
+use mamba_vs_transformer::suite::model_options::{Belongs, MODEL_OPTIONS};
 use mamba_vs_transformer::suite::{Issue, Machine, Plan};
 
-const CPU_ONLY: Machine = Machine { cuda_devices: 0 };
+/// Two cores, no GPU, memory unknown: the machine the cases below are checked against,
+/// whatever runs the tests.
+const CPU_ONLY: Machine = Machine::cpu_only(2);
+
+/// Suites for GPUs are checked as if one were present.
+const ONE_GPU: Machine = Machine::cpu_only(2).with_cuda(1);
 
 const GOOD: &str = "\
 name: tiny
@@ -61,6 +67,7 @@ fn the_good_suite_passes() {
     let plan = Plan::parse(GOOD, CPU_ONLY).expect("valid");
     assert_eq!(plan.runs.len(), 2 * 2 * 3);
     assert_eq!(plan.device, DeviceId::Cpu);
+    assert!(plan.warnings.is_empty(), "{:#?}", plan.warnings);
 }
 
 #[test]
@@ -69,8 +76,7 @@ fn every_committed_suite_is_valid() {
     for entry in std::fs::read_dir("experiments").expect("experiments/ exists") {
         let path = entry.expect("readable").path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            // Suites for GPUs are checked as if one were present.
-            if let Err(e) = Plan::load(&path, Machine { cuda_devices: 1 }) {
+            if let Err(e) = Plan::load(&path, ONE_GPU) {
                 panic!("{e}");
             }
             checked += 1;
@@ -102,7 +108,7 @@ fn gpu_check_suites_are_valid_on_a_gpu_and_their_dry_runs_on_this_cpu() {
     for entry in std::fs::read_dir("experiments/gpu_check").expect("experiments/gpu_check/") {
         let path = entry.expect("readable").path();
         let text = std::fs::read_to_string(&path).unwrap();
-        if let Err(issues) = Plan::parse(&text, Machine { cuda_devices: 1 }) {
+        if let Err(issues) = Plan::parse(&text, ONE_GPU) {
             panic!("{}: {issues:?}", path.display());
         }
         let dry = dry_run(&text);
@@ -227,6 +233,165 @@ fn option_of_the_other_family_is_rejected() {
         5,
         &["models.mamba.head_dim", "transformer option"],
     );
+}
+
+#[test]
+fn every_option_of_one_family_is_rejected_on_the_other() {
+    for option in MODEL_OPTIONS {
+        let Belongs::Only(owner) = option.belongs else {
+            continue;
+        };
+        let (entry, line, other) = match owner {
+            Family::Mamba => ("{ family: transformer, head_dim: 16 }", 6, "transformer"),
+            Family::Transformer => ("{ family: mamba, d_state: 8 }", 5, "mamba"),
+        };
+        let value = option_value(option.name);
+        let with_option = entry.replace(" }", &format!(", {}: {value} }}", option.name));
+        assert_one(
+            &edit(entry, &with_option),
+            line,
+            &[
+                format!("models.{other}.{}", option.name).as_str(),
+                format!("is a {} option", owner.name()).as_str(),
+            ],
+        );
+    }
+}
+
+/// A valid value of model option `name`.
+fn option_value(name: &str) -> &'static str {
+    match name {
+        "scan" => "auto",
+        _ => "2",
+    }
+}
+
+#[test]
+fn a_value_listed_twice_is_rejected() {
+    assert_one(
+        &edit("seq_len: [16, 32, 64]", "seq_len: [16, 64, 64]"),
+        13,
+        &[
+            "experiments[0].grid.seq_len[2]",
+            "`64` appears twice in the list; each value runs once",
+        ],
+    );
+    assert_one(
+        &edit("d_model: [32, 64]", "d_model: [32, 32]"),
+        13,
+        &["experiments[0].grid.d_model[1]", "`32` appears twice"],
+    );
+    let rates = RECALL.replace(
+        "seq_len: [64, 128] }",
+        "seq_len: [64, 128], lr: [1.0e-3, 3.0e-3, 1.0e-3] }",
+    );
+    assert_one(
+        &rates,
+        10,
+        &["experiments[0].grid.lr[2]", "`0.001` appears twice"],
+    );
+    let lengths = RECALL.replace(
+        "    train:",
+        "    eval_seq_len: [128, 128, 128]\n    train:",
+    );
+    assert_one(
+        &lengths,
+        11,
+        &["experiments[0].eval_seq_len[1]", "`128` appears 3 times"],
+    );
+}
+
+#[test]
+fn runs_planned_twice_are_rejected() {
+    // A task option listed twice gives two identical tasks; no grid list repeats.
+    let text = RECALL.replace("num_kv_pairs: 8", "num_kv_pairs: [8, 8]");
+    assert_one(
+        &text,
+        6,
+        &[
+            "experiments[0]",
+            "2 runs, `mqar.m.d32.L64.",
+            "planned more than once",
+        ],
+    );
+}
+
+#[test]
+fn more_threads_than_cores_are_rejected() {
+    assert_one(
+        &edit("device: cpu\n", "device: cpu\nthreads: 100000\n"),
+        4,
+        &[
+            "threads",
+            "100000 is not allowed",
+            "this machine has 2 CPU cores",
+            "oversubscribe them and time the scheduler",
+        ],
+    );
+    let all_cores = edit("device: cpu\n", "device: cpu\nthreads: 2\n");
+    Plan::parse(&all_cores, CPU_ONLY).expect("as many threads as cores");
+}
+
+/// `CPU_ONLY` with 16 GB of memory.
+const SIXTEEN_GB: Machine = Machine::cpu_only(2).with_memory(16_000_000_000);
+
+/// 2^40 tokens: terabytes of activations at any width.
+const HUGE: &str = "1099511627776";
+
+#[test]
+fn runs_predicted_past_memory_are_a_warning_not_an_error() {
+    let huge = edit(
+        "seq_len: [16, 32, 64]",
+        &format!("seq_len: [16, 32, {HUGE}]"),
+    );
+    let plan = Plan::parse(&huge, SIXTEEN_GB).expect("an `oom` row is a result");
+    assert_eq!(plan.runs.len(), 2 * 2 * 3, "every run is still planned");
+    assert_eq!(
+        plan.warnings.len(),
+        1,
+        "one line per experiment: {:#?}",
+        plan.warnings
+    );
+    let warning = &plan.warnings[0];
+    let shown = warning.to_string();
+    assert_eq!(warning.location.map(|l| l.line), Some(13), "{shown}");
+    let shape = format!("seq_len {HUGE}, batch 1");
+    for part in [
+        "experiments[0].grid",
+        "experiment `fwd`: 4 runs",
+        shape.as_str(),
+        " TB",
+        "this machine's 16.0 GB of memory",
+        "`oom` rows",
+    ] {
+        assert!(shown.contains(part), "`{shown}` lacks `{part}`");
+    }
+
+    // One run over names it: 2^40 tokens of 32 fp32 values in and out of one Mamba block.
+    let one = GOOD
+        .replace("models: [mamba, transformer]", "models: [mamba]")
+        .replace(
+            "d_model: [32, 64], seq_len: [16, 32, 64]",
+            &format!("d_model: [32], seq_len: [16, {HUGE}]"),
+        );
+    let shown = Plan::parse(&one, SIXTEEN_GB).expect("valid").warnings[0].to_string();
+    let run = format!("experiment `fwd`: `mamba` at d_model 32, seq_len {HUGE}, batch 1");
+    for part in [
+        run.as_str(),
+        "at least 281.5 TB",
+        "16.0 GB",
+        "will likely end as an `oom` row",
+    ] {
+        assert!(shown.contains(part), "`{shown}` lacks `{part}`");
+    }
+
+    let unknown = Plan::parse(&huge, CPU_ONLY).expect("valid");
+    assert!(
+        unknown.warnings.is_empty(),
+        "no warning where the memory is unknown"
+    );
+    let good = Plan::parse(GOOD, SIXTEEN_GB).expect("valid");
+    assert!(good.warnings.is_empty(), "{:#?}", good.warnings);
 }
 
 #[test]
@@ -422,6 +587,17 @@ fn checkpoint_models_are_checked_before_anything_runs() {
         4,
         &["models.ckpt.d_state", "set by the checkpoint's config.json"],
     );
+    for option in MODEL_OPTIONS.iter().filter(|o| !o.checkpoint_may_set) {
+        let given = format!(", {}: {}", option.name, option_value(option.name));
+        assert_one(
+            &checkpoint_suite("mamba-tied", &given, "model"),
+            4,
+            &[
+                format!("models.ckpt.{}", option.name).as_str(),
+                "set by the checkpoint's config.json",
+            ],
+        );
+    }
     assert_one(
         &checkpoint_suite("mamba-tied", "", "block"),
         11,

@@ -156,13 +156,12 @@ fn sizes(suite: &Suite, exp: &Experiment, model: &str) -> Result<Vec<SizedModel>
     Ok(sizes)
 }
 
-/// The configuration of a checkpoint entry: its `config.json`, with the entry's scan choice.
+/// The configuration of a checkpoint entry: its `config.json`, with the options a checkpoint
+/// entry may set (its scan choice) over it.
 pub fn checkpoint_config(entry: &ModelEntry) -> Result<ModelConfig, CheckpointError> {
     let dir = entry.checkpoint.as_deref().unwrap_or(Path::new(""));
     let mut config = hf_config::read(dir)?;
-    if let (ModelConfig::Mamba(cfg), Some(scan)) = (&mut config, entry.scan) {
-        cfg.scan = scan;
-    }
+    entry.apply_checkpoint_options(&mut config);
     Ok(config)
 }
 
@@ -205,32 +204,19 @@ pub fn layers(exp: &Experiment) -> Vec<i64> {
 /// The configuration of an entry built from options at one grid point: the entry's options
 /// over the family defaults.
 pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
-    match entry.family {
-        Family::Mamba => {
-            let mut cfg = mamba::Config::new(d_model);
-            cfg.n_layers = n_layers;
-            cfg.vocab_size = entry.vocab_size.unwrap_or(cfg.vocab_size);
-            cfg.norm_eps = entry.norm_eps.unwrap_or(cfg.norm_eps);
-            cfg.d_state = entry.d_state.unwrap_or(cfg.d_state);
-            cfg.d_conv = entry.d_conv.unwrap_or(cfg.d_conv);
-            cfg.expand = entry.expand.unwrap_or(cfg.expand);
-            cfg.dt_rank = entry.dt_rank;
-            cfg.scan = entry.scan.unwrap_or(cfg.scan);
-            ModelConfig::Mamba(cfg)
-        }
-        Family::Transformer => {
-            let head_dim = entry.head_dim.unwrap_or(transformer::DEFAULT_HEAD_DIM);
-            let mut cfg = transformer::Config::new(d_model, head_dim);
-            cfg.n_layers = n_layers;
-            cfg.vocab_size = entry.vocab_size.unwrap_or(cfg.vocab_size);
-            cfg.norm_eps = entry.norm_eps.unwrap_or(cfg.norm_eps);
-            cfg.n_kv_heads = entry.n_kv_heads;
-            cfg.mlp_ratio = entry.mlp_ratio.unwrap_or(cfg.mlp_ratio);
-            cfg.intermediate_size = entry.intermediate_size;
-            cfg.rope_theta = entry.rope_theta.unwrap_or(cfg.rope_theta);
-            ModelConfig::Transformer(cfg)
-        }
-    }
+    let mut config = match entry.family {
+        Family::Mamba => ModelConfig::Mamba(mamba::Config {
+            n_layers,
+            ..mamba::Config::new(d_model)
+        }),
+        // `new` only stores the head width; the entry's `head_dim`, if any, replaces it below.
+        Family::Transformer => ModelConfig::Transformer(transformer::Config {
+            n_layers,
+            ..transformer::Config::new(d_model, transformer::DEFAULT_HEAD_DIM)
+        }),
+    };
+    entry.apply_options(&mut config);
+    config
 }
 
 /// The spec of one grid point before its batch, length and id are filled in.

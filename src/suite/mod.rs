@@ -4,6 +4,7 @@ pub mod claim;
 pub mod error;
 pub mod grid;
 pub mod locate;
+pub mod model_options;
 pub mod schema;
 pub mod shard;
 pub mod task_grid;
@@ -17,6 +18,7 @@ pub use validate::Machine;
 use crate::device::{DeviceId, DeviceSpec};
 use crate::spec::RunSpec;
 use locate::{Location, Locations};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// A suite that passed validation, with its device resolved and its grid expanded.
@@ -25,6 +27,9 @@ pub struct Plan {
     pub suite: Suite,
     pub device: DeviceId,
     pub runs: Vec<RunSpec>,
+    /// What does not stop the suite but should be said before it runs: runs the analytic model
+    /// predicts will not fit in memory (they will likely end as `oom` rows). In file order.
+    pub warnings: Vec<Issue>,
 }
 
 impl Plan {
@@ -74,12 +79,54 @@ impl Plan {
                 message: e.to_string(),
             }]
         })?;
+        let repeated = repeated_runs(&suite, &runs, &locations);
+        if !repeated.is_empty() {
+            return Err(repeated);
+        }
+        let warnings = validate::memory_warnings(&suite, &runs, machine, &locations);
         Ok(Self {
             suite,
             device,
             runs,
+            warnings,
         })
     }
+}
+
+/// Runs planned more than once under one id, one issue per experiment. Validation rejects the
+/// repeated grid values that would plan them; this catches any other way to the same spec (a
+/// task option listed twice, say), since a results folder keeps one row per id.
+fn repeated_runs(suite: &Suite, runs: &[RunSpec], locations: &Locations) -> Vec<Issue> {
+    let mut seen = HashSet::new();
+    let mut repeated = HashSet::new();
+    let mut second_plans: Vec<&RunSpec> = Vec::new();
+    for run in runs {
+        if !seen.insert(run.run_id.as_str()) && repeated.insert(run.run_id.as_str()) {
+            second_plans.push(run);
+        }
+    }
+    let mut issues = Vec::new();
+    for (i, exp) in suite.experiments.iter().enumerate() {
+        let mine: Vec<&str> = second_plans
+            .iter()
+            .filter(|run| run.experiment == exp.name)
+            .map(|run| run.run_id.as_str())
+            .collect();
+        let Some(first) = mine.first() else {
+            continue;
+        };
+        let which = match mine.len() {
+            1 => format!("run `{first}` is"),
+            n => format!("{n} runs, `{first}` among them, are"),
+        };
+        let path = format!("experiments[{i}]");
+        issues.push(Issue {
+            location: locations.find(&path),
+            path,
+            message: format!("{which} planned more than once: two points of the grid give the same run; list each value once"),
+        });
+    }
+    issues
 }
 
 /// serde_yaml's message already names the field path; its location becomes ours, except for an

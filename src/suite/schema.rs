@@ -28,13 +28,12 @@
 
 use super::claim::Claim;
 use super::task_grid::TaskGrid;
-use crate::models::{Component, Family};
-use crate::scan::ScanImpl;
+use crate::models::Component;
 use crate::spec::{DType, ExperimentKind, Pass};
 use crate::train::trainer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +49,7 @@ pub struct Suite {
     pub dtype: DType,
     #[serde(default)]
     pub seed: u64,
-    /// CPU intra-op threads; all cores when absent.
+    /// CPU intra-op threads, at most the machine's cores; all cores when absent.
     #[serde(default)]
     pub threads: Option<usize>,
     /// Wall-clock limit of each run, in seconds; a run that exceeds it is killed and recorded
@@ -91,32 +90,9 @@ fn default_device() -> String {
     "auto".to_owned()
 }
 
-/// One named model. Options of the other family are rejected during validation; sizes that a
-/// grid sweeps (`d_model`, `n_layers`) come from the experiment's grid.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelEntry {
-    pub family: Family,
-    /// A local HF checkpoint directory (relative paths are relative to the suite file). Its
-    /// `config.json` fixes every size and option and its weights are loaded: the model runs at
-    /// its own width and depth, whatever the grid's `d_model` and `n_layers`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<PathBuf>,
-    pub vocab_size: Option<i64>,
-    pub norm_eps: Option<f64>,
-    // Mamba only.
-    pub d_state: Option<i64>,
-    pub d_conv: Option<i64>,
-    pub expand: Option<i64>,
-    pub dt_rank: Option<i64>,
-    pub scan: Option<ScanImpl>,
-    // Transformer only.
-    pub head_dim: Option<i64>,
-    pub n_kv_heads: Option<i64>,
-    pub mlp_ratio: Option<f64>,
-    pub intermediate_size: Option<i64>,
-    pub rope_theta: Option<f64>,
-}
+// A model entry's options are declared once, with their checks and how they apply, in
+// `model_options.rs`.
+pub use super::model_options::ModelEntry;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

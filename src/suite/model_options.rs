@@ -1,0 +1,256 @@
+//! The options of a suite's model entry, declared once. Each entry of the table at the bottom
+//! names an option with its type, the family it belongs to, whether a checkpoint entry may set
+//! it, the check of its value, and how it applies over the family's defaults. From the table
+//! the macro makes:
+//!
+//! - the [`ModelEntry`] struct users write (every option an `Option`, unknown keys denied);
+//! - [`MODEL_OPTIONS`], the list validation reads to reject options of the other family and
+//!   options a checkpoint's `config.json` already sets;
+//! - the range check of each value (`ModelEntry::check_values`);
+//! - [`ModelEntry::apply_options`] and [`ModelEntry::apply_checkpoint_options`], which write an
+//!   entry's options into a model configuration.
+//!
+//! Adding an option is adding an entry to the table. Run ids hash the whole run spec, so a new
+//! option that changes a configuration changes its ids too.
+
+use super::validate::Checker;
+use crate::models::{Family, ModelConfig};
+use crate::scan::ScanImpl;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The families whose models take an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Belongs {
+    Both,
+    Only(Family),
+}
+
+impl Belongs {
+    pub fn includes(self, family: Family) -> bool {
+        match self {
+            Belongs::Both => true,
+            Belongs::Only(own) => own == family,
+        }
+    }
+}
+
+/// One option of a model entry, as validation sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOption {
+    /// The YAML key, which is also the field's name.
+    pub name: &'static str,
+    pub belongs: Belongs,
+    /// Whether a checkpoint entry may set it; its `config.json` sets every other option.
+    pub checkpoint_may_set: bool,
+}
+
+/// Makes the struct, the list and the steps of the module's docs from the option table.
+macro_rules! model_options {
+    // `(@when CONFIG OPTION { body })`: the body, where an option of family OPTION applies to a
+    // configuration of family CONFIG.
+    (@when mamba both $body:block) => { $body };
+    (@when mamba mamba $body:block) => { $body };
+    (@when mamba transformer $body:block) => {};
+    (@when transformer both $body:block) => { $body };
+    (@when transformer transformer $body:block) => { $body };
+    (@when transformer mamba $body:block) => {};
+    (@belongs both) => { Belongs::Both };
+    (@belongs mamba) => { Belongs::Only(Family::Mamba) };
+    (@belongs transformer) => { Belongs::Only(Family::Transformer) };
+    (
+        $(
+            $(#[$doc:meta])*
+            $name:ident: $ty:ty {
+                family: $family:ident,
+                checkpoint_may_set: $may_set:literal,
+                $(check: |$c:ident, $at:ident, $checked:ident| $check:expr,)?
+                apply: |$cfg:ident, $v:ident| $apply:expr $(,)?
+            }
+        )*
+    ) => {
+        /// One named model. Options of the other family are rejected during validation; sizes
+        /// that a grid sweeps (`d_model`, `n_layers`) come from the experiment's grid.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ModelEntry {
+            pub family: Family,
+            /// A local HF checkpoint directory (relative paths are relative to the suite file).
+            /// Its `config.json` fixes every size and option and its weights are loaded: the
+            /// model runs at its own width and depth, whatever the grid's `d_model` and
+            /// `n_layers`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub checkpoint: Option<PathBuf>,
+            $(
+                $(#[$doc])*
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        /// Every option of a model entry, in the order of its fields.
+        pub const MODEL_OPTIONS: &[ModelOption] = &[
+            $(
+                ModelOption {
+                    name: stringify!($name),
+                    belongs: model_options!(@belongs $family),
+                    checkpoint_may_set: $may_set,
+                },
+            )*
+        ];
+
+        impl ModelEntry {
+            /// The options this entry sets, in the order of [`MODEL_OPTIONS`].
+            pub fn given(&self) -> Vec<&'static ModelOption> {
+                let given = [$(self.$name.is_some()),*];
+                MODEL_OPTIONS
+                    .iter()
+                    .zip(given)
+                    .filter_map(|(option, given)| given.then_some(option))
+                    .collect()
+            }
+
+            /// Checks the value of each option this entry sets where it may set it (of its own
+            /// family; on a checkpoint, only those a checkpoint entry may set). The others are
+            /// errors already, reported by `validate` under their own words.
+            pub(super) fn check_values(&self, checker: &mut Checker, model: &str) {
+                let from_checkpoint = self.checkpoint.is_some();
+                $($(
+                    let may_set: bool = $may_set;
+                    let applies = model_options!(@belongs $family).includes(self.family);
+                    if let (true, Some($checked)) = (applies && (may_set || !from_checkpoint), self.$name) {
+                        let $c = &mut *checker;
+                        let $at = format!("models.{model}.{}", stringify!($name));
+                        $check;
+                    }
+                )?)*
+            }
+
+            /// Writes the options this entry sets over `config` (on a checkpoint's, only those a
+            /// checkpoint entry may set); options of the other family are skipped.
+            fn apply(&self, config: &mut ModelConfig, from_checkpoint: bool) {
+                match config {
+                    ModelConfig::Mamba(config) => {
+                        $(model_options!(@when mamba $family {
+                            let may_set: bool = $may_set;
+                            if let (true, Some($v)) = (may_set || !from_checkpoint, self.$name) {
+                                let $cfg = &mut *config;
+                                $apply;
+                            }
+                        });)*
+                    }
+                    ModelConfig::Transformer(config) => {
+                        $(model_options!(@when transformer $family {
+                            let may_set: bool = $may_set;
+                            if let (true, Some($v)) = (may_set || !from_checkpoint, self.$name) {
+                                let $cfg = &mut *config;
+                                $apply;
+                            }
+                        });)*
+                    }
+                }
+            }
+        }
+    };
+}
+
+impl ModelEntry {
+    /// Writes every option this entry sets over `config`, a configuration of its family built
+    /// from the family's defaults.
+    pub fn apply_options(&self, config: &mut ModelConfig) {
+        self.apply(config, false);
+    }
+
+    /// Writes the options a checkpoint entry may set (`scan`) over the checkpoint's own
+    /// configuration.
+    pub fn apply_checkpoint_options(&self, config: &mut ModelConfig) {
+        self.apply(config, true);
+    }
+}
+
+model_options! {
+    /// Tokens of the embedding and LM head; a recall task sets its own.
+    vocab_size: i64 {
+        family: both,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 2),
+        apply: |cfg, v| cfg.vocab_size = v,
+    }
+    /// ε of the RMS norms.
+    norm_eps: f64 {
+        family: both,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.above_zero(at, Some(v)),
+        apply: |cfg, v| cfg.norm_eps = v,
+    }
+    /// N, the SSM state size per channel.
+    d_state: i64 {
+        family: mamba,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.d_state = v,
+    }
+    /// Width of the depthwise causal convolution.
+    d_conv: i64 {
+        family: mamba,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.d_conv = v,
+    }
+    /// E: d_inner = E · d_model.
+    expand: i64 {
+        family: mamba,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.expand = v,
+    }
+    /// Rank of Δ's projection [default: ceil(d_model / 16)].
+    dt_rank: i64 {
+        family: mamba,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.dt_rank = Some(v),
+    }
+    /// The selective-scan implementation; the device's fit is checked with the suite's device.
+    scan: ScanImpl {
+        family: mamba,
+        checkpoint_may_set: true,
+        apply: |cfg, v| cfg.scan = v,
+    }
+    /// Width of one attention head; d_model must be a multiple of it.
+    head_dim: i64 {
+        family: transformer,
+        checkpoint_may_set: false,
+        check: |c, at, v| if v < 2 || v % 2 != 0 {
+            c.fail(at, format!("{v} is not allowed; rotary embeddings need an even head_dim ≥ 2"))
+        },
+        apply: |cfg, v| cfg.head_dim = v,
+    }
+    /// Key/value heads for grouped-query attention [default: one per query head].
+    n_kv_heads: i64 {
+        family: transformer,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.n_kv_heads = Some(v),
+    }
+    /// SwiGLU hidden width as a multiple of d_model, unless `intermediate_size` is given.
+    mlp_ratio: f64 {
+        family: transformer,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.above_zero(at, Some(v)),
+        apply: |cfg, v| cfg.mlp_ratio = v,
+    }
+    /// SwiGLU hidden width [default: mlp_ratio · d_model].
+    intermediate_size: i64 {
+        family: transformer,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.intermediate_size = Some(v),
+    }
+    /// Base of the rotary embeddings' frequencies.
+    rope_theta: f64 {
+        family: transformer,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.above_zero(at, Some(v)),
+        apply: |cfg, v| cfg.rope_theta = v,
+    }
+}

@@ -1,0 +1,117 @@
+//! Runs that the analytic model predicts will not fit in the machine's memory. These are
+//! warnings, not errors: an out-of-memory failure is a result row like any other (and the
+//! memory chart wants it), but a user who typed one digit too many should hear of it before
+//! the sweep, not after.
+
+use super::machine::Machine;
+use crate::measure::analytic;
+use crate::models::Component;
+use crate::spec::{Pass, RunSpec};
+use crate::suite::error::Issue;
+use crate::suite::locate::Locations;
+use crate::suite::schema::Suite;
+
+/// A warning for each experiment with CPU runs predicted to need more than the machine's
+/// memory: the run itself when there is one, else how many and the largest.
+pub(in crate::suite) fn memory_warnings(
+    suite: &Suite,
+    runs: &[RunSpec],
+    machine: Machine,
+    locations: &Locations,
+) -> Vec<Issue> {
+    let Some(memory) = machine.memory_bytes else {
+        return Vec::new();
+    };
+    let limit = memory as f64;
+    let mut warnings = Vec::new();
+    for (i, exp) in suite.experiments.iter().enumerate() {
+        let over: Vec<(&RunSpec, f64)> = runs
+            .iter()
+            .filter(|run| run.experiment == exp.name && !run.device.is_cuda())
+            .map(|run| (run, predicted_peak_bytes(run)))
+            .filter(|(_, peak)| *peak > limit)
+            .collect();
+        let Some(&(largest, peak)) = over.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+            continue;
+        };
+        let (memory, peak) = (format_bytes(limit), format_bytes(peak));
+        let message = match over.len() {
+            1 => format!(
+                "experiment `{}`: `{}` at {} is predicted to need at least {peak}, more than this machine's {memory} of memory; the run will likely end as an `oom` row",
+                exp.name,
+                largest.model,
+                shape(largest)
+            ),
+            n => format!(
+                "experiment `{}`: {n} runs are predicted to need more than this machine's {memory} of memory, the largest (`{}` at {}) at least {peak}; they will likely end as `oom` rows",
+                exp.name,
+                largest.model,
+                shape(largest)
+            ),
+        };
+        let path = format!("experiments[{i}].grid");
+        warnings.push(Issue {
+            location: locations.find(&path),
+            path,
+            message,
+        });
+    }
+    warnings
+}
+
+/// The bytes `spec` holds at its peak, at least, by the analytic model: the weights, what the
+/// pass keeps (activations for backward, a decoding state), and, where that is more than the
+/// kept activations, the input and output of the call. An inference pass keeps no activations,
+/// but it cannot free its input before its output exists. Gradients, optimizer moments and
+/// the intermediates inside a layer come on top, so the true peak is higher.
+fn predicted_peak_bytes(spec: &RunSpec) -> f64 {
+    let costs = analytic::costs(spec);
+    costs.param_bytes + costs.state_bytes + costs.activation_bytes.max(call_bytes(spec))
+}
+
+/// The input and output of one call: hidden states (batch, tokens, d_model) in and out, or,
+/// for a whole model, token ids in and logits (batch, tokens, vocab) out.
+fn call_bytes(spec: &RunSpec) -> f64 {
+    let element = analytic::bytes_per_element(spec.dtype);
+    let tokens_per_sequence = match spec.pass {
+        Pass::Decode => 1.0,
+        _ => spec.seq_len as f64,
+    };
+    let tokens = spec.batch as f64 * tokens_per_sequence;
+    let d_model = spec.config.d_model() as f64;
+    let (input, output) = match spec.component {
+        // Token ids are i64.
+        Component::Model => (8.0, spec.config.vocab_size() as f64 * element),
+        _ => (d_model * element, d_model * element),
+    };
+    tokens * (input + output)
+}
+
+/// How a warning names a run's size.
+fn shape(spec: &RunSpec) -> String {
+    let mut shape = format!(
+        "d_model {}, seq_len {}, batch {}",
+        spec.config.d_model(),
+        spec.seq_len,
+        spec.batch
+    );
+    if spec.component == Component::Model {
+        shape += &format!(", {} layer(s)", spec.config.n_layers());
+    }
+    shape
+}
+
+/// Bytes in decimal units, as the memory charts give them: `4.4 TB`.
+fn format_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 1e3 {
+        return format!("{bytes:.0} B");
+    }
+    let mut value = bytes / 1e3;
+    let mut unit = 0;
+    while value >= 1e3 && unit + 1 < UNITS.len() {
+        value /= 1e3;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}

@@ -1,0 +1,55 @@
+//! Plots draw experiments that exist, of the kind the chart needs; only `accuracy_vs_width`
+//! draws several.
+
+use super::checker::Checker;
+use crate::suite::schema::{OneOrMany, PlotKind, Suite};
+
+pub(super) fn check_plots(c: &mut Checker, suite: &Suite) {
+    for (i, plot) in suite.plots.iter().enumerate() {
+        let names = plot.experiments();
+        let at = |j: usize| match plot.experiment {
+            OneOrMany::One(_) => format!("plots[{i}].experiment"),
+            OneOrMany::Many(_) => format!("plots[{i}].experiment[{j}]"),
+        };
+        if names.is_empty() {
+            c.fail(at(0), "the list is empty; name at least one experiment");
+        }
+        if names.len() > 1 && plot.kind != PlotKind::AccuracyVsWidth {
+            c.fail(
+                format!("plots[{i}].experiment"),
+                format!(
+                    "a {} plot draws one experiment; only accuracy_vs_width takes a list",
+                    plot.kind.name()
+                ),
+            );
+        }
+        for (j, name) in names.iter().enumerate() {
+            match suite.experiments.iter().find(|e| e.name == *name) {
+                None => {
+                    let known: Vec<&str> =
+                        suite.experiments.iter().map(|e| e.name.as_str()).collect();
+                    c.fail(
+                        at(j),
+                        format!(
+                            "unknown experiment `{name}`; expected one of: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                Some(exp) if exp.kind != plot.kind.experiment_kind() => {
+                    c.fail(
+                        at(j),
+                        format!(
+                            "a {} plot needs a {} experiment, and `{}` is {}",
+                            plot.kind.name(),
+                            plot.kind.experiment_kind().name(),
+                            exp.name,
+                            exp.kind.name()
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
