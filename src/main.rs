@@ -55,6 +55,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Merge { out, dirs } => merge(&out, &dirs),
         Command::Validate { suite } => {
             let plan = Plan::load(&suite, Machine::current())?;
+            for warning in &plan.warnings {
+                eprintln!("warning: {}: {warning}", suite.display());
+            }
             println!(
                 "{}: valid; {} experiment(s), {} run(s) on {}",
                 suite.display(),
@@ -228,6 +231,9 @@ fn run_suite(
     shard: Option<Shard>,
 ) -> Result<()> {
     let plan = Plan::load(suite_path, Machine::current())?;
+    for warning in &plan.warnings {
+        eprintln!("warning: {}: {warning}", suite_path.display());
+    }
     let out_dir = out.unwrap_or_else(|| {
         let name = match shard {
             Some(s) => format!("{}.shard-{}of{}", plan.suite.name, s.index, s.count),
