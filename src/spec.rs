@@ -41,6 +41,10 @@ pub struct RunSpec {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub warmup_s: f64,
     pub repeats: usize,
+    /// The shortest timed sample, when the suite sets one (else the device's default,
+    /// `measure::timing::default_min_sample_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_sample_s: Option<f64>,
     /// Tokens generated per sequence (`generate_throughput` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_tokens: Option<i64>,

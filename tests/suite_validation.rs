@@ -179,6 +179,23 @@ fn empty_grid_list_is_rejected() {
 }
 
 #[test]
+fn a_negative_minimum_sample_time_is_rejected_and_a_good_one_reaches_the_runs() {
+    assert_one(
+        &edit("    repeats: 3\n", "    repeats: 3\n    min_sample_s: -1\n"),
+        15,
+        &["experiments[0].min_sample_s", "seconds ≥ 0"],
+    );
+    let text = edit(
+        "    repeats: 3\n",
+        "    repeats: 3\n    min_sample_s: 0.05\n",
+    );
+    let plan = Plan::parse(&text, CPU_ONLY).expect("valid");
+    assert!(plan.runs.iter().all(|r| r.min_sample_s == Some(0.05)));
+    let default = Plan::parse(GOOD, CPU_ONLY).expect("valid");
+    assert!(default.runs.iter().all(|r| r.min_sample_s.is_none()));
+}
+
+#[test]
 fn zero_repeats_are_rejected() {
     assert_one(
         &edit("    repeats: 3\n", "    repeats: 0\n"),

@@ -1,5 +1,8 @@
-//! Wall-clock timing of a pass: warm up, then time each sample with the device synchronised on
-//! both sides, so that queued GPU work is inside the sample it belongs to.
+//! Wall-clock timing of a pass: warm up, find how many back-to-back calls make a sample long
+//! enough to time (as criterion scales its iterations), then time each sample with the device
+//! synchronised on both sides, so that queued GPU work is inside the sample it belongs to.
+//! A 200 µs forward is then timed over 50 calls a sample, not one: a single short call is
+//! mostly timer resolution, scheduler noise and cache state.
 
 use crate::device::synchronize;
 use serde::{Deserialize, Serialize};
@@ -10,6 +13,19 @@ use tch::Device;
 /// (Iglewicz & Hoaglin's rule). Outliers are counted, never dropped.
 pub const OUTLIER_Z: f64 = 3.5;
 
+/// The shortest sample worth timing when a suite does not say: 10 ms on the CPU, where a
+/// scheduler tick is 1–4 ms, and 2 ms on CUDA, whose timer around a synchronised region
+/// resolves microseconds.
+pub fn default_min_sample_s(device: Device) -> f64 {
+    match device {
+        Device::Cpu => 0.010,
+        _ => 0.002,
+    }
+}
+
+/// No sample calls a pass more often than this, however fast it is.
+pub const MAX_CALLS_PER_SAMPLE: usize = 1 << 16;
+
 /// How a pass is warmed up and sampled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampling {
@@ -19,6 +35,9 @@ pub struct Sampling {
     pub warmup_s: f64,
     /// Timed samples (at least one).
     pub repeats: usize,
+    /// Each sample calls the pass back to back until it lasts at least this long (see
+    /// [`calls_per_sample`]); zero times one call a sample.
+    pub min_sample_s: f64,
 }
 
 /// Summary statistics of the timed samples, in seconds.
@@ -33,12 +52,57 @@ pub struct Timing {
     pub samples: usize,
     /// Samples beyond [`OUTLIER_Z`]; they are kept in every statistic above.
     pub outliers: usize,
+    /// Back-to-back calls in each sample; the statistics above are per call.
+    #[serde(default = "one")]
+    pub calls_per_sample: usize,
 }
 
-/// Warms `pass` up as `sampling` says, then times `sampling.repeats` calls.
+fn one() -> usize {
+    1
+}
+
+/// Warms `pass` up as `sampling` says, scales its samples to `sampling.min_sample_s`, then
+/// takes `sampling.repeats` samples.
 pub fn measure(device: Device, sampling: Sampling, mut pass: impl FnMut()) -> Timing {
     warm_up(device, sampling, &mut pass);
-    sample(device, sampling.repeats, pass)
+    let calls = calls_per_sample(device, sampling.min_sample_s, &mut pass);
+    sample(device, sampling.repeats, calls, pass)
+}
+
+/// How many back-to-back calls of a warm `pass` take at least `min_sample_s`: one call, then
+/// a count scaled from the last trial's time (with 10% headroom, at most ×10 a step), until a
+/// trial lasts long enough or reaches [`MAX_CALLS_PER_SAMPLE`]. The trials are untimed
+/// warm-up as far as the samples are concerned.
+pub fn calls_per_sample(device: Device, min_sample_s: f64, mut pass: impl FnMut()) -> usize {
+    if min_sample_s <= 0.0 {
+        return 1;
+    }
+    let mut calls = 1;
+    loop {
+        let elapsed = time_calls(device, calls, &mut pass);
+        if elapsed >= min_sample_s || calls >= MAX_CALLS_PER_SAMPLE {
+            return calls;
+        }
+        let wanted = if elapsed > 0.0 {
+            (calls as f64 * 1.1 * min_sample_s / elapsed).ceil() as usize
+        } else {
+            calls * 10
+        };
+        calls = wanted
+            .clamp(calls + 1, calls * 10)
+            .min(MAX_CALLS_PER_SAMPLE);
+    }
+}
+
+/// Seconds that `calls` back-to-back calls of `pass` take, the device synchronised around them.
+fn time_calls(device: Device, calls: usize, mut pass: impl FnMut()) -> f64 {
+    synchronize(device);
+    let start = Instant::now();
+    for _ in 0..calls {
+        pass();
+    }
+    synchronize(device);
+    start.elapsed().as_secs_f64()
 }
 
 /// Calls `pass` `sampling.warmup` times (at least once), and on until `sampling.warmup_s`
@@ -53,18 +117,17 @@ pub fn warm_up(device: Device, sampling: Sampling, mut pass: impl FnMut()) {
     synchronize(device);
 }
 
-/// Times `repeats` (at least one) calls of an already warm `pass`.
-pub fn sample(device: Device, repeats: usize, mut pass: impl FnMut()) -> Timing {
+/// Takes `repeats` (at least one) samples of `calls` (at least one) back-to-back calls of an
+/// already warm `pass`; the statistics are per call.
+pub fn sample(device: Device, repeats: usize, calls: usize, mut pass: impl FnMut()) -> Timing {
+    let calls = calls.max(1);
     let samples: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            synchronize(device);
-            let start = Instant::now();
-            pass();
-            synchronize(device);
-            start.elapsed().as_secs_f64()
-        })
+        .map(|_| time_calls(device, calls, &mut pass) / calls as f64)
         .collect();
-    summarize(&samples)
+    Timing {
+        calls_per_sample: calls,
+        ..summarize(&samples)
+    }
 }
 
 /// The statistics of `samples`, which is not empty.
@@ -91,6 +154,7 @@ pub fn summarize(samples: &[f64]) -> Timing {
         max_s: sorted[sorted.len() - 1],
         samples: sorted.len(),
         outliers,
+        calls_per_sample: 1,
     }
 }
 
@@ -149,6 +213,7 @@ mod tests {
             warmup: 0,
             warmup_s: 0.0,
             repeats: 5,
+            min_sample_s: 0.0,
         };
         let timing = measure(Device::Cpu, none, || calls += 1);
         assert_eq!((calls, timing.samples), (6, 5));
@@ -159,18 +224,51 @@ mod tests {
             warmup: 1,
             warmup_s: 0.05,
             repeats: 1,
+            min_sample_s: 0.0,
         };
         let start = Instant::now();
         warm_up(Device::Cpu, by_time, || {
             calls += 1;
             std::thread::sleep(std::time::Duration::from_millis(10));
         });
-        // Calls of at least 10 ms each: 5 of them can already fill the 50 ms, so the count
-        // alone says little; the time spent says what the rule promises.
+        // Calls of at least 10 ms each (a loaded machine sleeps longer, never shorter): the
+        // warm-up lasts its 50 ms, and stops once they have passed, so within 5 calls.
         assert!(
             start.elapsed().as_secs_f64() >= 0.05,
             "warm-up ran for its 50 ms"
         );
-        assert!(calls >= 5, "{calls} calls of 10 ms cannot fill 50 ms");
+        assert!(calls <= 5, "{calls} calls of 10 ms each went past 50 ms");
+    }
+
+    #[test]
+    fn samples_scale_their_calls_to_reach_the_minimum_sample_time() {
+        // A pass of about 200 µs needs some 50 calls to fill a 10 ms sample.
+        let pass = || std::thread::sleep(std::time::Duration::from_micros(200));
+        let calls = calls_per_sample(Device::Cpu, 0.010, pass);
+        assert!((2..=60).contains(&calls), "{calls} calls");
+        let start = Instant::now();
+        for _ in 0..calls {
+            pass();
+        }
+        assert!(
+            start.elapsed().as_secs_f64() >= 0.010,
+            "{calls} calls reach 10 ms"
+        );
+
+        let mut count = 0;
+        let timing = sample(Device::Cpu, 3, calls, || count += 1);
+        assert_eq!(
+            (count, timing.calls_per_sample, timing.samples),
+            (3 * calls, calls, 3)
+        );
+
+        // A pass that already lasts longer than the minimum is called once a sample, and a
+        // pass too fast to time stops at the cap.
+        let slow = || std::thread::sleep(std::time::Duration::from_millis(3));
+        assert_eq!(calls_per_sample(Device::Cpu, 0.002, slow), 1);
+        assert_eq!(
+            calls_per_sample(Device::Cpu, 3600.0, || ()),
+            MAX_CALLS_PER_SAMPLE
+        );
     }
 }

@@ -69,6 +69,10 @@ pub struct Row {
     /// Samples flagged by the MAD rule; they stay in every statistic.
     #[serde(default)]
     pub outliers: i64,
+    /// Back-to-back calls in each timed sample (iteration scaling); the latencies are per
+    /// call. Empty for rows measured before samples were scaled, and for failed runs.
+    #[serde(default)]
+    pub calls_per_sample: Option<i64>,
     /// Tokens processed (generated, for `generate_throughput`) per second at the median.
     pub tokens_per_s: Option<f64>,
     /// Peak bytes the pass needed above what was live before it (see `measure::memory`).

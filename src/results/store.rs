@@ -162,6 +162,7 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("latency_max_s", rows, |r| r.latency_max_s),
         col("samples", rows, |r| r.samples),
         col("outliers", rows, |r| r.outliers),
+        col("calls_per_sample", rows, |r| r.calls_per_sample),
         col("tokens_per_s", rows, |r| r.tokens_per_s),
         col("peak_mem_bytes", rows, |r| r.peak_mem_bytes),
         col("reserved_mem_bytes", rows, |r| r.reserved_mem_bytes),

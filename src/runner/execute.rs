@@ -4,7 +4,9 @@
 
 use super::recall::RecallOutcome;
 use crate::measure::memory::{MemoryProbe, PeakMemory};
-use crate::measure::timing::{sample, warm_up, Sampling, Timing};
+use crate::measure::timing::{
+    calls_per_sample, default_min_sample_s, sample, warm_up, Sampling, Timing,
+};
 use crate::models::{BuiltModel, Network};
 use crate::panics::panic_message;
 use crate::results::Status;
@@ -97,14 +99,18 @@ fn measure_pass(spec: &RunSpec, device: Device) -> Result<Measurement, String> {
         warmup: spec.warmup,
         warmup_s: spec.warmup_s,
         repeats: spec.repeats,
+        min_sample_s: spec
+            .min_sample_s
+            .unwrap_or_else(|| default_min_sample_s(device)),
     };
     let tokens = spec.batch * spec.seq_len;
     let timed = |tokens_per_call: i64, pass: &mut dyn FnMut()| {
         // Warm up outside the memory probe: the first call's one-time allocations are not
         // what the pass needs in steady state.
         warm_up(device, sampling, &mut *pass);
+        let calls = calls_per_sample(device, sampling.min_sample_s, &mut *pass);
         let probe = MemoryProbe::start(device);
-        let timing = sample(device, sampling.repeats, &mut *pass);
+        let timing = sample(device, sampling.repeats, calls, &mut *pass);
         Measurement {
             timing,
             memory: probe.finish(),

@@ -92,6 +92,7 @@ fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
             row.latency_max_s = Some(t.max_s);
             row.samples = t.samples as i64;
             row.outliers = t.outliers as i64;
+            row.calls_per_sample = Some(t.calls_per_sample as i64);
             row.tokens_per_s = Some(m.tokens_per_call as f64 / t.median_s);
             row.peak_mem_bytes = m.memory.map(|p| p.peak_bytes);
             row.reserved_mem_bytes = m.memory.and_then(|p| p.reserved_bytes);
@@ -140,6 +141,7 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         latency_max_s: None,
         samples: 0,
         outliers: 0,
+        calls_per_sample: None,
         tokens_per_s: None,
         peak_mem_bytes: None,
         reserved_mem_bytes: None,

@@ -241,6 +241,7 @@ fn spec(
         seq_len: 0,
         warmup: exp.warmup,
         warmup_s: exp.warmup_s,
+        min_sample_s: exp.min_sample_s,
         repeats: exp.repeats,
         new_tokens: (exp.pass() == Pass::GenerateThroughput)
             .then(|| exp.new_tokens.unwrap_or(DEFAULT_NEW_TOKENS)),

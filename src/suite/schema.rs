@@ -121,6 +121,10 @@ pub struct Experiment {
     /// Timed samples; the median is the headline number.
     #[serde(default = "default_repeats")]
     pub repeats: usize,
+    /// Each sample calls the pass back to back until it lasts this long [default: 0.01 on the
+    /// CPU, 0.002 on CUDA]; 0 times one call a sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_sample_s: Option<f64>,
     /// Wall-clock limit of each run, in its own process; overrides the suite's.
     #[serde(default)]
     pub timeout_s: Option<f64>,

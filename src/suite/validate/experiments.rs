@@ -160,6 +160,12 @@ fn check_pass(c: &mut Checker, i: usize, exp: &Experiment) {
             format!("{} is not allowed; expected seconds ≥ 0", exp.warmup_s),
         );
     }
+    if let Some(min) = exp.min_sample_s.filter(|s| !(*s >= 0.0 && s.is_finite())) {
+        c.fail(
+            at("min_sample_s"),
+            format!("{min} is not allowed; expected seconds ≥ 0 (0 times one call a sample)"),
+        );
+    }
     if exp.repeats == 0 {
         c.fail(
             at("repeats"),
