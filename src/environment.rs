@@ -110,7 +110,15 @@ fn gpu_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The git commit of the working tree at `dir` and whether it has uncommitted changes.
+/// The commit a copy without `.git` was prepared from (`scripts/gpu_check.sh` sets it on the GPU
+/// machine from `.gpu/provenance.env`); read only when git gives nothing.
+pub const GIT_COMMIT_VAR: &str = "MVT_GIT_COMMIT";
+/// Whether that tree had uncommitted changes: `true` or `false` (also `1` or `0`).
+pub const GIT_DIRTY_VAR: &str = "MVT_GIT_DIRTY";
+
+/// The git commit of the working tree at `dir` and whether it has uncommitted changes. Where
+/// git gives no commit (a copy without `.git`, or no git at all), the commit and dirty flag
+/// come from `MVT_GIT_COMMIT` and `MVT_GIT_DIRTY` when those are set.
 pub fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
     let git = |args: &[&str]| {
         Command::new("git")
@@ -127,6 +135,30 @@ pub fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
         .as_ref()
         .and(git(&["status", "--porcelain"]))
         .map(|s| !s.is_empty());
+    if commit.is_none() {
+        return provenance_from(
+            std::env::var(GIT_COMMIT_VAR).ok(),
+            std::env::var(GIT_DIRTY_VAR).ok(),
+        );
+    }
+    (commit, dirty)
+}
+
+/// The commit and dirty flag given by the values of `MVT_GIT_COMMIT` and `MVT_GIT_DIRTY`: no
+/// commit when it is unset or blank, and no dirty flag without a commit or when the flag is
+/// neither true nor false.
+fn provenance_from(
+    commit: Option<String>,
+    dirty: Option<String>,
+) -> (Option<String>, Option<bool>) {
+    let commit = commit
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    let dirty = commit.as_ref().and(dirty).and_then(|d| match d.trim() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    });
     (commit, dirty)
 }
 
@@ -165,6 +197,24 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_921_445), "2026-11-29T03:04:05Z");
+    }
+
+    #[test]
+    fn reads_provenance_from_variables() {
+        let sha = "d6aedea0123456789abcdef0123456789abcdef0";
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            provenance_from(some(sha), some("false")),
+            (some(sha), Some(false))
+        );
+        assert_eq!(
+            provenance_from(some(format!(" {sha}\n").as_str()), some("1")),
+            (some(sha), Some(true))
+        );
+        assert_eq!(provenance_from(some(sha), some("maybe")), (some(sha), None));
+        assert_eq!(provenance_from(some(sha), None), (some(sha), None));
+        assert_eq!(provenance_from(some("  "), some("true")), (None, None));
+        assert_eq!(provenance_from(None, some("true")), (None, None));
     }
 
     #[test]
