@@ -73,9 +73,15 @@ fn run_writes_rows_tables_manifest_and_charts() {
     assert_eq!(rows.len(), 2 * 2 + 2, "one row per grid point and model");
     assert!(rows.iter().all(|r| r[status] == "ok"), "{csv}");
     // Tiny blocks take microseconds a call: each sample of 10 ms holds many calls.
-    let calls = header.iter().position(|c| *c == "calls_per_sample").unwrap();
+    let calls = header
+        .iter()
+        .position(|c| *c == "calls_per_sample")
+        .unwrap();
     let scaled: Vec<i64> = rows.iter().map(|r| r[calls].parse().unwrap()).collect();
-    assert!(scaled.iter().all(|&k| k > 1), "calls per sample: {scaled:?}");
+    assert!(
+        scaled.iter().all(|&k| k > 1),
+        "calls per sample: {scaled:?}"
+    );
 
     assert!(results.join("results.parquet").metadata().unwrap().len() > 0);
     let manifest: serde_json::Value =

@@ -13,8 +13,7 @@
 //!   the (L, L) scores.
 
 use crate::models::{mamba, transformer, Component, ModelConfig};
-use crate::spec::RunSpec;
-use crate::spec::{DType, Pass};
+use crate::spec::{DType, Pass, RunSpec};
 use serde::{Deserialize, Serialize};
 
 /// The predicted costs of one timed call of a run.
@@ -403,4 +402,32 @@ fn state_bytes(cfg: &ModelConfig, batch: f64, context: f64, elt: f64) -> f64 {
             c.n_layers as f64 * 2.0 * batch * context * kv * elt
         }
     }
+}
+
+/// The bytes `spec` holds at its peak, at least, by the analytic model: the weights, what the
+/// pass keeps (activations for backward, a decoding state), and, where that is more than the
+/// kept activations, the input and output of the call. An inference pass keeps no activations,
+/// but it cannot free its input before its output exists. Gradients, optimizer moments and
+/// the intermediates inside a layer come on top, so the true peak is higher.
+pub fn peak_bytes_at_least(spec: &RunSpec) -> f64 {
+    let costs = costs(spec);
+    costs.param_bytes + costs.state_bytes + costs.activation_bytes.max(call_bytes(spec))
+}
+
+/// The input and output of one call: hidden states (batch, tokens, d_model) in and out, or,
+/// for a whole model, token ids in and logits (batch, tokens, vocab) out.
+fn call_bytes(spec: &RunSpec) -> f64 {
+    let element = bytes_per_element(spec.dtype);
+    let tokens_per_sequence = match spec.pass {
+        Pass::Decode => 1.0,
+        _ => spec.seq_len as f64,
+    };
+    let tokens = spec.batch as f64 * tokens_per_sequence;
+    let d_model = spec.config.d_model() as f64;
+    let (input, output) = match spec.component {
+        // Token ids are i64.
+        Component::Model => (8.0, spec.config.vocab_size() as f64 * element),
+        _ => (d_model * element, d_model * element),
+    };
+    tokens * (input + output)
 }

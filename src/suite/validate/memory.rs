@@ -6,7 +6,7 @@
 use super::machine::Machine;
 use crate::measure::analytic;
 use crate::models::Component;
-use crate::spec::{Pass, RunSpec};
+use crate::spec::RunSpec;
 use crate::suite::error::Issue;
 use crate::suite::locate::Locations;
 use crate::suite::schema::Suite;
@@ -28,7 +28,7 @@ pub(in crate::suite) fn memory_warnings(
         let over: Vec<(&RunSpec, f64)> = runs
             .iter()
             .filter(|run| run.experiment == exp.name && !run.device.is_cuda())
-            .map(|run| (run, predicted_peak_bytes(run)))
+            .map(|run| (run, analytic::peak_bytes_at_least(run)))
             .filter(|(_, peak)| *peak > limit)
             .collect();
         let Some(&(largest, peak)) = over.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
@@ -57,34 +57,6 @@ pub(in crate::suite) fn memory_warnings(
         });
     }
     warnings
-}
-
-/// The bytes `spec` holds at its peak, at least, by the analytic model: the weights, what the
-/// pass keeps (activations for backward, a decoding state), and, where that is more than the
-/// kept activations, the input and output of the call. An inference pass keeps no activations,
-/// but it cannot free its input before its output exists. Gradients, optimizer moments and
-/// the intermediates inside a layer come on top, so the true peak is higher.
-fn predicted_peak_bytes(spec: &RunSpec) -> f64 {
-    let costs = analytic::costs(spec);
-    costs.param_bytes + costs.state_bytes + costs.activation_bytes.max(call_bytes(spec))
-}
-
-/// The input and output of one call: hidden states (batch, tokens, d_model) in and out, or,
-/// for a whole model, token ids in and logits (batch, tokens, vocab) out.
-fn call_bytes(spec: &RunSpec) -> f64 {
-    let element = analytic::bytes_per_element(spec.dtype);
-    let tokens_per_sequence = match spec.pass {
-        Pass::Decode => 1.0,
-        _ => spec.seq_len as f64,
-    };
-    let tokens = spec.batch as f64 * tokens_per_sequence;
-    let d_model = spec.config.d_model() as f64;
-    let (input, output) = match spec.component {
-        // Token ids are i64.
-        Component::Model => (8.0, spec.config.vocab_size() as f64 * element),
-        _ => (d_model * element, d_model * element),
-    };
-    tokens * (input + output)
 }
 
 /// How a warning names a run's size.
