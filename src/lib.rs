@@ -10,7 +10,7 @@
 //!
 //! | layer | modules | what they are |
 //! | --- | --- | --- |
-//! | 0 | `device` `environment` `panics` `slices` `tolerance` `torch_ext` | foundations: devices, provenance, the libtorch shim |
+//! | 0 | `device` `environment` `panics` `rng` `slices` `tolerance` `torch_ext` | foundations: devices, provenance, the libtorch shim |
 //! | 1 | `scan` `causal_conv` | kernels and their reference twins |
 //! | 2 | `models` `tasks` | the model families; the recall-task generators |
 //! | 3 | `train` | training and evaluation on a task |
@@ -35,6 +35,7 @@ pub mod panics;
 pub mod plots;
 pub mod report;
 pub mod results;
+pub mod rng;
 pub mod runner;
 pub mod scan;
 pub mod selfcheck;

@@ -30,8 +30,8 @@
 //! targets:  ·  ·  ·  ·  ·  ·  ·  ·  ·  9  7  4
 //! ```
 
-use super::rng::Rng;
 use super::{impossible, Example, Split, TaskError, IGNORE};
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@
 //! targets:  ·  ·  ·  ·  ·  ·  ·  6      (· = -100)
 //! ```
 
-use super::rng::Rng;
 use super::{impossible, Example, TaskError, IGNORE};
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,10 +6,9 @@
 pub mod copying;
 pub mod induction;
 pub mod mqar;
-pub mod rng;
 pub mod selective_copy;
 
-use rng::Rng;
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 

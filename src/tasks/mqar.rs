@@ -16,8 +16,8 @@
 //! positions of the query section hold random tokens (`random_non_queries`, as zoology's
 //! default) or 0.
 
-use super::rng::Rng;
 use super::{impossible, Example, TaskError, IGNORE};
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

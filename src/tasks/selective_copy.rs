@@ -12,8 +12,8 @@
 //! targets:  ·  ·  ·  ·  ·  · | 7 12  4      (· = -100)
 //! ```
 
-use super::rng::Rng;
 use super::{impossible, Example, TaskError, IGNORE};
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 pub const NOISE: i64 = 0;

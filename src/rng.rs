@@ -1,5 +1,6 @@
-//! A small local random generator for task data: every example is a pure function of its seed,
-//! with no global state (libtorch's generator is shared by the whole process).
+//! A small local random generator: task data and the measurement's shuffles and resamples are
+//! pure functions of their seeds, with no global state (libtorch's generator is shared by the
+//! whole process).
 
 /// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough for sampling tokens.
 #[derive(Debug, Clone)]
