@@ -50,10 +50,41 @@ pub struct RunSpec {
     pub new_tokens: Option<i64>,
     pub seed: u64,
     pub threads: Option<usize>,
+    /// Speed runs timed in one process with the other models of their comparison point
+    /// (`measure::paired`); `None` for a run timed in a process of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<Pairing>,
     /// Recall runs: what to train on, how, and where to evaluate; `seq_len` is the training
     /// length and `batch` the training batch size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recall: Option<RecallSpec>,
+}
+
+/// How a speed run is timed together with the other models at its grid point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pairing {
+    /// The comparison point: the runs of one experiment that share it are timed in one process,
+    /// in interleaved rounds (`experiment.dD.nN.LL.bB` of the grid, whatever depth a
+    /// `match_params` model was given).
+    pub point: String,
+    /// The model whose time the others' are divided by.
+    pub baseline: String,
+    /// Rounds stop once every ratio's 95% interval is within ±this, relative.
+    pub target_rel_ci: f64,
+    /// ... or once this many seconds of rounds have passed.
+    pub max_time_s: f64,
+}
+
+/// Rounds stop at a ±5% interval on every ratio unless a suite says otherwise.
+pub const DEFAULT_TARGET_REL_CI: f64 = 0.05;
+
+/// The seconds of rounds a paired point may take unless a suite says otherwise: 6 s on the
+/// CPU, which keeps `crossover_cpu` within its budget, and 3 s on CUDA.
+pub fn default_max_time_s(device: DeviceId) -> f64 {
+    match device {
+        DeviceId::Cpu => 6.0,
+        DeviceId::Cuda(_) => 3.0,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -163,3 +163,125 @@ fn a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_rows() {
     let csv = std::fs::read_to_string(results.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "the table has every row once");
 }
+
+/// Two models at each of three lengths, paired: each length's two runs share one process.
+const PAIRED: &str = "\
+name: pairs
+device: cpu
+threads: 1
+timeout_s: 60
+models:
+  m: { family: mamba, d_state: 4 }
+  t: { family: transformer, head_dim: 8 }
+experiments:
+  - name: fwd
+    kind: speed
+    pass: forward
+    component: block
+    models: [m, t]
+    grid: { d_model: [8], seq_len: [4, 8, 12] }
+    warmup: 1
+    max_time_s: 0.2
+";
+
+#[test]
+fn a_failed_model_of_a_pair_keeps_its_row_and_a_dead_point_is_measured_unpaired() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.yaml"), PAIRED).unwrap();
+    // At L 4 Mamba panics inside the paired process; at L 8 it aborts the whole process.
+    let out = mvt(
+        &["run", "s.yaml"],
+        dir.path(),
+        "panic@fwd.m.d8.L4.,abort@fwd.m.d8.L8.",
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rows = rows(&dir.path().join("results/pairs"));
+    assert_eq!(rows.len(), 6, "every run is a row once: {rows:#?}");
+    let at = |model: &str, seq_len: i64| {
+        rows.iter()
+            .find(|r| r["model"] == model && r["seq_len"] == seq_len)
+            .unwrap_or_else(|| panic!("no row for {model} at L={seq_len}"))
+    };
+    let message = |row: &serde_json::Value| row["message"].as_str().unwrap_or_default().to_owned();
+
+    // Caught: Mamba's row says why; the Transformer is still measured, alone in the process.
+    assert_eq!(at("m", 4)["status"], "error");
+    assert!(message(at("m", 4)).contains("injected panic"));
+    assert_eq!(at("t", 4)["status"], "ok", "{}", at("t", 4));
+    assert!(
+        at("t", 4)["rounds"].is_null(),
+        "timed alone: {}",
+        at("t", 4)
+    );
+
+    // The process died: both runs were measured again, each in its own process, and say so.
+    assert_eq!(at("m", 8)["status"], "crashed");
+    assert!(message(at("m", 8)).contains("SIGABRT"));
+    assert!(message(at("m", 8)).contains("measured unpaired"));
+    assert_eq!(at("t", 8)["status"], "ok", "{}", at("t", 8));
+    assert!(
+        message(at("t", 8)).contains("measured unpaired"),
+        "{}",
+        at("t", 8)
+    );
+    assert!(
+        at("t", 8)["peak_mem_bytes"].is_i64(),
+        "measured alone, memory too"
+    );
+
+    // An untouched point is paired: Mamba's ratio is to the Transformer's run.
+    assert_eq!(at("m", 12)["paired_with"], at("t", 12)["run_id"]);
+    assert!(at("m", 12)["ratio_median"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_sweep_killed_mid_point_resumes_with_every_pair_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.yaml"), PAIRED).unwrap();
+    let results = dir.path().join("results/pairs");
+    // The last point hangs, so the kill lands inside it, after the first two points' rows.
+    let mut sweep = mvt(&["run", "s.yaml"], dir.path(), "hang@fwd.t.d8.L12.")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows(&results).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the sweep never wrote two points"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+    assert_eq!(
+        rows(&results).len(),
+        4,
+        "no half of the hung point was written"
+    );
+
+    let out = mvt(&["run", "s.yaml", "--resume"], dir.path(), "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let after = rows(&results);
+    let ids: HashSet<&str> = after
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (after.len(), ids.len()),
+        (6, 6),
+        "every run once: {after:#?}"
+    );
+    let last: Vec<&serde_json::Value> = after.iter().filter(|r| r["seq_len"] == 12).collect();
+    assert!(
+        last.iter()
+            .all(|r| r["status"] == "ok" && r["rounds"].is_i64()),
+        "{last:#?}"
+    );
+}

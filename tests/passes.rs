@@ -1,5 +1,6 @@
-//! Every pass runs end to end on tiny models, each in its own process, and reports what it
-//! measures: tokens per second per pass, peak memory, sample statistics.
+//! Every pass runs end to end on tiny models, the models of each point paired in one process
+//! (and once unpaired, each in its own), and reports what it measures: tokens per second per
+//! pass, the ratio to the Transformer, sample statistics, and peak memory where unpaired.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +20,7 @@ experiments:
   - { name: prefill, kind: speed, pass: prefill, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
   - { name: decode, kind: speed, pass: decode, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8], batch: [2] }, warmup: 1, repeats: 3 }
   - { name: generate, kind: speed, pass: generate_throughput, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8], batch: [2] }, new_tokens: 5, warmup: 1, repeats: 3 }
+  - { name: unpaired, kind: speed, pass: forward, component: mixer, models: [m, t], grid: { d_model: [16], seq_len: [8] }, paired: false, warmup: 1, repeats: 3 }
 ";
 
 #[test]
@@ -41,11 +43,42 @@ fn every_pass_runs_and_reports_its_throughput() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.len(), 16);
     for row in &rows {
         assert_eq!(row["status"], "ok", "{row}");
-        assert_eq!(row["samples"], 3);
-        assert!(row["peak_mem_bytes"].as_i64().is_some(), "{row}");
+        if row["experiment"] == "unpaired" {
+            assert_eq!(row["samples"], 3);
+            assert!(row["peak_mem_bytes"].as_i64().is_some(), "{row}");
+            assert!(
+                row["rounds"].is_null() && row["paired_with"].is_null(),
+                "{row}"
+            );
+        } else {
+            // One sample a round; peak memory is a process's, which paired models share.
+            let rounds = row["rounds"]
+                .as_i64()
+                .expect("a paired row says its rounds");
+            assert!(rounds >= 3 && row["samples"] == rounds, "{row}");
+            assert!(row["peak_mem_bytes"].is_null(), "{row}");
+            if row["model"] == "m" {
+                let t_run = rows
+                    .iter()
+                    .find(|r| r["model"] == "t" && r["experiment"] == row["experiment"])
+                    .unwrap();
+                assert_eq!(row["paired_with"], t_run["run_id"], "{row}");
+                let (low, mid, high) = (
+                    row["ratio_ci_low"].as_f64().unwrap(),
+                    row["ratio_median"].as_f64().unwrap(),
+                    row["ratio_ci_high"].as_f64().unwrap(),
+                );
+                assert!(0.0 < low && low <= mid && mid <= high, "{row}");
+            } else {
+                assert!(
+                    row["paired_with"].is_null(),
+                    "the baseline's own row: {row}"
+                );
+            }
+        }
         let median = row["latency_median_s"].as_f64().unwrap();
         let per_s = row["tokens_per_s"].as_f64().unwrap();
         // Tokens per call: batch·L for whole-sequence passes, batch for a decoding step,

@@ -4,6 +4,7 @@ mod common;
 
 use common::{mvt, rows};
 use mamba_vs_transformer::measure::analytic;
+use mamba_vs_transformer::runner;
 use mamba_vs_transformer::suite::{Machine, Plan, Shard};
 use std::collections::HashMap;
 
@@ -41,6 +42,29 @@ fn shards_cover_the_plan_exactly_once() {
     }
     for bad in ["2/2", "1", "a/3", "0/0", "-1/2"] {
         assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_paired_point_is_one_unit_of_a_shard() {
+    let plan = Plan::parse(SUITE, Machine::cpu_only(2)).unwrap();
+    let units = runner::units(&plan.runs);
+    assert_eq!(units.len(), 3, "one unit per grid point");
+    for unit in &units {
+        let models: Vec<&str> = unit.iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(models, ["m", "t"]);
+        assert_eq!(unit[0].seq_len, unit[1].seq_len);
+    }
+    for count in 1..=3 {
+        let mut seen = 0;
+        for index in 0..count {
+            let shard = Shard { index, count };
+            for unit in shard.select(&units, |u| u.iter().map(analytic::total_flops).sum()) {
+                assert_eq!(unit.len(), 2);
+                seen += unit.len();
+            }
+        }
+        assert_eq!(seen, plan.runs.len(), "{count} shards");
     }
 }
 
@@ -94,7 +118,24 @@ fn merged_shards_hold_every_run_once_and_conflicts_are_reported() {
         results.join("sharded.shard-0of2"),
         results.join("sharded.shard-1of2"),
     );
-    assert_eq!((rows(&a).len(), rows(&b).len()), (3, 3));
+    // Shards take whole comparison points: both models of each point sit in one folder.
+    assert_eq!(rows(&a).len() + rows(&b).len(), 6);
+    for folder in [&a, &b] {
+        let points: Vec<(i64, String)> = rows(folder)
+            .iter()
+            .map(|r| {
+                (
+                    r["seq_len"].as_i64().unwrap(),
+                    r["model"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        for (len, _) in &points {
+            for model in ["m", "t"] {
+                assert!(points.contains(&(*len, model.into())), "{points:?}");
+            }
+        }
+    }
 
     // A third folder repeats shard 0, with one run recorded as a failure instead.
     let again = results.join("again");

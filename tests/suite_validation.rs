@@ -196,6 +196,43 @@ fn a_negative_minimum_sample_time_is_rejected_and_a_good_one_reaches_the_runs() 
 }
 
 #[test]
+fn pairing_options_are_checked() {
+    let with = |line: &str| edit("    repeats: 3\n", &format!("    repeats: 3\n    {line}\n"));
+    assert_one(
+        &with("baseline: mamab"),
+        15,
+        &["experiments[0].baseline", "`mamab`", "mamba, transformer"],
+    );
+    assert_one(
+        &with("target_rel_ci: 1.5"),
+        15,
+        &["experiments[0].target_rel_ci", "(0, 1)"],
+    );
+    assert_one(
+        &with("max_time_s: 0"),
+        15,
+        &["experiments[0].max_time_s", "> 0"],
+    );
+    // Paired by default, with the Transformer as the baseline; memory charts need unpaired.
+    let plan = Plan::parse(GOOD, CPU_ONLY).expect("valid");
+    let pairing = plan.runs[0].paired.clone().expect("paired by default");
+    assert_eq!(
+        (pairing.baseline.as_str(), pairing.target_rel_ci),
+        ("transformer", 0.05)
+    );
+    let memory = GOOD.replace("latency_vs_seq_len", "memory_vs_seq_len");
+    assert_one(
+        &memory,
+        16,
+        &["plots[0].experiment", "paired", "`paired: false`"],
+    );
+    let unpaired = edit("    repeats: 3\n", "    repeats: 3\n    paired: false\n")
+        .replace("latency_vs_seq_len", "memory_vs_seq_len");
+    let plan = Plan::parse(&unpaired, CPU_ONLY).expect("valid");
+    assert!(plan.runs.iter().all(|r| r.paired.is_none()));
+}
+
+#[test]
 fn zero_repeats_are_rejected() {
     assert_one(
         &edit("    repeats: 3\n", "    repeats: 0\n"),

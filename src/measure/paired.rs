@@ -55,6 +55,16 @@ pub enum Stop {
     MaxRounds,
 }
 
+impl Stop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Converged => "converged",
+            Stop::MaxTime => "max_time",
+            Stop::MaxRounds => "max_rounds",
+        }
+    }
+}
+
 /// What the rounds measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairedTiming {

@@ -1,5 +1,6 @@
 //! One result row: a finished run, whatever its outcome. A failure is a row, never a hole.
 
+use crate::measure::paired::Stop;
 use crate::models::lm::Mode;
 use crate::scan::Kernel;
 use crate::spec::{Component, DType, DeviceId, ExperimentKind, Family, Pass};
@@ -73,6 +74,25 @@ pub struct Row {
     /// call. Empty for rows measured before samples were scaled, and for failed runs.
     #[serde(default)]
     pub calls_per_sample: Option<i64>,
+    /// Paired runs (`measure::paired`): the run id of the baseline this run was timed against
+    /// in interleaved rounds, in one process; empty for the baseline itself and for runs timed
+    /// alone.
+    #[serde(default)]
+    pub paired_with: Option<String>,
+    /// This run's time over the baseline's: the median of the per-round ratios and its 95%
+    /// bootstrap interval.
+    #[serde(default)]
+    pub ratio_median: Option<f64>,
+    #[serde(default)]
+    pub ratio_ci_low: Option<f64>,
+    #[serde(default)]
+    pub ratio_ci_high: Option<f64>,
+    /// Paired rounds taken, and why they stopped (`converged`, `max_time`, `max_rounds`); set
+    /// on the baseline's row too.
+    #[serde(default)]
+    pub rounds: Option<i64>,
+    #[serde(default)]
+    pub stopped_by: Option<Stop>,
     /// Tokens processed (generated, for `generate_throughput`) per second at the median.
     pub tokens_per_s: Option<f64>,
     /// Peak bytes the pass needed above what was live before it (see `measure::memory`).

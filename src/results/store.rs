@@ -163,6 +163,14 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("samples", rows, |r| r.samples),
         col("outliers", rows, |r| r.outliers),
         col("calls_per_sample", rows, |r| r.calls_per_sample),
+        col("paired_with", rows, |r| r.paired_with.clone()),
+        col("ratio_median", rows, |r| r.ratio_median),
+        col("ratio_ci_low", rows, |r| r.ratio_ci_low),
+        col("ratio_ci_high", rows, |r| r.ratio_ci_high),
+        col("rounds", rows, |r| r.rounds),
+        col("stopped_by", rows, |r| {
+            r.stopped_by.map(|s| s.name().to_owned())
+        }),
         col("tokens_per_s", rows, |r| r.tokens_per_s),
         col("peak_mem_bytes", rows, |r| r.peak_mem_bytes),
         col("reserved_mem_bytes", rows, |r| r.reserved_mem_bytes),

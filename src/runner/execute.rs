@@ -4,6 +4,8 @@
 
 use super::recall::RecallOutcome;
 use crate::measure::memory::{MemoryProbe, PeakMemory};
+use crate::measure::paired::Stop;
+use crate::measure::ratio::RatioEstimate;
 use crate::measure::timing::{
     calls_per_sample, default_min_sample_s, sample, warm_up, Sampling, Timing,
 };
@@ -26,6 +28,23 @@ pub struct Measurement {
     pub tokens_per_call: i64,
     /// libtorch's intra-op threads in the process that measured.
     pub threads: i64,
+    /// How a paired point timed this run against its baseline; `None` when timed alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing: Option<PairedStats>,
+    /// What the row's message should say of how it was measured, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A paired run's side of its comparison point (see [`crate::measure::paired`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedStats {
+    /// The run id of the baseline the ratio is to.
+    pub paired_with: String,
+    /// This run's time over the baseline's; `None` for the baseline itself.
+    pub ratio: Option<RatioEstimate>,
+    pub rounds: usize,
+    pub stopped_by: Stop,
 }
 
 /// How a run ended, as the process that ran it saw it.
@@ -86,7 +105,14 @@ pub fn is_out_of_memory(message: &str) -> bool {
         || lower.contains("not enough memory")
 }
 
-fn measure_pass(spec: &RunSpec, device: Device) -> Result<Measurement, String> {
+/// A spec's model, built on its device, and the inputs its pass runs on.
+pub struct Prepared {
+    pub model: BuiltModel,
+    pub inputs: Vec<Tensor>,
+}
+
+/// Builds `spec`'s model and inputs on `device` (the step where a failing model fails).
+pub fn prepare(spec: &RunSpec, device: Device) -> Result<Prepared, String> {
     super::worker::inject_fault(&spec.run_id);
     tch::manual_seed(spec.seed as i64);
     let kind = spec.dtype.kind();
@@ -95,76 +121,120 @@ fn measure_pass(spec: &RunSpec, device: Device) -> Result<Measurement, String> {
         None => BuiltModel::new(&spec.config, spec.component, device, kind),
     };
     let inputs = model.random_inputs(spec.batch, spec.seq_len, kind);
-    let sampling = Sampling {
+    let inputs = if spec.pass == Pass::ForwardBackward {
+        differentiable(inputs)
+    } else {
+        inputs
+    };
+    Ok(Prepared { model, inputs })
+}
+
+/// One call of a pass, run for its time alone.
+pub type PassCall<'a> = Box<dyn FnMut() + 'a>;
+
+/// One call of `spec`'s pass over `prepared`, as a closure, and the tokens one call processes
+/// (or, for generation, produces). Inference passes run each call without autograd.
+pub fn pass_of<'a>(spec: &RunSpec, prepared: &'a Prepared) -> Result<(PassCall<'a>, i64), String> {
+    let (model, inputs) = (&prepared.model, &prepared.inputs);
+    let tokens = spec.batch * spec.seq_len;
+    Ok(match (spec.pass, &model.network) {
+        (Pass::Forward, _) => (
+            Box::new(move || {
+                tch::no_grad(|| {
+                    let _ = model.forward(inputs);
+                })
+            }),
+            tokens,
+        ),
+        (Pass::ForwardBackward, network) => (
+            Box::new(move || {
+                let out = model.forward(inputs);
+                let loss = match network {
+                    Network::Lm(_) => next_token_loss(&out, &inputs[0]),
+                    _ => out.to_kind(Kind::Float).sum(Kind::Float),
+                };
+                loss.backward();
+            }),
+            tokens,
+        ),
+        (Pass::TrainStep, Network::Lm(_)) => {
+            let mut optimizer = nn::AdamW::default()
+                .build(&model.vars, 1e-4)
+                .map_err(|e| e.to_string())?;
+            (
+                Box::new(move || {
+                    let logits = model.forward(inputs);
+                    optimizer.backward_step(&next_token_loss(&logits, &inputs[0]));
+                }),
+                tokens,
+            )
+        }
+        (Pass::Prefill, Network::Lm(lm)) => (
+            Box::new(move || {
+                tch::no_grad(|| {
+                    let _ = lm.prefill(&inputs[0]);
+                })
+            }),
+            tokens,
+        ),
+        (Pass::Decode, Network::Lm(lm)) => {
+            // One step at a context of seq_len tokens, from the same state every call.
+            let (_, state) = tch::no_grad(|| lm.prefill(&inputs[0]));
+            let next = inputs[0].select(1, -1);
+            (
+                Box::new(move || {
+                    tch::no_grad(|| {
+                        let mut state = state.clone();
+                        let _ = lm.step(&next, &mut state);
+                    })
+                }),
+                spec.batch,
+            )
+        }
+        (Pass::GenerateThroughput, Network::Lm(lm)) => {
+            let new_tokens = spec.new_tokens.unwrap_or(1);
+            (
+                Box::new(move || {
+                    tch::no_grad(|| {
+                        let _ = lm.generate_greedy(&inputs[0], new_tokens);
+                    })
+                }),
+                spec.batch * new_tokens,
+            )
+        }
+        (pass, _) => return Err(format!("`pass: {}` needs `component: model`", pass.name())),
+    })
+}
+
+/// The sampling a spec asks for on `device`.
+pub fn sampling_of(spec: &RunSpec, device: Device) -> Sampling {
+    Sampling {
         warmup: spec.warmup,
         warmup_s: spec.warmup_s,
         repeats: spec.repeats,
         min_sample_s: spec
             .min_sample_s
             .unwrap_or_else(|| default_min_sample_s(device)),
-    };
-    let tokens = spec.batch * spec.seq_len;
-    let timed = |tokens_per_call: i64, pass: &mut dyn FnMut()| {
-        // Warm up outside the memory probe: the first call's one-time allocations are not
-        // what the pass needs in steady state.
-        warm_up(device, sampling, &mut *pass);
-        let calls = calls_per_sample(device, sampling.min_sample_s, &mut *pass);
-        let probe = MemoryProbe::start(device);
-        let timing = sample(device, sampling.repeats, calls, &mut *pass);
-        Measurement {
-            timing,
-            memory: probe.finish(),
-            tokens_per_call,
-            threads: i64::from(tch::get_num_threads()),
-        }
-    };
-    Ok(match (spec.pass, &model.network) {
-        (Pass::Forward, _) => tch::no_grad(|| {
-            timed(tokens, &mut || {
-                let _ = model.forward(&inputs);
-            })
-        }),
-        (Pass::ForwardBackward, network) => {
-            let inputs = differentiable(inputs);
-            timed(tokens, &mut || {
-                let out = model.forward(&inputs);
-                let loss = match network {
-                    Network::Lm(_) => next_token_loss(&out, &inputs[0]),
-                    _ => out.to_kind(Kind::Float).sum(Kind::Float),
-                };
-                loss.backward();
-            })
-        }
-        (Pass::TrainStep, Network::Lm(_)) => {
-            let mut optimizer = nn::AdamW::default()
-                .build(&model.vars, 1e-4)
-                .map_err(|e| e.to_string())?;
-            timed(tokens, &mut || {
-                let logits = model.forward(&inputs);
-                optimizer.backward_step(&next_token_loss(&logits, &inputs[0]));
-            })
-        }
-        (Pass::Prefill, Network::Lm(lm)) => tch::no_grad(|| {
-            timed(tokens, &mut || {
-                let _ = lm.prefill(&inputs[0]);
-            })
-        }),
-        (Pass::Decode, Network::Lm(lm)) => tch::no_grad(|| {
-            // One step at a context of seq_len tokens, from the same state every call.
-            let (_, state) = lm.prefill(&inputs[0]);
-            let next = inputs[0].select(1, -1);
-            timed(spec.batch, &mut || {
-                let mut state = state.clone();
-                let _ = lm.step(&next, &mut state);
-            })
-        }),
-        (Pass::GenerateThroughput, Network::Lm(lm)) => tch::no_grad(|| {
-            let new_tokens = spec.new_tokens.unwrap_or(1);
-            timed(spec.batch * new_tokens, &mut || {
-                let _ = lm.generate_greedy(&inputs[0], new_tokens);
-            })
-        }),
-        (pass, _) => return Err(format!("`pass: {}` needs `component: model`", pass.name())),
+    }
+}
+
+fn measure_pass(spec: &RunSpec, device: Device) -> Result<Measurement, String> {
+    let prepared = prepare(spec, device)?;
+    let (mut pass, tokens_per_call) = pass_of(spec, &prepared)?;
+    let sampling = sampling_of(spec, device);
+    // Warm up outside the memory probe: the first call's one-time allocations are not what
+    // the pass needs in steady state.
+    warm_up(device, sampling, &mut *pass);
+    let calls = calls_per_sample(device, sampling.min_sample_s, &mut *pass);
+    let probe = MemoryProbe::start(device);
+    let timing = sample(device, sampling.repeats, calls, &mut *pass);
+    Ok(Measurement {
+        timing,
+        memory: probe.finish(),
+        tokens_per_call,
+        threads: i64::from(tch::get_num_threads()),
+        pairing: None,
+        note: None,
     })
 }
 

@@ -53,40 +53,36 @@ pub fn run(
     outcome
 }
 
-fn supervise(
-    spec: &RunSpec,
+/// How a worker's process ended.
+enum Ended {
+    Exited(ExitStatus),
+    /// Killed at its wall-clock limit.
+    TimedOut,
+}
+
+/// Starts `mvt worker` on the job in `files.spec` and waits for it, at most `timeout_s`
+/// seconds, passing on its progress lines.
+fn spawn_and_wait(
     worker: &Path,
     files: &Exchange,
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
-) -> Outcome {
-    let (spec_path, outcome_path, log_path) = (&files.spec, &files.outcome, &files.log);
-    let failed = |status, message: String| Outcome::Failed { status, message };
-    let json = serde_json::to_vec(spec).expect("run specs serialise");
-    let log = std::fs::write(spec_path, json).and_then(|()| std::fs::File::create(log_path));
-    let child = log.and_then(|log| {
-        Command::new(worker)
-            .arg("worker")
-            .arg(spec_path)
-            .arg(outcome_path)
-            .args(&files.weights)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-    });
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            return failed(
-                Status::Error,
-                format!("cannot start `{} worker`: {e}", worker.display()),
-            )
-        }
-    };
+) -> Result<Ended, String> {
+    let log = std::fs::File::create(&files.log)
+        .map_err(|e| format!("cannot create `{}`: {e}", files.log.display()))?;
+    let mut child = Command::new(worker)
+        .arg("worker")
+        .arg(&files.spec)
+        .arg(&files.outcome)
+        .args(&files.weights)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start `{} worker`: {e}", worker.display()))?;
     let start = Instant::now();
     let mut shown = String::new();
-    let status = loop {
+    loop {
         if let Ok(line) = std::fs::read_to_string(&files.progress) {
             if line != shown {
                 on_progress(&line);
@@ -94,27 +90,106 @@ fn supervise(
             }
         }
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => return Ok(Ended::Exited(status)),
             Ok(None) if start.elapsed().as_secs_f64() > timeout_s => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let message = format!("killed after the {timeout_s} s limit (timeout_s)");
-                return interrupted(read_outcome(outcome_path), Status::Timeout, message);
+                return Ok(Ended::TimedOut);
             }
             Ok(None) => std::thread::sleep(POLL),
-            Err(e) => return failed(Status::Error, format!("lost the run's process: {e}")),
+            Err(e) => return Err(format!("lost the run's process: {e}")),
         }
+    }
+}
+
+fn supervise(
+    spec: &RunSpec,
+    worker: &Path,
+    files: &Exchange,
+    timeout_s: f64,
+    on_progress: &mut dyn FnMut(&str),
+) -> Outcome {
+    let failed = |status, message: String| Outcome::Failed { status, message };
+    let json = serde_json::to_vec(spec).expect("run specs serialise");
+    if let Err(e) = std::fs::write(&files.spec, json) {
+        return failed(Status::Error, format!("cannot write the run spec: {e}"));
+    }
+    let status = match spawn_and_wait(worker, files, timeout_s, on_progress) {
+        Ok(Ended::Exited(status)) => status,
+        Ok(Ended::TimedOut) => {
+            let message = format!("killed after the {timeout_s} s limit (timeout_s)");
+            return interrupted(read_outcome(&files.outcome), Status::Timeout, message);
+        }
+        Err(message) => return failed(Status::Error, message),
     };
-    let saved = read_outcome(outcome_path);
+    let saved = read_outcome(&files.outcome);
     if status.success() {
         if let Some(outcome) = saved {
             return outcome;
         }
     }
-    let stderr = std::fs::read_to_string(log_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&files.log).unwrap_or_default();
     match died(status, &stderr) {
         Outcome::Failed { status, message } => interrupted(saved, status, message),
         other => other,
+    }
+}
+
+/// Measures the runs of one paired comparison point together in one child process, within
+/// `timeout_s` for the whole point; their outcomes in order, or why the process gave none
+/// (it died, or ran out of time), so that the runner can measure the runs one by one instead.
+pub fn run_point(
+    specs: &[RunSpec],
+    worker: &Path,
+    work_dir: &Path,
+    timeout_s: f64,
+    on_progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Outcome>, String> {
+    let id = format!("{}.point", specs[0].run_id);
+    let file = |suffix: &str| work_dir.join(format!("{id}.{suffix}"));
+    let files = Exchange {
+        spec: file("spec.json"),
+        progress: file(&format!("outcome.{PROGRESS_EXTENSION}")),
+        outcome: file("outcome.json"),
+        log: file("stderr.log"),
+        weights: None,
+    };
+    let result = supervise_point(specs, worker, &files, timeout_s, on_progress);
+    for path in [&files.spec, &files.outcome, &files.progress, &files.log] {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+fn supervise_point(
+    specs: &[RunSpec],
+    worker: &Path,
+    files: &Exchange,
+    timeout_s: f64,
+    on_progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Outcome>, String> {
+    let json = serde_json::to_vec(specs).expect("run specs serialise");
+    std::fs::write(&files.spec, json)
+        .map_err(|e| format!("cannot write the point's specs: {e}"))?;
+    match spawn_and_wait(worker, files, timeout_s, on_progress)? {
+        Ended::TimedOut => Err(format!(
+            "was killed after the point's {timeout_s} s limit (timeout_s times its models)"
+        )),
+        Ended::Exited(status) => {
+            let saved: Option<Vec<Outcome>> = std::fs::read(&files.outcome)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            match saved {
+                Some(outcomes) if status.success() && outcomes.len() == specs.len() => Ok(outcomes),
+                _ => {
+                    let stderr = std::fs::read_to_string(&files.log).unwrap_or_default();
+                    Err(match died(status, &stderr) {
+                        Outcome::Failed { message, .. } => message,
+                        _ => "ended without the outcomes of its runs".to_owned(),
+                    })
+                }
+            }
+        }
     }
 }
 

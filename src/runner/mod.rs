@@ -4,6 +4,7 @@
 pub mod execute;
 pub mod isolate;
 pub mod merge;
+pub mod paired;
 pub mod progress;
 pub mod recall;
 pub mod record;
@@ -21,6 +22,7 @@ use crate::results::{Row, Status};
 use crate::spec::RunSpec;
 use crate::suite::schema::PlotEntry;
 use crate::suite::{Plan, Shard};
+use execute::Outcome;
 use progress::Progress;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -93,48 +95,55 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     } else {
         Vec::new()
     };
-    let mine = match options.shard {
-        Some(shard) => shard.select(&plan.runs, analytic::total_flops),
-        None => plan.runs.clone(),
+    // A paired comparison point is one unit: sharded, resumed and measured whole, so that no
+    // sweep ever times half a pair.
+    let units = units(&plan.runs);
+    let mine: Vec<Vec<RunSpec>> = match options.shard {
+        Some(shard) => shard.select(&units, |unit| unit.iter().map(analytic::total_flops).sum()),
+        None => units,
     };
-    let pending: Vec<_> = mine
+    let pending: Vec<&Vec<RunSpec>> = mine
         .iter()
-        .filter(|s| !finished.contains(&s.run_id))
+        .filter(|unit| unit.iter().any(|s| !finished.contains(&s.run_id)))
         .collect();
+    // A point that lost some rows (a folder merged from elsewhere, say) is measured again.
+    let remeasured: HashSet<&str> = pending
+        .iter()
+        .flat_map(|unit| unit.iter().map(|s| s.run_id.as_str()))
+        .collect();
+    rows.retain(|r| !remeasured.contains(r.run_id.as_str()));
+    let planned: usize = mine.iter().map(Vec::len).sum();
     let mut summary = Summary {
-        planned: mine.len(),
-        skipped: mine.len() - pending.len(),
+        planned,
+        skipped: planned - remeasured.len(),
         ..Summary::default()
     };
 
     let already = crate::results::runs_in(&rows);
-    let mut manifest = new_manifest(plan, options, mine.len(), already, threads);
+    let mut manifest = new_manifest(plan, options, planned, already, threads);
     manifest.write(out)?;
     write_runs(out, &plan.runs)?;
-    let mut progress = Progress::new(mine.len(), summary.skipped);
-    for spec in pending {
-        progress.begin(spec);
-        let start = std::time::Instant::now();
-        let timeout_s = plan.suite.timeout_s(&spec.experiment);
-        let weights = weights_path(out, spec)?;
-        let outcome = isolate::run(
-            spec,
-            &options.worker,
-            &work_dir,
-            weights.as_deref(),
-            timeout_s,
-            &mut |line| progress.update(spec, line),
-        );
-        let new_rows = record::rows(spec, &outcome, start.elapsed().as_secs_f64(), threads);
-        progress.end(spec, &new_rows);
-        summary.ran += 1;
-        summary.failed += usize::from(new_rows.iter().any(|r| r.status != Status::Ok));
-        rows.extend(new_rows);
-        fit::predict(&mut rows);
-        if let Some(curve) = record::curve(&outcome) {
-            curves.push((spec.run_id.clone(), curve.to_vec()));
-            write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())?;
+    let mut progress = Progress::new(planned, summary.skipped);
+    for unit in pending {
+        let measured = match unit.as_slice() {
+            [spec] => vec![(
+                spec,
+                run_one(plan, options, &work_dir, &mut progress, spec)?,
+            )],
+            _ => run_point(plan, options, &work_dir, &mut progress, unit)?,
+        };
+        for (spec, (outcome, wall_s)) in measured {
+            let new_rows = record::rows(spec, &outcome, wall_s, threads);
+            progress.end(spec, &new_rows);
+            summary.ran += 1;
+            summary.failed += usize::from(new_rows.iter().any(|r| r.status != Status::Ok));
+            rows.extend(new_rows);
+            if let Some(curve) = record::curve(&outcome) {
+                curves.push((spec.run_id.clone(), curve.to_vec()));
+                write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())?;
+            }
         }
+        fit::predict(&mut rows);
         store::write_rows(out, &rows)?;
     }
     progress.finish();
@@ -151,6 +160,101 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         summary.report = crate::report::write(std::slice::from_ref(out), out)?;
     }
     Ok(summary)
+}
+
+/// The plan as units of measurement: the runs of one paired comparison point together (in
+/// plan order, where the first of them stands), every other run alone.
+pub fn units(runs: &[RunSpec]) -> Vec<Vec<RunSpec>> {
+    let mut units: Vec<Vec<RunSpec>> = Vec::new();
+    let mut at_point: std::collections::HashMap<&str, usize> = Default::default();
+    for run in runs {
+        match run.paired.as_ref().map(|p| p.point.as_str()) {
+            Some(point) => match at_point.get(point) {
+                Some(&unit) => units[unit].push(run.clone()),
+                None => {
+                    at_point.insert(point, units.len());
+                    units.push(vec![run.clone()]);
+                }
+            },
+            None => units.push(vec![run.clone()]),
+        }
+    }
+    units
+}
+
+/// A run of a unit, with its outcome and the wall time of the process that measured it.
+type Measured<'a> = (&'a RunSpec, (Outcome, f64));
+
+/// Runs `spec` in a process of its own; its outcome and wall time.
+fn run_one(
+    plan: &Plan,
+    options: &Options,
+    work_dir: &Path,
+    progress: &mut Progress,
+    spec: &RunSpec,
+) -> Result<(Outcome, f64), RunError> {
+    progress.begin(spec);
+    let start = std::time::Instant::now();
+    let weights = weights_path(&options.out_dir, spec)?;
+    let outcome = isolate::run(
+        spec,
+        &options.worker,
+        work_dir,
+        weights.as_deref(),
+        plan.suite.timeout_s(&spec.experiment),
+        &mut |line| progress.update(spec, line),
+    );
+    Ok((outcome, start.elapsed().as_secs_f64()))
+}
+
+/// Runs a paired point's specs together in one process, within the runs' time limit times
+/// their number. If that process dies or runs out of time, each run is measured again in a
+/// process of its own, so that each gets its own row and status, and the rows say so.
+fn run_point<'a>(
+    plan: &Plan,
+    options: &Options,
+    work_dir: &Path,
+    progress: &mut Progress,
+    unit: &'a [RunSpec],
+) -> Result<Vec<Measured<'a>>, RunError> {
+    let first = &unit[0];
+    progress.begin(first);
+    let start = std::time::Instant::now();
+    let timeout_s = plan.suite.timeout_s(&first.experiment) * unit.len() as f64;
+    let together = isolate::run_point(unit, &options.worker, work_dir, timeout_s, &mut |line| {
+        progress.update(first, line)
+    });
+    let wall_s = start.elapsed().as_secs_f64();
+    match together {
+        Ok(outcomes) => Ok(unit
+            .iter()
+            .zip(outcomes.into_iter().map(|o| (o, wall_s)))
+            .collect()),
+        Err(why) => {
+            let mut measured = Vec::new();
+            for spec in unit {
+                let (outcome, wall_s) = run_one(plan, options, work_dir, progress, spec)?;
+                measured.push((spec, (unpaired(outcome, &why), wall_s)));
+            }
+            Ok(measured)
+        }
+    }
+}
+
+/// The outcome of a run measured alone after its paired point's process `why`.
+fn unpaired(outcome: Outcome, why: &str) -> Outcome {
+    let note = format!("measured unpaired: the paired point's process {why}");
+    match outcome {
+        Outcome::Failed { status, message } => Outcome::Failed {
+            status,
+            message: format!("{message} ({note})"),
+        },
+        Outcome::Measured(mut m) => {
+            m.note = Some(note);
+            Outcome::Measured(m)
+        }
+        other => other,
+    }
 }
 
 /// Analyses `rows` of `runs` once (fitting the device model, which fills their predictions,

@@ -93,6 +93,17 @@ fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
             row.samples = t.samples as i64;
             row.outliers = t.outliers as i64;
             row.calls_per_sample = Some(t.calls_per_sample as i64);
+            row.message = m.note.clone();
+            if let Some(p) = &m.pairing {
+                row.rounds = Some(p.rounds as i64);
+                row.stopped_by = Some(p.stopped_by);
+                if let Some(ratio) = p.ratio {
+                    row.paired_with = Some(p.paired_with.clone());
+                    row.ratio_median = Some(ratio.median);
+                    row.ratio_ci_low = Some(ratio.ci_low);
+                    row.ratio_ci_high = Some(ratio.ci_high);
+                }
+            }
             row.tokens_per_s = Some(m.tokens_per_call as f64 / t.median_s);
             row.peak_mem_bytes = m.memory.map(|p| p.peak_bytes);
             row.reserved_mem_bytes = m.memory.and_then(|p| p.reserved_bytes);
@@ -142,6 +153,12 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         samples: 0,
         outliers: 0,
         calls_per_sample: None,
+        paired_with: None,
+        ratio_median: None,
+        ratio_ci_low: None,
+        ratio_ci_high: None,
+        rounds: None,
+        stopped_by: None,
         tokens_per_s: None,
         peak_mem_bytes: None,
         reserved_mem_bytes: None,

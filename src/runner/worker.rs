@@ -1,5 +1,6 @@
 //! The child side of a run: `mvt worker SPEC OUTCOME` reads one run spec, measures it, and
-//! writes its [`Outcome`] as JSON. A process per run means an out-of-memory error, a crash or a
+//! writes its [`Outcome`] as JSON; or reads the specs of one paired comparison point (a JSON
+//! list), measures them together ([`super::paired`]), and writes their outcomes as a list. A process per run means an out-of-memory error, a crash or a
 //! leak cannot poison the next configuration, and a CPU peak-memory figure belongs to one
 //! configuration alone (optimum-benchmark's model).
 
@@ -45,10 +46,14 @@ pub fn serve(
         path: spec_path.to_owned(),
         source,
     })?;
-    let spec: RunSpec = serde_json::from_str(&text).map_err(|source| WorkerError::Parse {
+    let job: Job = serde_json::from_str(&text).map_err(|source| WorkerError::Parse {
         path: spec_path.to_owned(),
         source,
     })?;
+    let spec = match job {
+        Job::Run(spec) => spec,
+        Job::Point(specs) => return serve_point(&specs, outcome_path),
+    };
     if let Some(threads) = spec.threads {
         tch::set_num_threads(threads as i32);
     }
@@ -64,6 +69,32 @@ pub fn serve(
     };
     save(outcome_path, &outcome)?;
     Ok(())
+}
+
+/// What a worker is asked to measure.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Job {
+    Run(Box<RunSpec>),
+    /// The runs of one paired comparison point.
+    Point(Vec<RunSpec>),
+}
+
+/// Measures one paired point and writes the outcomes of its runs, in order, as a list.
+fn serve_point(specs: &[RunSpec], outcome_path: &Path) -> Result<(), WorkerError> {
+    if let Some(threads) = specs.first().and_then(|s| s.threads) {
+        tch::set_num_threads(threads as i32);
+    }
+    let device = specs
+        .first()
+        .map(|s| DeviceSpec::from(s.device).resolve(cuda_devices()));
+    let outcomes: Vec<Outcome> = match device {
+        Some(Ok(device)) => super::paired::measure_point(specs, device),
+        Some(Err(message)) => specs.iter().map(|_| failure(message.clone())).collect(),
+        None => Vec::new(),
+    };
+    let json = serde_json::to_vec(&outcomes).expect("outcomes serialise");
+    Ok(write_atomic(outcome_path, &json)?)
 }
 
 fn save(path: &Path, outcome: &Outcome) -> Result<(), StoreError> {

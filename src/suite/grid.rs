@@ -4,7 +4,10 @@ use super::schema::{Experiment, ModelEntry, Suite, DEFAULT_NEW_TOKENS};
 use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
-use crate::spec::{DeviceId, ExperimentKind, Pass, RecallSpec, RunSpec};
+use crate::spec::{
+    default_max_time_s, DeviceId, ExperimentKind, Pairing, Pass, RecallSpec, RunSpec,
+    DEFAULT_TARGET_REL_CI,
+};
 use crate::train::trainer::TrainConfig;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +49,7 @@ pub fn expand(suite: &Suite, device: DeviceId) -> Result<Vec<RunSpec>, ExpandErr
                                 let mut run = spec(suite, exp, model, sized.clone(), device);
                                 run.batch = batch;
                                 run.seq_len = seq_len;
+                                run.paired = pairing(suite, exp, &sized, batch, seq_len, device);
                                 run.run_id = run_id(&run);
                                 runs.push(run);
                             }
@@ -64,6 +68,26 @@ pub fn expand(suite: &Suite, device: DeviceId) -> Result<Vec<RunSpec>, ExpandErr
         }
     }
     Ok(runs)
+}
+
+/// How a speed run at this grid point is timed with the other models at it, when its
+/// experiment is paired. A checkpoint model has its own size rather than the grid's, so it
+/// shares no grid point and runs in a process of its own.
+fn pairing(
+    suite: &Suite,
+    exp: &Experiment,
+    sized: &SizedModel,
+    batch: i64,
+    seq_len: i64,
+    device: DeviceId,
+) -> Option<Pairing> {
+    let (d_model, n_layers) = sized.grid_point?;
+    exp.is_paired().then(|| Pairing {
+        point: format!("{}.d{d_model}.n{n_layers}.L{seq_len}.b{batch}", exp.name),
+        baseline: suite.baseline_of(exp),
+        target_rel_ci: exp.target_rel_ci.unwrap_or(DEFAULT_TARGET_REL_CI),
+        max_time_s: exp.max_time_s.unwrap_or_else(|| default_max_time_s(device)),
+    })
 }
 
 /// The lists' first items, then their second ones, and so on; a list that runs out drops out.
@@ -124,6 +148,8 @@ pub struct SizedModel {
     pub config: ModelConfig,
     pub matched_to: Option<String>,
     pub checkpoint: Option<PathBuf>,
+    /// The grid's (d_model, n_layers) this size stands at; `None` for a checkpoint's own.
+    pub grid_point: Option<(i64, i64)>,
 }
 
 /// Every size `model` runs at in `exp`: one per grid width and depth, or a checkpoint's own.
@@ -138,6 +164,7 @@ fn sizes(suite: &Suite, exp: &Experiment, model: &str) -> Result<Vec<SizedModel>
             config,
             matched_to: None,
             checkpoint: Some(dir.clone()),
+            grid_point: None,
         }]);
     }
     let mut sizes = Vec::new();
@@ -183,12 +210,14 @@ pub fn sized_config(
                 config: match_depth(&config, target.params(Component::Model))?,
                 matched_to: Some(reference.to_owned()),
                 checkpoint: None,
+                grid_point: Some((d_model, n_layers)),
             })
         }
         _ => Ok(SizedModel {
             config,
             matched_to: None,
             checkpoint: None,
+            grid_point: Some((d_model, n_layers)),
         }),
     }
 }
@@ -250,6 +279,7 @@ fn spec(
         config: sized.config,
         matched_to: sized.matched_to,
         checkpoint: sized.checkpoint,
+        paired: None,
         recall: None,
     }
 }

@@ -66,6 +66,23 @@ pub struct Suite {
 }
 
 impl Suite {
+    /// The model `exp`'s ratios are to: its `baseline`, else its first Transformer, else its
+    /// first model.
+    pub fn baseline_of(&self, exp: &Experiment) -> String {
+        exp.baseline.clone().unwrap_or_else(|| {
+            exp.models
+                .iter()
+                .find(|m| {
+                    self.models
+                        .get(*m)
+                        .is_some_and(|e| e.family == crate::models::Family::Transformer)
+                })
+                .or(exp.models.first())
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
     /// The wall-clock limit of one run of experiment `name`.
     pub fn timeout_s(&self, name: &str) -> f64 {
         self.experiments
@@ -121,6 +138,21 @@ pub struct Experiment {
     /// Timed samples; the median is the headline number.
     #[serde(default = "default_repeats")]
     pub repeats: usize,
+    /// Time the models of each grid point in one process, in interleaved rounds [default:
+    /// true for a speed experiment of two or more models]. `false` gives each run a process of
+    /// its own, which memory measurements need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<bool>,
+    /// The model the others' times are divided by [default: the first Transformer, else the
+    /// first model].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// Paired rounds stop once every ratio's 95% interval is within ±this [default: 0.05].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rel_ci: Option<f64>,
+    /// ... or after this many seconds per point [default: 6 on the CPU, 3 on CUDA].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time_s: Option<f64>,
     /// Each sample calls the pass back to back until it lasts this long [default: 0.01 on the
     /// CPU, 0.002 on CUDA]; 0 times one call a sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +176,11 @@ pub struct Experiment {
 }
 
 impl Experiment {
+    /// Whether the models of a grid point are timed together (see [`Experiment::paired`]).
+    pub fn is_paired(&self) -> bool {
+        self.kind == ExperimentKind::Speed && self.paired.unwrap_or(self.models.len() > 1)
+    }
+
     /// The pass: a speed experiment's (validation requires it), a training step for recall.
     pub fn pass(&self) -> Pass {
         self.pass.unwrap_or(match self.kind {

@@ -90,6 +90,7 @@ fn check_models(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment) {
 
 /// A speed experiment names its pass and component, and none of recall's fields.
 fn check_speed(c: &mut Checker, i: usize, exp: &Experiment) {
+    check_pairing(c, i, exp);
     let at = |field: &str| format!("experiments[{i}].{field}");
     if exp.pass.is_none() {
         let passes: Vec<&str> = Pass::ALL.iter().map(|p| p.name()).collect();
@@ -275,4 +276,46 @@ fn check_match_params(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment
             }
         }
     }
+}
+
+/// A paired experiment's baseline is one of its models, and its stopping rule makes sense.
+fn check_pairing(c: &mut Checker, i: usize, exp: &Experiment) {
+    let at = |field: &str| format!("experiments[{i}].{field}");
+    if exp.paired == Some(true) && exp.models.len() < 2 {
+        c.fail(
+            at("paired"),
+            "a paired experiment compares two or more models; name more, or remove `paired`",
+        );
+    }
+    if let Some(baseline) = &exp.baseline {
+        if !exp.models.contains(baseline) {
+            c.fail(
+                at("baseline"),
+                format!(
+                    "`{baseline}` is not one of this experiment's models; expected one of: {}",
+                    exp.models.join(", ")
+                ),
+            );
+        }
+    }
+    let paired_only = [
+        ("baseline", exp.baseline.is_some()),
+        ("target_rel_ci", exp.target_rel_ci.is_some()),
+        ("max_time_s", exp.max_time_s.is_some()),
+    ];
+    for (field, present) in paired_only {
+        if present && !exp.is_paired() {
+            c.fail(
+                at(field),
+                format!("`{field}` belongs to paired experiments, and this one is not paired"),
+            );
+        }
+    }
+    if let Some(ci) = exp.target_rel_ci.filter(|v| !(*v > 0.0 && *v < 1.0)) {
+        c.fail(
+            at("target_rel_ci"),
+            format!("{ci} is not allowed; expected a relative width in (0, 1), e.g. 0.05 for ±5%"),
+        );
+    }
+    c.above_zero(at("max_time_s"), exp.max_time_s);
 }

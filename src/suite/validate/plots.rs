@@ -48,6 +48,15 @@ pub(super) fn check_plots(c: &mut Checker, suite: &Suite) {
                         ),
                     );
                 }
+                Some(exp) if plot.kind == PlotKind::MemoryVsSeqLen && exp.is_paired() => {
+                    c.fail(
+                        at(j),
+                        format!(
+                            "`{}` is paired, and a paired point measures time only: peak memory is a whole process's, so models sharing one would spoil each other's; set `paired: false` on the experiment",
+                            exp.name
+                        ),
+                    );
+                }
                 Some(_) => {}
             }
         }

@@ -43,6 +43,10 @@ fn check_no_speed_fields(c: &mut Checker, i: usize, exp: &Experiment) {
         ("component", exp.component.is_some()),
         ("grid.batch", exp.grid.batch.is_some()),
         ("new_tokens", exp.new_tokens.is_some()),
+        ("paired", exp.paired.is_some()),
+        ("baseline", exp.baseline.is_some()),
+        ("target_rel_ci", exp.target_rel_ci.is_some()),
+        ("max_time_s", exp.max_time_s.is_some()),
     ];
     for (field, present) in speed_only {
         if present {
