@@ -4,8 +4,10 @@
 //! to the width, attention is cheaper" put as a number per width.
 //!
 //! Measured L* interpolates log(t_mamba / t_transformer) linearly in log L between the last
-//! grid length where Mamba is slower and the next one. Its bounds repeat that
-//! with the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
+//! grid length where Mamba is slower and the next one. For paired runs the ratio is the median
+//! of the per-round ratios, and the bounds are where its 95% interval's ends cross 1; for
+//! unpaired ones it is the ratio of the medians, and the bounds repeat the interpolation with
+//! the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
 //! A crossover outside the measured range is said in words, never as a made-up number.
 
 use super::fit::{DeviceFit, Machine};
@@ -178,27 +180,21 @@ pub fn analyze(
     out
 }
 
-/// The measured crossover of two series of rows at the same widths.
+/// The measured crossover of two series of rows at the same widths. Where the rows were
+/// paired (Mamba's row carries its ratio to this Transformer row), the ratio is the median of
+/// the per-round ratios and its bounds the 95% interval; otherwise the ratio of the medians,
+/// bounded by the ratios of the spreads (p10 over p90 and p90 over p10).
 fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
-    // (L, median, p10, p90) of successful rows.
-    let points = |rows: &[&Row]| -> BTreeMap<i64, (f64, f64, f64)> {
+    let ok = |rows: &[&Row]| -> BTreeMap<i64, Row> {
         rows.iter()
-            .filter(|r| r.status == Status::Ok)
-            .filter_map(|r| {
-                Some((
-                    r.seq_len,
-                    (r.latency_median_s?, r.latency_p10_s?, r.latency_p90_s?),
-                ))
-            })
+            .filter(|r| r.status == Status::Ok && r.latency_median_s.is_some())
+            .map(|r| (r.seq_len, (*r).clone()))
             .collect()
     };
-    let (m, t) = (points(mamba), points(transformer));
+    let (m, t) = (ok(mamba), ok(transformer));
     let common: Vec<(f64, (f64, f64, f64))> = m
         .iter()
-        .filter_map(|(l, a)| {
-            let b = t.get(l)?;
-            Some((*l as f64, (a.0 / b.0, a.1 / b.2, a.2 / b.1)))
-        })
+        .filter_map(|(l, a)| Some((*l as f64, ratio(a, t.get(l)?)?)))
         .collect();
     let mut c = Crossover {
         experiment: String::new(),
@@ -239,6 +235,19 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
     c.measured_low = first_crossing(&curve(|r| r.1)).length();
     c.measured_high = first_crossing(&curve(|r| r.2)).length();
     c
+}
+
+/// (ratio, optimistic bound, pessimistic bound) of Mamba's row `m` over the Transformer's `t`.
+fn ratio(m: &Row, t: &Row) -> Option<(f64, f64, f64)> {
+    if m.paired_with.as_deref() == Some(t.run_id.as_str()) {
+        if let (Some(r), Some(low), Some(high)) = (m.ratio_median, m.ratio_ci_low, m.ratio_ci_high)
+        {
+            return Some((r, low, high));
+        }
+    }
+    let (mm, m10, m90) = (m.latency_median_s?, m.latency_p10_s?, m.latency_p90_s?);
+    let (tm, t10, t90) = (t.latency_median_s?, t.latency_p10_s?, t.latency_p90_s?);
+    Some((mm / tm, m10 / t90, m90 / t10))
 }
 
 enum Crossing {
@@ -367,5 +376,51 @@ mod tests {
             first_crossing(&[(1.0, 3.0), (2.0, 1.5)]),
             Crossing::Never
         ));
+    }
+
+    fn row(model: &str, seq_len: i64, median: f64, paired: Option<(&str, f64)>) -> Row {
+        let mut row: Row = serde_json::from_value(serde_json::json!({
+            "suite": "s", "experiment": "e", "run_id": format!("{model}{seq_len}"),
+            "model": model, "family": "mamba", "component": "mixer", "pass": "forward",
+            "device": "cpu", "dtype": "f32", "batch": 1, "seq_len": seq_len, "d_model": 64,
+            "n_layers": 1, "params": 1, "scan": "", "threads": 1, "status": "ok", "samples": 3,
+            "wall_s": 1.0, "latency_median_s": median, "latency_p10_s": median * 0.9,
+            "latency_p90_s": median * 1.1
+        }))
+        .unwrap();
+        if let Some((with, ratio)) = paired {
+            row.paired_with = Some(with.to_owned());
+            row.ratio_median = Some(ratio);
+            row.ratio_ci_low = Some(ratio * 0.95);
+            row.ratio_ci_high = Some(ratio * 1.05);
+        }
+        row
+    }
+
+    #[test]
+    fn paired_rows_cross_where_their_ratio_does() {
+        let t = [row("t", 100, 1.0, None), row("t", 400, 1.0, None)];
+        // The medians say 2 then 0.5 (L* = 200); the rounds' own ratios say 4 then 0.5.
+        let paired = [
+            row("m", 100, 2.0, Some(("t100", 4.0))),
+            row("m", 400, 0.5, Some(("t400", 0.5))),
+        ];
+        let c = measured(
+            &paired.iter().collect::<Vec<_>>(),
+            &t.iter().collect::<Vec<_>>(),
+        );
+        let want = 100.0 * 4f64.powf(2.0 / 3.0);
+        assert!((c.measured.unwrap() - want).abs() < 1e-6, "{c:?}");
+        assert!(c.measured_low.unwrap() < want && want < c.measured_high.unwrap());
+        // A ratio to some other run is not this pair's: the medians decide.
+        let other = [
+            row("m", 100, 2.0, Some(("x", 4.0))),
+            row("m", 400, 0.5, Some(("x", 0.5))),
+        ];
+        let c = measured(
+            &other.iter().collect::<Vec<_>>(),
+            &t.iter().collect::<Vec<_>>(),
+        );
+        assert!((c.measured.unwrap() - 200.0).abs() < 1e-6, "{c:?}");
     }
 }
