@@ -7,8 +7,7 @@
 //! pass slower than the whole budget is still timed three times).
 
 use super::ratio::{ratio_of_rounds, RatioEstimate};
-use super::timing::{summarize, Timing};
-use crate::device::synchronize;
+use super::timing::{summarize, time_calls, Timing};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -150,13 +149,7 @@ fn ratios_to(samples: &[Vec<f64>], baseline: usize, seed: u64) -> Vec<Option<Rat
 /// Seconds per call of one sample of `contender`.
 fn time_sample(device: Device, contender: &mut Contender) -> f64 {
     let calls = contender.calls_per_sample.max(1);
-    synchronize(device);
-    let start = Instant::now();
-    for _ in 0..calls {
-        (contender.pass)();
-    }
-    synchronize(device);
-    start.elapsed().as_secs_f64() / calls as f64
+    time_calls(device, calls, &mut *contender.pass) / calls as f64
 }
 
 /// 0..n in a uniformly random order (Fisher–Yates).

@@ -95,7 +95,7 @@ pub fn calls_per_sample(device: Device, min_sample_s: f64, mut pass: impl FnMut(
 }
 
 /// Seconds that `calls` back-to-back calls of `pass` take, the device synchronised around them.
-fn time_calls(device: Device, calls: usize, mut pass: impl FnMut()) -> f64 {
+pub(super) fn time_calls(device: Device, calls: usize, mut pass: impl FnMut()) -> f64 {
     synchronize(device);
     let start = Instant::now();
     for _ in 0..calls {

@@ -36,21 +36,33 @@ pub fn run(
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
 ) -> Outcome {
-    // Whole run ids: `with_extension` would drop the hash after the id's last dot, which is
-    // all that tells apart runs that differ only in, say, a task option.
-    let file = |suffix: &str| work_dir.join(format!("{}.{suffix}", spec.run_id));
-    let files = Exchange {
-        spec: file("spec.json"),
-        progress: file(&format!("outcome.{PROGRESS_EXTENSION}")),
-        outcome: file("outcome.json"),
-        log: file("stderr.log"),
-        weights: weights.map(Path::to_owned),
-    };
+    let files = Exchange::new(work_dir, &spec.run_id, weights);
     let outcome = supervise(spec, worker, &files, timeout_s, on_progress);
-    for path in [&files.spec, &files.outcome, &files.progress, &files.log] {
-        let _ = std::fs::remove_file(path);
-    }
+    files.remove();
     outcome
+}
+
+impl Exchange {
+    /// The exchange files of the job named `id` in `work_dir`.
+    fn new(work_dir: &Path, id: &str, weights: Option<&Path>) -> Self {
+        // Whole ids: `with_extension` would drop the hash after a run id's last dot, which
+        // is all that tells apart runs that differ only in, say, a task option.
+        let file = |suffix: &str| work_dir.join(format!("{id}.{suffix}"));
+        Self {
+            spec: file("spec.json"),
+            progress: file(&format!("outcome.{PROGRESS_EXTENSION}")),
+            outcome: file("outcome.json"),
+            log: file("stderr.log"),
+            weights: weights.map(Path::to_owned),
+        }
+    }
+
+    /// Deletes the files the job is done with (the weights stay).
+    fn remove(&self) {
+        for path in [&self.spec, &self.outcome, &self.progress, &self.log] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// How a worker's process ended.
@@ -145,19 +157,9 @@ pub fn run_point(
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Outcome>, String> {
-    let id = format!("{}.point", specs[0].run_id);
-    let file = |suffix: &str| work_dir.join(format!("{id}.{suffix}"));
-    let files = Exchange {
-        spec: file("spec.json"),
-        progress: file(&format!("outcome.{PROGRESS_EXTENSION}")),
-        outcome: file("outcome.json"),
-        log: file("stderr.log"),
-        weights: None,
-    };
+    let files = Exchange::new(work_dir, &format!("{}.point", specs[0].run_id), None);
     let result = supervise_point(specs, worker, &files, timeout_s, on_progress);
-    for path in [&files.spec, &files.outcome, &files.progress, &files.log] {
-        let _ = std::fs::remove_file(path);
-    }
+    files.remove();
     result
 }
 
