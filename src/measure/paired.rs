@@ -1,5 +1,6 @@
 //! Paired, interleaved timing of the contenders of one comparison point, in one process. Each
-//! contender is already warm and knows its calls per sample (see [`super::timing`]); then
+//! contender is already warm and knows its calls per sample (see [`super::timing`]), scaled by
+//! [`equal_sample_durations`] so that every contender's sample spans about the same time; then
 //! rounds follow, each timing every contender once, in an order shuffled from a seed round by
 //! round, so that no model always goes first and a slow drift of a shared machine hits every
 //! model alike. Rounds go on until every contender's ratio to the baseline has a 95% interval
@@ -7,7 +8,7 @@
 //! pass slower than the whole budget is still timed three times).
 
 use super::ratio::{ratio_of_rounds, RatioEstimate};
-use super::timing::{summarize, time_calls, Timing};
+use super::timing::{summarize, time_calls, Calibration, Timing, MAX_CALLS_PER_SAMPLE};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -75,6 +76,31 @@ pub struct PairedTiming {
     pub stop: Stop,
     /// The contenders' indices in the order each round timed them.
     pub orders: Vec<Vec<usize>>,
+}
+
+/// Calls per sample that give every contender's sample about the duration of the longest
+/// calibrated one. A 0.2 ms pass sampled over 10 ms next to a 5 ms pass sampled over 15 ms
+/// would see the machine over windows of different lengths, and a ratio of samples of
+/// different lengths moves with the machine's noise spectrum and with how the calibration
+/// happened to round: two runs of the same point then disagree. Equal windows make the
+/// ratio's two sides alike. No contender gets fewer calls than its own calibration asked for.
+pub fn equal_sample_durations(calibrations: &[Calibration]) -> Vec<usize> {
+    let window = calibrations
+        .iter()
+        .map(|c| c.calls as f64 * c.per_call_s)
+        .fold(0.0, f64::max);
+    calibrations
+        .iter()
+        .map(|c| {
+            // A call too fast for the clock to see keeps its calibration's count.
+            let fill = if c.per_call_s > 0.0 {
+                (window / c.per_call_s).round() as usize
+            } else {
+                c.calls
+            };
+            fill.clamp(c.calls.max(1), MAX_CALLS_PER_SAMPLE.max(c.calls))
+        })
+        .collect()
 }
 
 /// Times `contenders` in interleaved rounds until `sampling` says stop; ratios are to
@@ -213,6 +239,18 @@ mod tests {
             firsts.insert(shuffled(3, &mut Rng::new(seed))[0]);
         }
         assert_eq!(firsts.len(), 3, "each contender goes first for some seed");
+    }
+
+    #[test]
+    fn every_contender_samples_over_the_longest_window() {
+        let calibrated = |calls, per_call_s| Calibration { calls, per_call_s };
+        // 50 × 0.2 ms = 10 ms against 3 × 5 ms = 15 ms: the fast one fills 15 ms with 75.
+        let calls = equal_sample_durations(&[calibrated(50, 2e-4), calibrated(3, 5e-3)]);
+        assert_eq!(calls, [75, 3]);
+        // Never below a contender's own calibration, never above the cap.
+        let calls = equal_sample_durations(&[calibrated(4, 1e-2), calibrated(9, 1e-9)]);
+        assert_eq!(calls, [4, MAX_CALLS_PER_SAMPLE]);
+        assert_eq!(equal_sample_durations(&[calibrated(7, 0.0)]), [7]);
     }
 
     #[test]

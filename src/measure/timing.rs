@@ -73,15 +73,31 @@ pub fn measure(device: Device, sampling: Sampling, mut pass: impl FnMut()) -> Ti
 /// a count scaled from the last trial's time (with 10% headroom, at most ×10 a step), until a
 /// trial lasts long enough or reaches [`MAX_CALLS_PER_SAMPLE`]. The trials are untimed
 /// warm-up as far as the samples are concerned.
-pub fn calls_per_sample(device: Device, min_sample_s: f64, mut pass: impl FnMut()) -> usize {
+pub fn calls_per_sample(device: Device, min_sample_s: f64, pass: impl FnMut()) -> usize {
     if min_sample_s <= 0.0 {
         return 1;
     }
+    calibrate(device, min_sample_s, pass).calls
+}
+
+/// What scaling a sample found: its calls, and the seconds per call its last trial took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    pub calls: usize,
+    pub per_call_s: f64,
+}
+
+/// [`calls_per_sample`], with the time per call the last trial measured (which takes one
+/// trial call even when `min_sample_s` is zero).
+pub fn calibrate(device: Device, min_sample_s: f64, mut pass: impl FnMut()) -> Calibration {
     let mut calls = 1;
     loop {
         let elapsed = time_calls(device, calls, &mut pass);
         if elapsed >= min_sample_s || calls >= MAX_CALLS_PER_SAMPLE {
-            return calls;
+            return Calibration {
+                calls,
+                per_call_s: elapsed / calls as f64,
+            };
         }
         let wanted = if elapsed > 0.0 {
             (calls as f64 * 1.1 * min_sample_s / elapsed).ceil() as usize

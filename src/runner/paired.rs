@@ -1,5 +1,6 @@
 //! One comparison point in one process (the worker side): every model of the point is built,
-//! warmed up and given its calls per sample, then all are timed in interleaved rounds
+//! warmed up and given its calls per sample (the same sample duration for all), then all are
+//! timed in interleaved rounds
 //! ([`crate::measure::paired`]). A model that fails to build, warm up or scale is its run's
 //! failure, and the others are still measured: paired among themselves where two or more
 //! remain, alone where one does. Peak memory is not measured here: it is the whole process's,
@@ -8,8 +9,10 @@
 use super::execute::{
     failure, guarded, pass_of, prepare, sampling_of, Measurement, Outcome, PairedStats, Prepared,
 };
-use crate::measure::paired::{interleaved, Contender, PairedSampling, MIN_ROUNDS};
-use crate::measure::timing::{calls_per_sample, sample, warm_up};
+use crate::measure::paired::{
+    equal_sample_durations, interleaved, Contender, PairedSampling, MIN_ROUNDS,
+};
+use crate::measure::timing::{calibrate, sample, warm_up, Calibration};
 use crate::spec::RunSpec;
 use tch::Device;
 
@@ -32,8 +35,9 @@ pub fn measure_point(specs: &[RunSpec], device: Device) -> Vec<Outcome> {
         })
         .collect();
 
-    // Each survivor's pass, warm and scaled: (run index, tokens per call, contender).
+    // Each survivor's pass, warm and calibrated: (run index, tokens per call, contender).
     let mut ready: Vec<(usize, i64, Contender)> = Vec::new();
+    let mut calibrations: Vec<Calibration> = Vec::new();
     for (i, prepared) in prepared.iter().enumerate() {
         let Some(prepared) = prepared else { continue };
         let spec = &specs[i];
@@ -41,20 +45,33 @@ pub fn measure_point(specs: &[RunSpec], device: Device) -> Vec<Outcome> {
         let scaled = guarded(|| {
             let (mut pass, tokens) = pass_of(spec, prepared)?;
             warm_up(device, sampling, &mut *pass);
-            let calls = calls_per_sample(device, sampling.min_sample_s, &mut *pass);
-            Ok((pass, tokens, calls))
+            let calibration = calibrate(device, sampling.min_sample_s, &mut *pass);
+            Ok((pass, tokens, calibration))
         });
         match scaled {
-            Ok((pass, tokens, calls)) => ready.push((
-                i,
-                tokens,
-                Contender {
-                    calls_per_sample: calls,
-                    pass,
-                },
-            )),
+            Ok((pass, tokens, calibration)) => {
+                calibrations.push(calibration);
+                ready.push((
+                    i,
+                    tokens,
+                    Contender {
+                        calls_per_sample: calibration.calls,
+                        pass,
+                    },
+                ));
+            }
             Err(message) => outcomes[i] = Some(failure(message)),
         }
+    }
+    // A suite's `min_sample_s: 0` asks for one call a sample: nothing to equalise.
+    let one_call_each = specs.first().is_some_and(|spec| sampling_of(spec, device).min_sample_s <= 0.0);
+    let calls = if one_call_each {
+        vec![1; calibrations.len()]
+    } else {
+        equal_sample_durations(&calibrations)
+    };
+    for ((_, _, contender), calls) in ready.iter_mut().zip(calls) {
+        contender.calls_per_sample = calls;
     }
 
     let measured = match ready.len() {
