@@ -51,6 +51,8 @@ fn crossing(
         min_len: Some(lens.0),
         max_len: Some(lens.1),
         ratio_at_max_len: Some(1.2),
+        level_from: None,
+        level_to: None,
         flops_crossover: Some(Predicted::At(300.0)),
         predicted_crossover: None,
     }
@@ -120,6 +122,50 @@ fn crossover_claims_are_judged_per_width() {
         Verdict::Inconclusive,
         "no data, no verdict"
     );
+}
+
+#[test]
+fn a_crossover_claim_is_judged_per_level_with_matched_layers_as_the_headline() {
+    let c = claim(ClaimKind::CrossoverVsWidth, &["e"]);
+    let at_level = |component: Component, crossover: Crossover| Crossover {
+        component,
+        ..crossover
+    };
+    let supported = crossing(64, Crossing::NoneInRange, None, (64, 4096));
+    let refuted = crossing(
+        256,
+        Crossing::Crossed,
+        Some((100.0, 80.0, 150.0)),
+        (64, 4096),
+    );
+    let crossovers = [
+        at_level(Component::Core, supported.clone()),
+        at_level(Component::Layers, refuted.clone()),
+        at_level(Component::Mixer, supported.clone()),
+        at_level(Component::Mixer, refuted.clone()),
+    ];
+    let j = judge(&c, &[], &crossovers);
+    let levels: Vec<(Component, Verdict)> = j.levels.iter().map(|l| (l.level, l.verdict)).collect();
+    assert_eq!(
+        levels,
+        [
+            (Component::Layers, Verdict::Refuted),
+            (Component::Mixer, Verdict::Mixed),
+            (Component::Core, Verdict::Supported),
+        ],
+        "deepest level first, each judged on its own findings"
+    );
+    assert_eq!(j.verdict, Verdict::Refuted, "the headline is matched layers");
+    assert!(
+        j.summary.starts_with("matched layers") && j.summary.contains("core ops"),
+        "the summary names the headline level and those beside it: {}",
+        j.summary
+    );
+    assert_eq!(j.findings.len(), 4, "every width's finding is kept");
+
+    // Without a matched-layers experiment the mixers are the headline.
+    let j = judge(&c, &[], &crossovers[2..]);
+    assert_eq!((j.levels[0].level, j.verdict), (Component::Mixer, Verdict::Mixed));
 }
 
 fn recall_row(

@@ -172,7 +172,9 @@ fn at_llama_proportions_two_mamba_layers_match_one_transformer_layer() {
             vocab_size: 50_280,
             ..mamba::Config::new(768)
         }),
+        Component::Model,
         target,
+        TOLERANCE,
     )
     .expect("a depth within 5%");
     let error = relative_error(matched.params(Component::Model), target);
@@ -186,10 +188,46 @@ fn at_llama_proportions_two_mamba_layers_match_one_transformer_layer() {
 }
 
 #[test]
+fn one_llama_layer_matches_two_mamba_blocks_without_embedding_or_head() {
+    // Attention 4d² + SwiGLU at 8/3·d 8d² = 12d², against a Mamba block's 6d² plus x_proj, Δ
+    // and A, which grow with d: two blocks are the larger, by less as d grows.
+    let llama = |d_model| {
+        ModelConfig::Transformer(transformer::Config {
+            n_layers: 1,
+            mlp_ratio: 8.0 / 3.0,
+            ..transformer::Config::new(d_model, 64)
+        })
+    };
+    let mut excess = Vec::new();
+    for d_model in [256, 512, 1024, 2048, 4096] {
+        let target = llama(d_model).params(Component::Layers);
+        let mamba = ModelConfig::Mamba(mamba::Config::new(d_model));
+        let matched = match_depth(&mamba, Component::Layers, target, 0.12).expect("within 12%");
+        assert_eq!(matched.n_layers(), 2, "d_model {d_model}");
+        excess.push(relative_error(matched.params(Component::Layers), target));
+    }
+    assert!(excess.iter().all(|e| *e > 0.0), "Mamba is the larger: {excess:?}");
+    assert!(excess.windows(2).all(|w| w[1] < w[0]), "less so as d grows: {excess:?}");
+    assert!(excess[4] <= TOLERANCE, "within 5% at d 4096: {excess:?}");
+    // At d 64 two blocks are about 30% more and one 35% less: no depth is within 12%.
+    let target = llama(64).params(Component::Layers);
+    let narrow = ModelConfig::Mamba(mamba::Config::new(64));
+    assert!(match_depth(&narrow, Component::Layers, target, 0.12).is_err());
+    // With a 4·d MLP one Llama layer is 16d²: 2 blocks are too few, 3 too many.
+    let wide_mlp = ModelConfig::Transformer(transformer::Config {
+        n_layers: 1,
+        ..transformer::Config::new(1024, 64)
+    });
+    let target = wide_mlp.params(Component::Layers);
+    let mamba = ModelConfig::Mamba(mamba::Config::new(1024));
+    assert!(match_depth(&mamba, Component::Layers, target, 0.12).is_err());
+}
+
+#[test]
 fn the_matched_depth_is_the_nearest_one() {
     let mamba = ModelConfig::Mamba(mamba::Config::new(64));
     for target in [1_000_000, 2_000_000, 5_000_000] {
-        let matched = match_depth(&mamba, target).unwrap();
+        let matched = match_depth(&mamba, Component::Model, target, TOLERANCE).unwrap();
         let n = matched.n_layers();
         let miss = |layers: i64| {
             let mut cfg = mamba::Config::new(64);

@@ -65,7 +65,7 @@ fn outputs_never_depend_on_future_tokens() {
             for t in [0, 5, seq_len - 1] {
                 let perturbed: Vec<Tensor> = inputs.iter().map(Tensor::copy).collect();
                 match component {
-                    Component::Core | Component::Mixer | Component::Block => {
+                    Component::Core | Component::Mixer | Component::Block | Component::Layers => {
                         for input in &perturbed {
                             let _ = input.narrow(time, t, 1).g_add_scalar_(1.0);
                         }

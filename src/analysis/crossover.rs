@@ -67,6 +67,12 @@ pub struct Crossover {
     pub max_len: Option<i64>,
     /// Mamba's median over the Transformer's at the longest common length.
     pub ratio_at_max_len: Option<f64>,
+    /// The longest run of consecutive measured lengths where the ratio's bounds hold 1 (the
+    /// paired 95% interval; for unpaired runs, the spreads' bounds): the models are level
+    /// there, as far as the measurement can tell, and a crossover inside it is better read as
+    /// that range than as a point.
+    pub level_from: Option<i64>,
+    pub level_to: Option<i64>,
     /// L* where Mamba's FLOPs fall to the Transformer's (analytic model, any length).
     pub flops_crossover: Option<Predicted>,
     /// L* of the fitted device model (FLOPs and bytes at the fitted rates).
@@ -213,6 +219,8 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
         min_len: common.first().map(|p| p.0 as i64),
         max_len: common.last().map(|p| p.0 as i64),
         ratio_at_max_len: common.last().map(|p| p.1 .0),
+        level_from: None,
+        level_to: None,
         flops_crossover: None,
         predicted_crossover: None,
     };
@@ -231,6 +239,7 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
         Crossing::Before => CrossoverOutcome::MambaFasterThroughout,
         Crossing::Never => CrossoverOutcome::NoneInRange,
     };
+    (c.level_from, c.level_to) = longest_level_run(&common);
     // The optimistic ratio (Mamba's p10 over the Transformer's p90) crosses earliest.
     c.measured_low = first_crossing(&curve(|r| r.1)).length();
     c.measured_high = first_crossing(&curve(|r| r.2)).length();
@@ -248,6 +257,34 @@ fn ratio(m: &Row, t: &Row) -> Option<(f64, f64, f64)> {
     let (mm, m10, m90) = (m.latency_median_s?, m.latency_p10_s?, m.latency_p90_s?);
     let (tm, t10, t90) = (t.latency_median_s?, t.latency_p10_s?, t.latency_p90_s?);
     Some((mm / tm, m10 / t90, m90 / t10))
+}
+
+/// The longest run of consecutive measured lengths whose bounds hold 1 (the first such run
+/// on a tie), as its first and last length.
+fn longest_level_run(common: &[(f64, (f64, f64, f64))]) -> (Option<i64>, Option<i64>) {
+    let level = |(_, (_, low, high)): &(f64, (f64, f64, f64))| *low <= 1.0 && 1.0 <= *high;
+    let (mut best, mut start): (Option<(usize, usize)>, Option<usize>) = (None, None);
+    for (i, point) in common.iter().enumerate() {
+        match (level(point), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if best.is_none_or(|(a, b)| i - s > b + 1 - a) {
+                    best = Some((s, i - 1));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        if best.is_none_or(|(a, b)| common.len() - s > b + 1 - a) {
+            best = Some((s, common.len() - 1));
+        }
+    }
+    match best {
+        Some((a, b)) => (Some(common[a].0 as i64), Some(common[b].0 as i64)),
+        None => (None, None),
+    }
 }
 
 enum Crossing {
@@ -323,13 +360,13 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
     let mut csv = String::from(
         "experiment,device,dtype,pass,component,d_model,batch,mamba,transformer,finding,\
          measured,measured_low,measured_high,min_len,max_len,ratio_at_max_len,\
-         flops_crossover,predicted_crossover\n",
+         level_from,level_to,flops_crossover,predicted_crossover\n",
     );
     let num = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_default();
     let int = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
     for c in crossovers {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             c.experiment,
             c.device,
             c.dtype.name(),
@@ -348,6 +385,8 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
             c.ratio_at_max_len
                 .map(|x| format!("{x:.3}"))
                 .unwrap_or_default(),
+            int(c.level_from),
+            int(c.level_to),
             c.flops_crossover.map(Predicted::cell).unwrap_or_default(),
             c.predicted_crossover
                 .map(Predicted::cell)
@@ -360,6 +399,22 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_level_range_is_the_longest_run_of_lengths_whose_bounds_hold_one() {
+        let at = |l: f64, low: f64, high: f64| (l, (1.0, low, high));
+        let points = [
+            at(64.0, 0.9, 1.1),
+            at(128.0, 1.1, 1.3),
+            at(256.0, 0.95, 1.05),
+            at(512.0, 0.8, 1.02),
+            at(1024.0, 0.99, 1.2),
+            at(2048.0, 0.5, 0.7),
+        ];
+        assert_eq!(longest_level_run(&points), (Some(256), Some(1024)));
+        assert_eq!(longest_level_run(&points[..2]), (Some(64), Some(64)));
+        assert_eq!(longest_level_run(&points[5..]), (None, None));
+    }
 
     #[test]
     fn interpolates_in_log_space() {

@@ -10,12 +10,33 @@
 //!   relevant side of factor·d, or when runs are missing.
 //!
 //! The FLOP model's L* is quoted beside each measured one, marked as predicted.
+//!
+//! The claim is judged at each level its experiments measure (the core ops, the mixers, stacks
+//! of layers matched in parameters), and the verdict is the most complete level's: a forum
+//! comparing Llama with Mamba means models of equal size, not a 6d² mixer against a 4d²
+//! attention layer.
 
 use super::{Finding, Verdict};
 use crate::analysis::crossover::{Crossover, CrossoverOutcome as Crossing};
+use crate::models::Component;
 
-pub fn judge(crossovers: &[&Crossover], factor: f64) -> Vec<Finding> {
-    crossovers.iter().map(|c| finding(c, factor)).collect()
+/// The findings at each width, with the level (component) each was measured at.
+pub fn judge(crossovers: &[&Crossover], factor: f64) -> Vec<(Component, Finding)> {
+    crossovers
+        .iter()
+        .map(|c| (c.component, finding(c, factor)))
+        .collect()
+}
+
+/// How a verdict names its level.
+pub fn level_name(component: Component) -> &'static str {
+    match component {
+        Component::Core => "core ops (selective scan vs causal SDPA)",
+        Component::Mixer => "mixers (Mamba mixer vs attention layer)",
+        Component::Block => "one block each",
+        Component::Layers => "matched layers (Llama layer vs Mamba blocks of equal parameters)",
+        Component::Model => "whole models",
+    }
 }
 
 fn finding(c: &Crossover, factor: f64) -> Finding {
@@ -38,9 +59,15 @@ fn finding(c: &Crossover, factor: f64) -> Finding {
                     (Some(lo), Some(hi)) => format!("{lo:.0}–{hi:.0}"),
                     _ => "unbounded".to_owned(),
                 };
+                let level = match (c.level_from, c.level_to) {
+                    (Some(from), Some(to)) if from < to => format!(
+                        "; the two are level (the ratio's interval holds 1) from L = {from} to {to}, a finding in itself"
+                    ),
+                    _ => String::new(),
+                };
                 (
                     Verdict::Inconclusive,
-                    format!("measured L* = {l:.0}, but its bounds ({range}) straddle {bound:.0}: within noise"),
+                    format!("measured L* = {l:.0}, but its bounds ({range}) straddle {bound:.0}: within noise{level}"),
                 )
             }
         }

@@ -7,6 +7,7 @@ pub mod crossover_width;
 pub mod recall_distance;
 
 use crate::analysis::crossover::Crossover;
+use crate::models::Component;
 use crate::results::Row;
 use crate::suite::claim::{Claim, ClaimKind, Rule};
 use serde::Serialize;
@@ -66,9 +67,22 @@ pub struct Judgement {
     pub id: String,
     pub claim: String,
     pub kind: ClaimKind,
+    /// For a claim judged at several levels, the headline level's verdict.
     pub verdict: Verdict,
     pub summary: String,
     pub findings: Vec<Finding>,
+    /// The verdict at each level a speed claim was measured at, the headline (most complete)
+    /// level first; empty for claims without levels.
+    pub levels: Vec<LevelVerdict>,
+}
+
+/// A speed claim's verdict at one level of the model (see [`crossover_width`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelVerdict {
+    pub level: Component,
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub summary: String,
 }
 
 /// Judges `claim` on the rows and crossovers of its experiments.
@@ -87,7 +101,9 @@ pub fn judge(claim: &Claim, rows: &[Row], crossovers: &[Crossover]) -> Judgement
                 .join("; "),
             measured: false,
         }],
-        Ok(Rule::CrossoverVsWidth { factor }) => crossover_width::judge(&crossovers, factor),
+        Ok(Rule::CrossoverVsWidth { factor }) => {
+            return by_level(claim, crossover_width::judge(&crossovers, factor));
+        }
         Ok(Rule::RecallAtDistance {
             family,
             threshold,
@@ -107,6 +123,59 @@ pub fn judge(claim: &Claim, rows: &[Row], crossovers: &[Crossover]) -> Judgement
         verdict,
         summary,
         findings,
+        levels: Vec::new(),
+    }
+}
+
+/// A claim judged per level: each level's verdict combines its own findings, and the claim's
+/// verdict is the most complete level's (matched layers before mixers before core ops).
+fn by_level(claim: &Claim, findings: Vec<(Component, Finding)>) -> Judgement {
+    let mut components: Vec<Component> = findings.iter().map(|(c, _)| *c).collect();
+    components.sort_unstable_by(|a, b| b.cmp(a));
+    components.dedup();
+    let levels: Vec<LevelVerdict> = components
+        .iter()
+        .map(|&level| {
+            let mine: Vec<Finding> = findings
+                .iter()
+                .filter(|(c, _)| *c == level)
+                .map(|(_, f)| f.clone())
+                .collect();
+            LevelVerdict {
+                level,
+                name: crossover_width::level_name(level),
+                verdict: Verdict::combine(mine.iter().map(|f| f.verdict)),
+                summary: summarize(&mine),
+            }
+        })
+        .collect();
+    let verdict = levels
+        .first()
+        .map_or(Verdict::Inconclusive, |headline| headline.verdict);
+    let summary = match levels.as_slice() {
+        [] => summarize(&[]),
+        [only] => only.summary.clone(),
+        [headline, others @ ..] => {
+            let beside: Vec<String> = others
+                .iter()
+                .map(|l| format!("{}: {}", l.name, l.verdict.name()))
+                .collect();
+            format!(
+                "{} (the headline level): {}. Beside it: {}",
+                headline.name,
+                headline.summary,
+                beside.join("; ")
+            )
+        }
+    };
+    Judgement {
+        id: claim.id.clone(),
+        claim: claim.claim.clone(),
+        kind: claim.kind,
+        verdict,
+        summary,
+        findings: findings.into_iter().map(|(_, f)| f).collect(),
+        levels,
     }
 }
 

@@ -218,6 +218,12 @@ fn component_forward(cfg: &ModelConfig, component: Component, shape: Shape) -> L
         (ModelConfig::Transformer(c), Component::Block) => {
             transformer_block(c, shape, norm, residual)
         }
+        (ModelConfig::Mamba(c), Component::Layers) => {
+            scale(sum(&[norm, mamba_mixer(c, shape), residual]), layers)
+        }
+        (ModelConfig::Transformer(c), Component::Layers) => {
+            scale(transformer_block(c, shape, norm, residual), layers)
+        }
         (ModelConfig::Mamba(c), Component::Model) => {
             let block = sum(&[norm, mamba_mixer(c, shape), residual]);
             model(block, layers, norm, tokens, d, c.vocab_size as f64)
@@ -381,7 +387,7 @@ fn param_bytes(cfg: &ModelConfig, component: Component, elt: f64) -> f64 {
             match component {
                 Component::Core => params,
                 Component::Mixer | Component::Block => per_layer,
-                Component::Model => per_layer * c.n_layers as f64,
+                Component::Layers | Component::Model => per_layer * c.n_layers as f64,
             }
         }
         ModelConfig::Transformer(_) => 0.0,

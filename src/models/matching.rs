@@ -8,19 +8,21 @@
 
 use super::{Component, Family, ModelConfig};
 
-/// Parameter counts must agree within this fraction of the reference's.
+/// Parameter counts must agree within this fraction of the reference's, unless an experiment
+/// says otherwise (`match_tolerance`).
 pub const TOLERANCE: f64 = 0.05;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
     "no {family} depth at d_model {d_model} has within {:.0}% of {target} parameters: the nearest, \
      {nearest_layers} layer(s), has {nearest_params} ({:+.1}%); make the reference deeper so that \
-     one {family} layer is a smaller step",
-    TOLERANCE * 100.0,
+     one {family} layer is a smaller step, or allow a wider `match_tolerance`",
+    tolerance * 100.0,
     relative_error(*nearest_params, *target) * 100.0,
     family = family.name()
 )]
 pub struct NoMatchingDepth {
+    pub tolerance: f64,
     pub family: Family,
     pub d_model: i64,
     pub target: i64,
@@ -33,11 +35,18 @@ pub fn relative_error(params: i64, target: i64) -> f64 {
     (params - target) as f64 / target as f64
 }
 
-/// `cfg` at the depth whose whole-model parameter count is nearest `target`, if that count is
-/// within [`TOLERANCE`]. Width and every other option stay as they are.
-pub fn match_depth(cfg: &ModelConfig, target: i64) -> Result<ModelConfig, NoMatchingDepth> {
-    let params = |layers: i64| cfg.with_n_layers(layers).params(Component::Model);
-    // The count is affine in depth: embedding, final norm and head, plus one block per layer.
+/// `cfg` at the depth whose parameter count of `component` (a whole model, or a stack of
+/// layers) is nearest `target`, if that count is within `tolerance` of it (a fraction). Width
+/// and every other option stay as they are.
+pub fn match_depth(
+    cfg: &ModelConfig,
+    component: Component,
+    target: i64,
+    tolerance: f64,
+) -> Result<ModelConfig, NoMatchingDepth> {
+    let params = |layers: i64| cfg.with_n_layers(layers).params(component);
+    // The count is affine in depth: one block per layer, plus, for a whole model, the
+    // embedding, final norm and head.
     let per_layer = params(2) - params(1);
     let fixed = params(1) - per_layer;
     let estimate = ((target - fixed) as f64 / per_layer as f64).round() as i64;
@@ -45,8 +54,9 @@ pub fn match_depth(cfg: &ModelConfig, target: i64) -> Result<ModelConfig, NoMatc
         .filter(|&layers| layers >= 1)
         .min_by_key(|&layers| (params(layers) - target).abs())
         .unwrap_or(1);
-    if relative_error(params(best), target).abs() > TOLERANCE {
+    if relative_error(params(best), target).abs() > tolerance {
         return Err(NoMatchingDepth {
+            tolerance,
             family: cfg.family(),
             d_model: cfg.d_model(),
             target,

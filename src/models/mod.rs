@@ -6,10 +6,12 @@ pub mod lm;
 pub mod mamba;
 pub mod matching;
 pub mod norm;
+pub mod stack;
 pub mod transformer;
 
 use core_op::CoreOp;
 use lm::LanguageModel;
+use stack::Stack;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -64,23 +66,35 @@ pub enum Component {
     /// One residual block (norm + mixer for Mamba, norm + attention + norm + MLP for Llama)
     /// on hidden states of shape (batch, seq_len, d_model).
     Block,
+    /// `n_layers` residual blocks on hidden states: the whole model but its embedding, final
+    /// norm and head. Under `match_params` the stacks have equal parameter counts: one Llama
+    /// layer against about two Mamba blocks, the Mamba paper's pairing.
+    Layers,
     /// The whole language model on token ids: embedding, `n_layers` blocks, final norm, LM head.
     Model,
 }
 
 impl Component {
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Core,
         Component::Mixer,
         Component::Block,
+        Component::Layers,
         Component::Model,
     ];
+
+    /// Whether the component is `n_layers` deep, so that depth is a grid axis and
+    /// `match_params` can size it.
+    pub fn has_depth(self) -> bool {
+        matches!(self, Component::Layers | Component::Model)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Component::Core => "core",
             Component::Mixer => "mixer",
             Component::Block => "block",
+            Component::Layers => "layers",
             Component::Model => "model",
         }
     }
@@ -160,8 +174,12 @@ impl ModelConfig {
             (ModelConfig::Mamba(cfg), Component::Mixer) => cfg.mixer_params(),
             (ModelConfig::Transformer(cfg), Component::Mixer) => cfg.attention_params(),
             (ModelConfig::Mamba(cfg), Component::Block) => cfg.block_params(),
+            (ModelConfig::Mamba(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
             (ModelConfig::Mamba(cfg), Component::Model) => cfg.model_params(),
             (ModelConfig::Transformer(cfg), Component::Block) => cfg.block_params(),
+            (ModelConfig::Transformer(cfg), Component::Layers) => {
+                cfg.n_layers * cfg.block_params()
+            }
             (ModelConfig::Transformer(cfg), Component::Model) => cfg.model_params(),
         }
     }
@@ -206,6 +224,16 @@ impl BuiltModel {
             }
             (ModelConfig::Transformer(c), Component::Block) => {
                 Network::Layer(Box::new(transformer::DecoderBlock::new(root, c)))
+            }
+            (ModelConfig::Mamba(c), Component::Layers) => {
+                Network::Layer(Box::new(Stack::new(c.n_layers, |i| {
+                    mamba::ResidualBlock::new(&root / "layers" / i, c)
+                })))
+            }
+            (ModelConfig::Transformer(c), Component::Layers) => {
+                Network::Layer(Box::new(Stack::new(c.n_layers, |i| {
+                    transformer::DecoderBlock::new(&root / "layers" / i, c)
+                })))
             }
         };
         if kind != Kind::Float {

@@ -61,6 +61,19 @@ pub fn render(report: &Report) -> String {
                 esc(&j.id),
                 esc(&j.claim)
             );
+            for (i, level) in j.levels.iter().enumerate() {
+                let headline = if i == 0 { " (the headline)" } else { "" };
+                let lv = level.verdict.name();
+                let _ = write!(
+                    h,
+                    "<li><b>{}</b>{headline}: <span class=\"{lv}\">{lv}</span> — {}</li>",
+                    esc(level.name),
+                    esc(&level.summary)
+                );
+            }
+            if !j.levels.is_empty() {
+                let _ = write!(h, "</ul><p>Per width:</p><ul>");
+            }
             for f in &j.findings {
                 let source = if f.measured { "measured" } else { "predicted" };
                 let fv = f.verdict.name();

@@ -40,6 +40,19 @@ pub fn render(report: &Report, out: &Path) -> String {
         for j in &report.judgements {
             let _ = writeln!(md, "\n### {} — {}\n", j.id, j.verdict.name());
             let _ = writeln!(md, "> {}\n", j.claim);
+            for (i, level) in j.levels.iter().enumerate() {
+                let headline = if i == 0 { " (the headline)" } else { "" };
+                let _ = writeln!(
+                    md,
+                    "- **{}**{headline}: **{}** — {}",
+                    level.name,
+                    level.verdict.name(),
+                    level.summary
+                );
+            }
+            if !j.levels.is_empty() {
+                let _ = writeln!(md, "\nPer width:\n");
+            }
             for f in &j.findings {
                 let source = if f.measured { "measured" } else { "predicted" };
                 let _ = writeln!(

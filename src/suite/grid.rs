@@ -207,7 +207,12 @@ pub fn sized_config(
         Some(reference) if reference != model => {
             let target = resolve(&suite.models[reference], d_model, n_layers);
             Ok(SizedModel {
-                config: match_depth(&config, target.params(Component::Model))?,
+                config: match_depth(
+                    &config,
+                    exp.component(),
+                    target.params(exp.component()),
+                    exp.match_tolerance(),
+                )?,
                 matched_to: Some(reference.to_owned()),
                 checkpoint: None,
                 grid_point: Some((d_model, n_layers)),
@@ -225,7 +230,8 @@ pub fn sized_config(
 pub fn layers(exp: &Experiment) -> Vec<i64> {
     match (exp.component(), &exp.grid.n_layers) {
         (Component::Core | Component::Mixer | Component::Block, _) => vec![1],
-        (Component::Model, Some(layers)) => layers.clone(),
+        (Component::Layers | Component::Model, Some(layers)) => layers.clone(),
+        (Component::Layers, None) => vec![1],
         (Component::Model, None) => vec![DEFAULT_MODEL_LAYERS],
     }
 }

@@ -15,11 +15,12 @@
 //!   - name: block-forward
 //!     kind: speed
 //!     pass: forward
-//!     component: block      # mixer | block | model
+//!     component: block      # core | mixer | block | layers | model
 //!     models: [mamba, transformer]
 //!     grid: { d_model: [64, 128], seq_len: [64, 128, 256], batch: [1] }
-//!     # match_params: transformer   # component: model only; others get the depth that
+//!     # match_params: transformer   # component: layers or model; others get the depth that
 //!     #                             # matches this model's parameter count within 5%
+//!     # match_tolerance: 0.12       # ... or within this fraction
 //!     warmup: 2
 //!     repeats: 5
 //! plots:
@@ -126,9 +127,15 @@ pub struct Experiment {
     pub models: Vec<String>,
     pub grid: Grid,
     /// A model of this experiment whose size the others match: its depth comes from the grid,
-    /// and every other model's depth is chosen so that its parameter count is within 5%.
+    /// and every other model's depth is chosen so that its parameter count (of the whole model,
+    /// or of the stack for `component: layers`) is within `match_tolerance`.
     #[serde(default)]
     pub match_params: Option<String>,
+    /// How far a matched parameter count may be from the reference's, as a fraction [default:
+    /// 0.05]. Depth moves in whole blocks: two Mamba blocks are 8% more than one Llama layer at
+    /// d_model 512 and 5% more at 4096, so a stack-level match needs more room than 5%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_tolerance: Option<f64>,
     /// Untimed calls before the samples (at least one).
     #[serde(default = "default_warmup")]
     pub warmup: usize,
@@ -187,6 +194,11 @@ impl Experiment {
             ExperimentKind::Speed => Pass::Forward,
             ExperimentKind::Recall => Pass::TrainStep,
         })
+    }
+
+    /// How far a matched parameter count may be from the reference's (see `match_tolerance`).
+    pub fn match_tolerance(&self) -> f64 {
+        self.match_tolerance.unwrap_or(crate::models::matching::TOLERANCE)
     }
 
     /// The component: a speed experiment's (validation requires it), a whole model for recall.

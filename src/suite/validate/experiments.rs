@@ -196,8 +196,8 @@ fn check_grid(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment) {
         c.sweep(at("batch"), batch);
     }
     if let Some(layers) = &grid.n_layers {
-        if exp.component() != Component::Model {
-            c.fail(at("n_layers"), format!("a `component: {}` is one layer deep; remove n_layers or use `component: model`", exp.component().name()));
+        if !exp.component().has_depth() {
+            c.fail(at("n_layers"), format!("a `component: {}` is one layer deep; remove n_layers or use `component: layers` or `model`", exp.component().name()));
         } else {
             c.sweep(at("n_layers"), layers);
         }
@@ -234,10 +234,17 @@ fn check_widths(c: &mut Checker, i: usize, (name, entry): (&String, &ModelEntry)
     }
 }
 
-/// The reference must be one of the experiment's models, the component a whole model, and
-/// every other model must have a depth within tolerance at every grid point.
+/// The reference must be one of the experiment's models, the component one with depth (a
+/// stack of layers or a whole model), and every other model must have a depth within
+/// tolerance at every grid point.
 fn check_match_params(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment) {
     let Some(reference) = &exp.match_params else {
+        if exp.match_tolerance.is_some() {
+            c.fail(
+                format!("experiments[{i}].match_tolerance"),
+                "`match_tolerance` bounds a `match_params` match; name the reference model in `match_params`, or remove it",
+            );
+        }
         return;
     };
     let path = format!("experiments[{i}].match_params");
@@ -251,9 +258,18 @@ fn check_match_params(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment
         );
         return;
     }
-    if exp.component() != Component::Model {
-        c.fail(path, format!("a `component: {}` is one layer deep, so depth cannot match sizes; use `component: model`", exp.component().name()));
+    if !exp.component().has_depth() {
+        c.fail(path, format!("a `component: {}` is one layer deep, so depth cannot match sizes; use `component: layers` or `model`", exp.component().name()));
         return;
+    }
+    if let Some(tolerance) = exp.match_tolerance {
+        if !(tolerance > 0.0 && tolerance < 1.0) {
+            c.fail(
+                format!("experiments[{i}].match_tolerance"),
+                format!("{tolerance} is not a fraction between 0 and 1 (0.05 allows ±5%)"),
+            );
+            return;
+        }
     }
     let usable = |m: &String| suite.models.contains_key(m);
     let sane = exp.grid.d_model.iter().all(|d| *d >= 1)

@@ -5,7 +5,6 @@
 
 use super::machine::Machine;
 use crate::measure::analytic;
-use crate::models::Component;
 use crate::spec::RunSpec;
 use crate::suite::error::Issue;
 use crate::suite::locate::Locations;
@@ -67,7 +66,7 @@ fn shape(spec: &RunSpec) -> String {
         spec.seq_len,
         spec.batch
     );
-    if spec.component == Component::Model {
+    if spec.component.has_depth() {
         shape += &format!(", {} layer(s)", spec.config.n_layers());
     }
     shape
