@@ -32,6 +32,7 @@ experiments:
     repeats: 1
 plots:
   - { kind: latency_vs_seq_len, experiment: fwd }
+  - { kind: ratio_vs_seq_len, experiment: fwd }
 ";
 
 #[test]
@@ -101,6 +102,19 @@ fn run_writes_rows_tables_manifest_and_charts() {
         svg.contains("sequence length") && svg.contains("mamba d=16"),
         "labels in the SVG"
     );
+
+    // The ratio chart: Mamba over the paired baseline, parity and L = d_model drawn.
+    let ratio = std::fs::read_to_string(results.join("plots/ratio_vs_seq_len_fwd.svg")).unwrap();
+    for label in [
+        "mamba d=16 / transformer",
+        "FLOP model: mamba d=16",
+        "parity (ratio 1)",
+        "L = d_model",
+        "d_model = 16",
+    ] {
+        assert!(ratio.contains(label), "`{label}` in the ratio chart");
+    }
+    assert!(results.join("plots/ratio_vs_seq_len_fwd.png").is_file());
 
     // Charts re-render from the stored table alone.
     std::fs::remove_file(&png).unwrap();

@@ -1,7 +1,8 @@
 //! One function per chart kind: which rows, which axes, which lines.
 
-use super::line::{Axis, Failure, Line, LineChart};
-use super::panels::Panels;
+use super::line::{Axis, Failure, Line, LineChart, Reference};
+use super::panels::{Figure, Panels};
+use super::style::{family_color, shade_of};
 use crate::analysis::crossover::Crossover;
 use crate::measure::timing::format_seconds;
 use crate::results::{Row, Status};
@@ -30,8 +31,9 @@ fn percent(v: f64) -> String {
 }
 
 /// Lines of `experiment`'s rows: one per `label`, points at (x, y) of successful rows, and
-/// an ✕ for each failed one. Lines are ordered naturally (d=64 before d=128), each in its own
-/// colour; a failure takes the colour of its line.
+/// an ✕ for each failed one. Lines are ordered naturally (d=64 before d=128); each is drawn in
+/// its family's hue, the lines of one family in shades from dark to light in that order, and a
+/// failure takes the colour of its line.
 fn lines(
     rows: &[Row],
     experiment: &str,
@@ -40,30 +42,41 @@ fn lines(
     y: impl Fn(&Row) -> Option<f64>,
 ) -> (Vec<Line>, Vec<Failure>) {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.experiment == experiment).collect();
-    let mut labels: Vec<String> = mine.iter().map(|r| label(r)).collect();
-    labels.sort_by(|a, b| natural_order(a, b));
-    labels.dedup();
-    let color_of = |r: &Row| labels.iter().position(|l| *l == label(r)).unwrap_or(0);
+    let mut labels: Vec<(String, Family)> = mine.iter().map(|r| (label(r), r.family)).collect();
+    labels.sort_by(|a, b| natural_order(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    labels.dedup_by(|a, b| a.0 == b.0);
+    let index_of = |r: &Row| {
+        let l = label(r);
+        labels.iter().position(|(m, _)| *m == l).unwrap_or(0)
+    };
     let mut lines: Vec<Line> = labels
         .iter()
-        .enumerate()
-        .map(|(i, l)| Line {
-            label: l.clone(),
-            color: i,
-            ..Line::default()
+        .map(|(l, family)| {
+            let kin: Vec<&String> = labels
+                .iter()
+                .filter(|(_, f)| f == family)
+                .map(|(m, _)| m)
+                .collect();
+            let rank = kin.iter().position(|m| *m == l).unwrap_or(0);
+            Line {
+                label: l.clone(),
+                color: family_color(*family),
+                shade: shade_of(rank, kin.len()),
+                ..Line::default()
+            }
         })
         .collect();
     let mut failures = Vec::new();
     for row in &mine {
+        let line = &mut lines[index_of(row)];
         match (row.status, y(row)) {
-            (Status::Ok, Some(value)) if value > 0.0 => {
-                lines[color_of(row)].points.push((x(row), value));
-            }
+            (Status::Ok, Some(value)) if value > 0.0 => line.points.push((x(row), value)),
             (Status::Ok, _) => {}
             (status, _) => failures.push(Failure {
                 x: x(row),
                 status: status.name().to_owned(),
-                color: color_of(row),
+                color: line.color,
+                shade: line.shade,
             }),
         }
     }
@@ -118,8 +131,47 @@ fn model_width(rows: &[Row], experiment: &str) -> impl Fn(&Row) -> String {
     }
 }
 
-/// Median latency against L, log-log: slope 1 is linear scaling, slope 2 quadratic.
-pub fn latency_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
+/// Lines a single chart holds before a figure splits into one panel per width.
+const MAX_LINES_PER_CHART: usize = 4;
+
+/// Median latency against L, log-log: slope 1 is linear scaling, slope 2 quadratic. With more
+/// than four lines, one panel per width, each with every model at that width.
+pub fn latency_vs_seq_len(rows: &[Row], experiment: &str) -> Figure {
+    let mine: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.experiment == experiment)
+        .cloned()
+        .collect();
+    let whole = latency_chart(
+        &mine,
+        experiment,
+        format!("{experiment}: median latency vs sequence length"),
+    );
+    if whole.lines.len() <= MAX_LINES_PER_CHART {
+        return Figure::Single(whole);
+    }
+    let panels = widths(&mine)
+        .into_iter()
+        .map(|d| {
+            let at_width: Vec<Row> = mine.iter().filter(|r| r.d_model == d).cloned().collect();
+            latency_chart(&at_width, experiment, format!("d_model = {d}"))
+        })
+        .collect();
+    Figure::Panels(Panels {
+        title: format!("{experiment}: median latency vs sequence length, one panel per width"),
+        panels,
+    })
+}
+
+/// The widths among `rows`, ascending.
+fn widths(rows: &[Row]) -> Vec<i64> {
+    let mut widths: Vec<i64> = rows.iter().map(|r| r.d_model).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    widths
+}
+
+fn latency_chart(rows: &[Row], experiment: &str, title: String) -> LineChart {
     let (lines, failures) = lines(
         rows,
         experiment,
@@ -128,7 +180,7 @@ pub fn latency_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
         |r| r.latency_median_s,
     );
     LineChart {
-        title: format!("{experiment}: median latency vs sequence length"),
+        title,
         x_desc: "sequence length L (tokens, log scale)".into(),
         y_desc: "median latency (log scale)".into(),
         x_axis: Axis::Log2,
@@ -139,10 +191,135 @@ pub fn latency_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
     }
 }
 
+/// `0.5×`, `2×`, `1.25×`, `0.002×`: three significant digits at most.
+fn times(ratio: f64) -> String {
+    let decimals = if ratio > 0.0 {
+        (2 - ratio.log10().floor() as i64).clamp(0, 12) as usize
+    } else {
+        0
+    };
+    let text = format!("{ratio:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}×")
+}
+
+/// Claim (a) at a glance: Mamba's time over the baseline's (the Transformer) against L, one
+/// panel per width. A paired experiment's line is the median per-round ratio with its 95%
+/// interval as a band; an unpaired one divides the medians. A grey line at 1 is parity, a
+/// vertical one marks L = d_model (the claim's bound), and the FLOP model's ratio is dashed.
+pub fn ratio_vs_seq_len(rows: &[Row], experiment: &str) -> Panels {
+    let mine: Vec<&Row> = rows.iter().filter(|r| r.experiment == experiment).collect();
+    // The baseline is a model, the same at every point: the one the paired rows name, else
+    // the first Transformer. A point where it failed leaves its contenders without a ratio.
+    let paired_to: std::collections::BTreeSet<&str> = mine
+        .iter()
+        .filter_map(|r| r.paired_with.as_deref())
+        .collect();
+    let baseline = mine
+        .iter()
+        .find(|r| paired_to.contains(r.run_id.as_str()))
+        .or_else(|| mine.iter().find(|r| r.family == Family::Transformer))
+        .map(|r| r.model.clone());
+    let Some(baseline) = baseline else {
+        return Panels {
+            title: format!("{experiment}: no baseline to divide by"),
+            panels: Vec::new(),
+        };
+    };
+    let point = |r: &Row| (r.d_model, r.seq_len, r.batch);
+    let baseline_at = |r: &Row| {
+        mine.iter()
+            .find(|b| b.model == baseline && point(b) == point(r))
+            .copied()
+    };
+    let ratio = |r: &Row| -> Option<(f64, Option<(f64, f64)>)> {
+        let base = baseline_at(r)?;
+        if r.paired_with.as_deref() == Some(base.run_id.as_str()) {
+            let interval = r.ratio_ci_low.zip(r.ratio_ci_high);
+            return Some((r.ratio_median?, interval));
+        }
+        let both_ok = r.status == Status::Ok && base.status == Status::Ok;
+        both_ok.then_some((r.latency_median_s? / base.latency_median_s?, None))
+    };
+    let contenders: Vec<Row> = mine
+        .iter()
+        .filter(|r| r.model != baseline)
+        .map(|r| (*r).clone())
+        .collect();
+    let width_label = model_width(rows, experiment);
+    let label = |r: &Row| format!("{} / {baseline}", width_label(r));
+    let panels = widths(&contenders)
+        .into_iter()
+        .map(|d| {
+            let at_width: Vec<Row> = contenders
+                .iter()
+                .filter(|r| r.d_model == d)
+                .cloned()
+                .collect();
+            let (mut measured, failures) = lines(
+                &at_width,
+                experiment,
+                label,
+                |r| r.seq_len as f64,
+                |r| ratio(r).map(|(median, _)| median),
+            );
+            for line in &mut measured {
+                line.band = true;
+                line.bounds = at_width
+                    .iter()
+                    .filter(|r| r.status == Status::Ok && label(r) == line.label)
+                    .filter_map(|r| {
+                        let (low, high) = ratio(r)?.1?;
+                        Some((r.seq_len as f64, low, high))
+                    })
+                    .collect();
+                line.bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+            let (mut predicted, _) = lines(
+                &at_width,
+                experiment,
+                |r| format!("FLOP model: {}", label(r)),
+                |r| r.seq_len as f64,
+                |r| Some(r.flops / baseline_at(r).filter(|b| b.flops > 0.0)?.flops),
+            );
+            for line in &mut predicted {
+                line.dashed = true;
+            }
+            measured.extend(predicted);
+            LineChart {
+                title: format!("d_model = {d}"),
+                x_desc: "sequence length L (tokens, log scale)".into(),
+                y_desc: format!("time ÷ {baseline}'s (log scale; below 1: cheaper)"),
+                x_axis: Axis::Log2,
+                y_axis: Axis::Log10(times),
+                lines: measured,
+                failures,
+                references: vec![
+                    Reference::Horizontal("parity (ratio 1)".into(), 1.0),
+                    Reference::Vertical("L = d_model".into(), d as f64),
+                ],
+            }
+        })
+        .collect();
+    Panels {
+        title: format!(
+            "{experiment}: time ratio to {baseline} vs sequence length (95% interval shaded)"
+        ),
+        panels,
+    }
+}
+
 /// One decoding step against the context it attends to (or, for Mamba, does not).
 pub fn decode_vs_context(rows: &[Row], experiment: &str) -> LineChart {
-    let mut chart = latency_vs_seq_len(rows, experiment);
-    chart.title = format!("{experiment}: latency of one decoding step vs context");
+    let mut chart = latency_chart(
+        rows,
+        experiment,
+        format!("{experiment}: latency of one decoding step vs context"),
+    );
     chart.x_desc = "context length (tokens, log scale)".into();
     chart.y_desc = "median step latency (log scale)".into();
     chart
@@ -249,11 +426,7 @@ pub fn attention_share_vs_seq_len(rows: &[Row], experiment: &str) -> LineChart {
         |r| r.seq_len as f64,
         |r| (r.flops > 0.0).then(|| r.core_flops / r.flops),
     );
-    for (i, line) in lines_measured.iter_mut().enumerate() {
-        line.color = i;
-    }
-    for (i, line) in flops.iter_mut().enumerate() {
-        line.color = i;
+    for line in &mut flops {
         line.dashed = true;
     }
     lines_measured.extend(flops);
@@ -284,12 +457,12 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
             (
                 Line {
                     label: format!("measured L*: {key}"),
-                    color: index,
+                    color: index + 2,
                     ..Line::default()
                 },
                 Line {
                     label: format!("FLOP model L*: {key}"),
-                    color: index,
+                    color: index + 2,
                     dashed: true,
                     ..Line::default()
                 },
@@ -318,7 +491,10 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
         (lo.min(d), hi.max(d))
     });
     let references = if lo <= hi {
-        vec![("L = d_model".to_owned(), vec![(lo, lo), (hi, hi)])]
+        vec![Reference::Path(
+            "L = d_model".to_owned(),
+            vec![(lo, lo), (hi, hi)],
+        )]
     } else {
         Vec::new()
     };

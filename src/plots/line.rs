@@ -1,10 +1,21 @@
 //! The one chart shape every kind uses: lines of points on log or linear axes, with failed
 //! runs marked where they would have been (an ✕ at the top edge, labelled with the status, as
-//! the Mamba paper's Fig. 8 marks OOM), optional bounds as error bars, and reference lines.
+//! the Mamba paper's Fig. 8 marks OOM), optional bounds as error bars or a band, and reference
+//! lines. Log axes are ticked at 1-2-5 values (100 µs, 200 µs, 500 µs, 1 ms) or powers of two,
+//! never at 10^(k/5), so that every tick label is a number a reader would say.
 
-use super::style::{color, Chart, FONT};
+use super::style::{shaded, Chart, FONT};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::ops::Range;
+
+/// Headroom added above the data per legend entry, as a fraction of the y span.
+const LEGEND_ROOM_PER_ENTRY: f64 = 0.07;
+
+/// Ticks on an axis at most; a log axis spanning more decades keeps only the powers of ten.
+const MAX_TICKS: usize = 12;
 
 /// How an axis maps values and prints them.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +49,109 @@ impl Axis {
             Axis::Fraction => format!("{:.0}%", x * 100.0),
         }
     }
+
+    /// Tick positions over `range` (in the axis's mapped units): powers of two, 1-2-5 values
+    /// per decade, or round steps.
+    fn ticks(self, range: &Range<f64>) -> Vec<f64> {
+        let (lo, hi) = (range.start, range.end);
+        if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+            return Vec::new();
+        }
+        match self {
+            Axis::Log2 => {
+                let all: Vec<f64> = (lo.ceil() as i64..=hi.floor() as i64)
+                    .map(|k| k as f64)
+                    .collect();
+                let stride = all.len().div_ceil(MAX_TICKS).max(1);
+                all.into_iter().step_by(stride).collect()
+            }
+            Axis::Log10(_) => log_ticks(lo, hi),
+            Axis::Linear(_) | Axis::Fraction => linear_ticks(lo, hi),
+        }
+    }
+}
+
+/// log10 of the 1-2-5 values in [10^lo, 10^hi]; only powers of ten when those are too many;
+/// 1 to 9 per decade when the range is too narrow for three 1-2-5 ticks.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let within = |mantissas: &[f64]| -> Vec<f64> {
+        (lo.floor() as i64..=hi.ceil() as i64)
+            .flat_map(|k| mantissas.iter().map(move |m| m.log10() + k as f64))
+            .filter(|t| *t >= lo - 1e-9 && *t <= hi + 1e-9)
+            .collect()
+    };
+    let one_two_five = within(&[1.0, 2.0, 5.0]);
+    if one_two_five.len() > MAX_TICKS {
+        let decades = within(&[1.0]);
+        let stride = decades.len().div_ceil(MAX_TICKS).max(1);
+        return decades.into_iter().step_by(stride).collect();
+    }
+    if one_two_five.len() < 3 {
+        return within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    }
+    one_two_five
+}
+
+/// Multiples of a 1-2-5 step in [lo, hi], about eight of them.
+fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let rough = (hi - lo) / 8.0;
+    let power = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|s| *s >= rough)
+        .unwrap_or(10.0 * power);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// A linear coordinate (in an axis's mapped units) ticked at given positions only, as
+/// [`Axis::ticks`] chooses them, instead of plotters' evenly spaced ones.
+struct Ticked {
+    inner: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl Ticked {
+    fn new(range: Range<f64>, axis: Axis) -> Self {
+        Self {
+            ticks: axis.ticks(&range),
+            inner: range.into(),
+        }
+    }
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // Bold lines and labels at the ticks; no light lines between them.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.inner.range()
+    }
+}
+
+/// A grey reference line: through given points, or across the whole chart at one value.
+#[derive(Debug, Clone)]
+pub enum Reference {
+    Path(String, Vec<(f64, f64)>),
+    /// y = value, across the chart.
+    Horizontal(String, f64),
+    /// x = value, from bottom to top.
+    Vertical(String, f64),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,12 +159,17 @@ pub struct Line {
     pub label: String,
     /// (x, y), ascending in x.
     pub points: Vec<(f64, f64)>,
-    /// Optional (x, low, high) bounds drawn as error bars.
+    /// Optional (x, low, high) bounds drawn as error bars, or as a band.
     pub bounds: Vec<(f64, f64, f64)>,
+    /// Draw `bounds` as a shaded band between the low and high ends, not as error bars.
+    pub band: bool,
     /// Dashed: a prediction rather than a measurement.
     pub dashed: bool,
-    /// Lines sharing a colour index are drawn in the same colour.
+    /// Lines sharing a colour index are drawn in the same hue ([`super::style::color`]).
     pub color: usize,
+    /// How far the hue is darkened (below 0) or lightened (above 0), from −1 to 1: lines of
+    /// one family differ by shade.
+    pub shade: f64,
 }
 
 /// A failed run: at `x`, labelled with its status.
@@ -59,6 +178,7 @@ pub struct Failure {
     pub x: f64,
     pub status: String,
     pub color: usize,
+    pub shade: f64,
 }
 
 pub struct LineChart {
@@ -69,14 +189,21 @@ pub struct LineChart {
     pub y_axis: Axis,
     pub lines: Vec<Line>,
     pub failures: Vec<Failure>,
-    /// Reference lines drawn in grey, as (label, points).
-    pub references: Vec<(String, Vec<(f64, f64)>)>,
+    /// Reference lines drawn in grey.
+    pub references: Vec<Reference>,
 }
 
 impl LineChart {
-    fn ranges(&self) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
+    fn ranges(&self) -> (Range<f64>, Range<f64>) {
         let mut xs: Vec<f64> = self.failures.iter().map(|f| self.x_axis.to(f.x)).collect();
         let mut ys = Vec::new();
+        for reference in &self.references {
+            match reference {
+                Reference::Horizontal(_, y) => ys.push(self.y_axis.to(*y)),
+                Reference::Vertical(_, x) => xs.push(self.x_axis.to(*x)),
+                Reference::Path(..) => {}
+            }
+        }
         for line in &self.lines {
             for &(x, y) in &line.points {
                 xs.push(self.x_axis.to(x));
@@ -102,11 +229,14 @@ impl LineChart {
             };
             (lo - pad)..(hi + pad)
         };
-        let y_range = match self.y_axis {
-            Axis::Fraction => -0.03..1.06,
+        let mut y_range = match self.y_axis {
+            Axis::Fraction => return (span(&xs, 0.1), -0.03..1.06),
             Axis::Linear(_) => span(&ys, 0.05),
             Axis::Log2 | Axis::Log10(_) => span(&ys, 0.15),
         };
+        // Room above the data for the legend in the upper left, a line's height per entry.
+        let entries = self.lines.iter().filter(|l| !l.label.is_empty()).count();
+        y_range.end += (y_range.end - y_range.start) * LEGEND_ROOM_PER_ENTRY * entries as f64;
         (span(&xs, 0.1), y_range)
     }
 }
@@ -126,7 +256,10 @@ impl Chart for LineChart {
             .margin(20)
             .x_label_area_size(55)
             .y_label_area_size(95)
-            .build_cartesian_2d(x_range.clone(), y_range)
+            .build_cartesian_2d(
+                Ticked::new(x_range.clone(), self.x_axis),
+                Ticked::new(y_range.clone(), self.y_axis),
+            )
             .map_err(err)?;
         let (x_axis, y_axis) = (self.x_axis, self.y_axis);
         chart
@@ -135,31 +268,64 @@ impl Chart for LineChart {
             .y_desc(&self.y_desc)
             .label_style((FONT, 16))
             .axis_desc_style((FONT, 20))
-            .max_light_lines(1)
-            .x_labels(12)
-            .y_labels(12)
             .x_label_formatter(&|x| x_axis.label(*x))
             .y_label_formatter(&|y| y_axis.label(*y))
             .draw()
             .map_err(err)?;
         let to = |(x, y): (f64, f64)| (x_axis.to(x), y_axis.to(y));
-        for (label, points) in &self.references {
-            let grey = RGBColor(120, 120, 120);
+        let grey = RGBColor(120, 120, 120);
+        // Reference lines are labelled where they end, not in the legend: they are context,
+        // and the legend stays for the data.
+        for reference in &self.references {
+            let (label, points): (&String, Vec<(f64, f64)>) = match reference {
+                Reference::Path(label, points) => (label, points.iter().map(|&p| to(p)).collect()),
+                Reference::Horizontal(label, y) => {
+                    let y = y_axis.to(*y);
+                    (label, vec![(x_range.start, y), (x_range.end, y)])
+                }
+                Reference::Vertical(label, x) => {
+                    let x = x_axis.to(*x);
+                    (label, vec![(x, y_range.start), (x, y_range.end)])
+                }
+            };
+            // A vertical line is labelled at its foot, clear of the legend in the upper left.
+            let end = match reference {
+                Reference::Vertical(..) => points.first().copied(),
+                _ => points.last().copied(),
+            };
+            let Some(end) = end else { continue };
             chart
-                .draw_series(DashedLineSeries::new(
-                    points.iter().map(|&p| to(p)),
-                    8,
-                    6,
-                    grey.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 24, y)], grey.stroke_width(2))
-                });
+                .draw_series(DashedLineSeries::new(points, 8, 6, grey.stroke_width(2)))
+                .map_err(err)?;
+            let (dx, dy) = match reference {
+                Reference::Horizontal(..) => (-150, -20),
+                Reference::Vertical(..) => (6, -24),
+                Reference::Path(..) => (-90, 6),
+            };
+            chart
+                .draw_series([EmptyElement::at(end)
+                    + Text::new(label.clone(), (dx, dy), (FONT, 15).into_font().color(&grey))])
+                .map_err(err)?;
+        }
+        for line in self.lines.iter().filter(|l| l.band && !l.bounds.is_empty()) {
+            let c = shaded(line.color, line.shade);
+            let mut outline: Vec<(f64, f64)> = line
+                .bounds
+                .iter()
+                .map(|&(x, lo, _)| (x_axis.to(x), y_axis.to(lo)))
+                .collect();
+            outline.extend(
+                line.bounds
+                    .iter()
+                    .rev()
+                    .map(|&(x, _, hi)| (x_axis.to(x), y_axis.to(hi))),
+            );
+            chart
+                .draw_series([Polygon::new(outline, c.mix(0.18).filled())])
+                .map_err(err)?;
         }
         for line in &self.lines {
-            let c = color(line.color);
+            let c = shaded(line.color, line.shade);
             let points: Vec<(f64, f64)> = line.points.iter().map(|&p| to(p)).collect();
             let legend = move |(x, y): (i32, i32)| {
                 PathElement::new([(x, y), (x + 24, y)], c.stroke_width(3))
@@ -185,15 +351,17 @@ impl Chart for LineChart {
                     .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                     .map_err(err)?;
             }
-            chart
-                .draw_series(line.bounds.iter().map(|&(x, lo, hi)| {
-                    let (x, lo, hi) = (x_axis.to(x), y_axis.to(lo), y_axis.to(hi));
-                    PathElement::new([(x, lo), (x, hi)], c.stroke_width(2))
-                }))
-                .map_err(err)?;
+            if !line.band {
+                chart
+                    .draw_series(line.bounds.iter().map(|&(x, lo, hi)| {
+                        let (x, lo, hi) = (x_axis.to(x), y_axis.to(lo), y_axis.to(hi));
+                        PathElement::new([(x, lo), (x, hi)], c.stroke_width(2))
+                    }))
+                    .map_err(err)?;
+            }
         }
         for failure in &self.failures {
-            let c = color(failure.color);
+            let c = shaded(failure.color, failure.shade);
             let at = (x_axis.to(failure.x), top);
             chart
                 .draw_series([EmptyElement::at(at)
@@ -205,7 +373,7 @@ impl Chart for LineChart {
                     )])
                 .map_err(err)?;
         }
-        if self.lines.iter().any(|l| !l.label.is_empty()) || !self.references.is_empty() {
+        if self.lines.iter().any(|l| !l.label.is_empty()) {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperLeft)
@@ -215,7 +383,47 @@ impl Chart for LineChart {
                 .draw()
                 .map_err(err)?;
         }
-        let _ = x_range;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(ticks: &[f64]) -> Vec<f64> {
+        ticks
+            .iter()
+            .map(|t| (10f64.powf(*t) * 1e6).round() / 1e6)
+            .collect()
+    }
+
+    #[test]
+    fn log_axes_tick_at_one_two_five() {
+        // 80 µs to 3 ms: 100, 200, 500 µs, 1, 2 ms.
+        let ticks = log_ticks(8e-5f64.log10(), 3e-3f64.log10());
+        assert_eq!(values(&ticks), [1e-4, 2e-4, 5e-4, 1e-3, 2e-3]);
+        // Ten decades: powers of ten only, at most a dozen.
+        let ticks = log_ticks(-9.0, 1.0);
+        assert!(ticks.len() <= MAX_TICKS && ticks.iter().all(|t| (t - t.round()).abs() < 1e-9));
+        // Under a third of a decade: every integer mantissa inside.
+        assert_eq!(
+            values(&log_ticks(0.5f64.log10(), 0.9f64.log10())),
+            [0.5, 0.6, 0.7, 0.8, 0.9]
+        );
+    }
+
+    #[test]
+    fn linear_and_power_of_two_axes_tick_at_round_values() {
+        let rounded: Vec<f64> = linear_ticks(0.0, 1.0)
+            .iter()
+            .map(|t| (t * 1e9).round() / 1e9)
+            .collect();
+        assert_eq!(rounded, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        assert_eq!(
+            Axis::Log2.ticks(&(5.6..12.2)),
+            [6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+        );
+        assert!(Axis::Log2.ticks(&(0.0..40.0)).len() <= MAX_TICKS);
     }
 }

@@ -59,6 +59,7 @@ pub fn render(
         PlotKind::CrossoverVsWidth => {
             draw(&stem, &kinds::crossover_vs_width(crossovers, experiment))
         }
+        PlotKind::RatioVsSeqLen => draw(&stem, &kinds::ratio_vs_seq_len(rows, experiment)),
     }
 }
 

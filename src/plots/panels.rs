@@ -48,3 +48,32 @@ impl Chart for Panels {
         Ok(())
     }
 }
+
+/// A chart kind's output: one chart, or small multiples when one would hold too many lines.
+pub enum Figure {
+    Single(LineChart),
+    Panels(Panels),
+}
+
+impl Chart for Figure {
+    fn is_empty(&self) -> bool {
+        match self {
+            Figure::Single(chart) => chart.is_empty(),
+            Figure::Panels(panels) => panels.is_empty(),
+        }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Figure::Single(chart) => chart.size(),
+            Figure::Panels(panels) => panels.size(),
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        match self {
+            Figure::Single(chart) => chart.draw(root),
+            Figure::Panels(panels) => panels.draw(root),
+        }
+    }
+}

@@ -38,6 +38,41 @@ pub fn color(index: usize) -> RGBColor {
     PALETTE[index % PALETTE.len()]
 }
 
+/// Hue `index` darkened toward black (`shade` below 0) or lightened toward white (above 0),
+/// by at most the fraction |shade| ≤ 1.
+pub fn shaded(index: usize, shade: f64) -> RGBColor {
+    let RGBColor(r, g, b) = color(index);
+    let t = shade.clamp(-1.0, 1.0);
+    let move_channel = |c: u8| {
+        let c = f64::from(c);
+        let moved = if t < 0.0 {
+            c * (1.0 + t)
+        } else {
+            c + (255.0 - c) * t
+        };
+        moved.round() as u8
+    };
+    RGBColor(move_channel(r), move_channel(g), move_channel(b))
+}
+
+/// The hue of a model family, the same in every chart: Mamba blue, the Transformer orange.
+/// Other lines (widths of a prediction, tasks) take hues from the third on.
+pub fn family_color(family: crate::models::Family) -> usize {
+    match family {
+        crate::models::Family::Mamba => 0,
+        crate::models::Family::Transformer => 1,
+    }
+}
+
+/// The shade of the `rank`-th of `count` lines of one hue: from darker (−0.35) to lighter
+/// (+0.45), evenly; a lone line keeps the pure hue.
+pub fn shade_of(rank: usize, count: usize) -> f64 {
+    if count <= 1 {
+        return 0.0;
+    }
+    -0.35 + 0.8 * rank as f64 / (count - 1) as f64
+}
+
 /// A chart that can draw itself on any plotters backend.
 pub trait Chart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;

@@ -198,7 +198,8 @@ impl Experiment {
 
     /// How far a matched parameter count may be from the reference's (see `match_tolerance`).
     pub fn match_tolerance(&self) -> f64 {
-        self.match_tolerance.unwrap_or(crate::models::matching::TOLERANCE)
+        self.match_tolerance
+            .unwrap_or(crate::models::matching::TOLERANCE)
     }
 
     /// The component: a speed experiment's (validation requires it), a whole model for recall.
@@ -261,6 +262,9 @@ pub enum PlotKind {
     AttentionShareVsSeqLen,
     /// Crossover length L* against width, with the line L = d.
     CrossoverVsWidth,
+    /// Mamba's time over the baseline's against length, one panel per width, with the 95%
+    /// interval as a band, parity, L = d_model and the FLOP model's ratio (claim (a)).
+    RatioVsSeqLen,
     /// Recall: accuracy against d_model, best over learning rates, one chart per training
     /// length (zoology's Fig. 2).
     AccuracyVsWidth,
@@ -277,6 +281,7 @@ impl PlotKind {
             PlotKind::ThroughputVsBatch => "throughput_vs_batch",
             PlotKind::AttentionShareVsSeqLen => "attention_share_vs_seq_len",
             PlotKind::CrossoverVsWidth => "crossover_vs_width",
+            PlotKind::RatioVsSeqLen => "ratio_vs_seq_len",
             PlotKind::AccuracyVsWidth => "accuracy_vs_width",
             PlotKind::AccuracyVsEvalLen => "accuracy_vs_eval_len",
         }

@@ -57,6 +57,16 @@ pub(super) fn check_plots(c: &mut Checker, suite: &Suite) {
                         ),
                     );
                 }
+                Some(exp) if plot.kind == PlotKind::RatioVsSeqLen && exp.models.len() < 2 => {
+                    c.fail(
+                        at(j),
+                        format!(
+                            "a ratio_vs_seq_len plot divides one model's time by another's, and `{}` has {} model; name two or more in it",
+                            exp.name,
+                            exp.models.len()
+                        ),
+                    );
+                }
                 Some(_) => {}
             }
         }
