@@ -155,7 +155,11 @@ fn a_crossover_claim_is_judged_per_level_with_matched_layers_as_the_headline() {
         ],
         "deepest level first, each judged on its own findings"
     );
-    assert_eq!(j.verdict, Verdict::Refuted, "the headline is matched layers");
+    assert_eq!(
+        j.verdict,
+        Verdict::Refuted,
+        "the headline is matched layers"
+    );
     assert!(
         j.summary.starts_with("matched layers") && j.summary.contains("core ops"),
         "the summary names the headline level and those beside it: {}",
@@ -165,7 +169,10 @@ fn a_crossover_claim_is_judged_per_level_with_matched_layers_as_the_headline() {
 
     // Without a matched-layers experiment the mixers are the headline.
     let j = judge(&c, &[], &crossovers[2..]);
-    assert_eq!((j.levels[0].level, j.verdict), (Component::Mixer, Verdict::Mixed));
+    assert_eq!(
+        (j.levels[0].level, j.verdict),
+        (Component::Mixer, Verdict::Mixed)
+    );
 }
 
 fn recall_row(

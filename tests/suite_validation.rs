@@ -550,23 +550,47 @@ fn stacks_of_layers_match_with_a_tolerance_the_suite_sets() {
     let stacks = MATCHED
         .replace("component: model", "component: layers")
         .replace("head_dim: 16 }", "head_dim: 64, mlp_ratio: 2.6666667 }")
-        .replace("d_model: [64, 128], seq_len: [8], n_layers: [4]", "d_model: [256], seq_len: [8]");
-    assert_one(&stacks, 12, &["no mamba depth at d_model 256", "within 5%", "match_tolerance"]);
+        .replace(
+            "d_model: [64, 128], seq_len: [8], n_layers: [4]",
+            "d_model: [256], seq_len: [8]",
+        );
+    assert_one(
+        &stacks,
+        12,
+        &[
+            "no mamba depth at d_model 256",
+            "within 5%",
+            "match_tolerance",
+        ],
+    );
 
-    let tolerant = stacks.replace("match_params: t\n", "match_params: t\n    match_tolerance: 0.12\n");
+    let tolerant = stacks.replace(
+        "match_params: t\n",
+        "match_params: t\n    match_tolerance: 0.12\n",
+    );
     let runs = Plan::parse(&tolerant, CPU_ONLY).expect("valid").runs;
     let at = |model: &str| runs.iter().find(|r| r.model == model).unwrap();
-    assert_eq!((at("t").config.n_layers(), at("m").config.n_layers()), (1, 2));
+    assert_eq!(
+        (at("t").config.n_layers(), at("m").config.n_layers()),
+        (1, 2)
+    );
     let error = relative_error(
         at("m").config.params(Component::Layers),
         at("t").config.params(Component::Layers),
     );
     assert!((0.05..0.12).contains(&error), "{error}");
 
-    let silly = stacks.replace("match_params: t\n", "match_params: t\n    match_tolerance: 1.5\n");
+    let silly = stacks.replace(
+        "match_params: t\n",
+        "match_params: t\n    match_tolerance: 1.5\n",
+    );
     assert_one(&silly, 13, &["match_tolerance", "1.5 is not a fraction"]);
     let orphan = MATCHED.replace("match_params: t\n", "match_tolerance: 0.1\n");
-    assert_one(&orphan, 12, &["match_tolerance", "bounds a `match_params` match"]);
+    assert_one(
+        &orphan,
+        12,
+        &["match_tolerance", "bounds a `match_params` match"],
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ pub mod transformer;
 
 use core_op::CoreOp;
 use lm::LanguageModel;
-use stack::Stack;
 use serde::{Deserialize, Serialize};
+use stack::Stack;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Autoregressive decoding: a prompt in parallel, then one token at a time.
@@ -177,9 +177,7 @@ impl ModelConfig {
             (ModelConfig::Mamba(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
             (ModelConfig::Mamba(cfg), Component::Model) => cfg.model_params(),
             (ModelConfig::Transformer(cfg), Component::Block) => cfg.block_params(),
-            (ModelConfig::Transformer(cfg), Component::Layers) => {
-                cfg.n_layers * cfg.block_params()
-            }
+            (ModelConfig::Transformer(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
             (ModelConfig::Transformer(cfg), Component::Model) => cfg.model_params(),
         }
     }

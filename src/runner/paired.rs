@@ -64,7 +64,9 @@ pub fn measure_point(specs: &[RunSpec], device: Device) -> Vec<Outcome> {
         }
     }
     // A suite's `min_sample_s: 0` asks for one call a sample: nothing to equalise.
-    let one_call_each = specs.first().is_some_and(|spec| sampling_of(spec, device).min_sample_s <= 0.0);
+    let one_call_each = specs
+        .first()
+        .is_some_and(|spec| sampling_of(spec, device).min_sample_s <= 0.0);
     let calls = if one_call_each {
         vec![1; calibrations.len()]
     } else {
