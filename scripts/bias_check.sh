@@ -5,6 +5,7 @@
 # per-pair ratios (suite ÷ criterion), their median and a 95% bootstrap interval over pairs.
 #
 #   scripts/bias_check.sh [N] [OUT_DIR]     # OUT_DIR default /tmp/mvt-bias-check
+#   WARMUP_S=1 scripts/bias_check.sh        # the suite side warms up for a second, not 2 calls
 #
 # Both sides: the fused CPU scan (the suite's `auto` on the CPU), batch 1, f32, 2 threads. The
 # suite side is an unpaired one-model speed run, 10 samples of at least 10 ms (so one call
@@ -18,7 +19,7 @@ pairs="${1:-5}"
 out="${2:-/tmp/mvt-bias-check}"
 mkdir -p "$out"
 
-cat > "$out/suite.yaml" <<'YAML'
+cat > "$out/suite.yaml" <<YAML
 name: bias_check
 description: The d-768 Mamba mixer forward at L 4096, as benches/scan.rs's mixer_d768 times it.
 device: cpu
@@ -35,6 +36,7 @@ experiments:
     models: [mamba]
     grid: { d_model: [768], seq_len: [4096] }
     warmup: 2
+    warmup_s: ${WARMUP_S:-0}
     repeats: 10
 YAML
 
