@@ -230,6 +230,28 @@ fn one_llama_layer_matches_two_mamba_blocks_without_embedding_or_head() {
 }
 
 #[test]
+fn with_llamas_rounding_two_mamba_blocks_match_one_llama_layer_within_five_percent() {
+    let llama = |d_model| transformer::Config {
+        n_layers: 1,
+        mlp_ratio: 2.6666667,
+        mlp_multiple_of: Some(256),
+        ..transformer::Config::new(d_model, 64)
+    };
+    assert_eq!(
+        llama(4096).intermediate_size(),
+        11008,
+        "Llama 7B's MLP width"
+    );
+    assert_eq!(llama(256).intermediate_size(), 768);
+    for d_model in [256, 512, 1024, 2048, 4096] {
+        let target = ModelConfig::Transformer(llama(d_model)).params(Component::Layers);
+        let mamba = ModelConfig::Mamba(mamba::Config::new(d_model));
+        let matched = match_depth(&mamba, Component::Layers, target, TOLERANCE).expect("within 5%");
+        assert_eq!(matched.n_layers(), 2, "d_model {d_model}");
+    }
+}
+
+#[test]
 fn the_matched_depth_is_the_nearest_one() {
     let mamba = ModelConfig::Mamba(mamba::Config::new(64));
     for target in [1_000_000, 2_000_000, 5_000_000] {

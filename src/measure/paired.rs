@@ -4,8 +4,9 @@
 //! rounds follow, each timing every contender once, in an order shuffled from a seed round by
 //! round, so that no model always goes first and a slow drift of a shared machine hits every
 //! model alike. Rounds go on until every contender's ratio to the baseline has a 95% interval
-//! within ±`target_rel_ci`, or `max_time_s` is spent (with at least `min_rounds` rounds, so a
-//! pass slower than the whole budget is still timed three times).
+//! within ±`target_rel_ci` (judged from [`MIN_ROUNDS_TO_CONVERGE`] rounds on), or `max_time_s`
+//! is spent (with at least `min_rounds` rounds, so a pass slower than the whole budget is still
+//! timed three times).
 
 use super::ratio::{ratio_of_rounds, RatioEstimate};
 use super::timing::{summarize, time_calls, Calibration, Timing, MAX_CALLS_PER_SAMPLE};
@@ -31,6 +32,12 @@ pub struct PairedSampling {
 
 /// The fewest rounds a paired point takes, however long a pass is.
 pub const MIN_ROUNDS: usize = 3;
+
+/// The fewest rounds whose interval may count as converged. A bootstrap of three rounds can
+/// only return their range, and three rounds that happen to agree say little on a machine
+/// whose speed drifts by ±30%: a point stops on its target only from here, and before that
+/// only when its time runs out.
+pub const MIN_ROUNDS_TO_CONVERGE: usize = 10;
 
 /// The intervals are first looked at after the minimum rounds, then whenever the rounds have
 /// grown by a fifth (at least by [`CHECK_EVERY`]): a bootstrap is thousands of medians, so
@@ -118,7 +125,7 @@ pub fn interleaved(
     let min_rounds = sampling.min_rounds.max(MIN_ROUNDS);
     let start = Instant::now();
     let mut ratios = vec![None; n];
-    let mut next_check = min_rounds;
+    let mut next_check = min_rounds.max(MIN_ROUNDS_TO_CONVERGE);
     let stop = loop {
         let order = shuffled(n, &mut rng);
         for &i in &order {
@@ -136,7 +143,7 @@ pub fn interleaved(
                 .iter()
                 .flatten()
                 .all(|r| r.relative_half_width() <= sampling.target_rel_ci);
-            if rounds >= min_rounds && converged {
+            if rounds >= min_rounds.max(MIN_ROUNDS_TO_CONVERGE) && converged {
                 break Stop::Converged;
             }
         }
@@ -260,6 +267,7 @@ mod tests {
         let mut steady = vec![sleeper(1000, &log, 0), sleeper(2000, &log, 1)];
         let timing = interleaved(Device::Cpu, &mut steady, 0, sampling(30.0));
         assert_eq!(timing.stop, Stop::Converged, "{timing:?}");
+        assert!(timing.rounds >= MIN_ROUNDS_TO_CONVERGE, "{}", timing.rounds);
         let ratio = timing.ratios[1].expect("a ratio to the baseline");
         assert!(timing.ratios[0].is_none(), "the baseline has no ratio");
         assert!(

@@ -31,11 +31,17 @@ pub struct Config {
     /// Key/value heads for grouped-query attention; `None` means one per query head.
     #[serde(default)]
     pub n_kv_heads: Option<i64>,
-    /// SwiGLU hidden width; `None` means `mlp_ratio · d_model`.
+    /// SwiGLU hidden width; `None` means `mlp_ratio · d_model`, rounded up to a multiple of
+    /// `mlp_multiple_of` where that is set.
     #[serde(default)]
     pub intermediate_size: Option<i64>,
     #[serde(default = "defaults::mlp_ratio")]
     pub mlp_ratio: f64,
+    /// Llama's `multiple_of`: the hidden width from `mlp_ratio` is rounded up to a multiple of
+    /// this (256 in Llama, so that 8/3 · 4096 becomes 11008, a width the matmul kernels tile
+    /// well). Absent from serialised configs when unset, so older run ids stand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_multiple_of: Option<i64>,
     #[serde(default = "defaults::rope_theta")]
     pub rope_theta: f64,
     #[serde(default = "defaults::norm_eps")]
@@ -86,6 +92,7 @@ impl Config {
             n_kv_heads: None,
             intermediate_size: None,
             mlp_ratio: defaults::mlp_ratio(),
+            mlp_multiple_of: None,
             rope_theta: defaults::rope_theta(),
             norm_eps: defaults::norm_eps(),
             attention_bias: false,
@@ -103,8 +110,13 @@ impl Config {
     }
 
     pub fn intermediate_size(&self) -> i64 {
-        self.intermediate_size
-            .unwrap_or_else(|| (self.mlp_ratio * self.d_model as f64).round() as i64)
+        self.intermediate_size.unwrap_or_else(|| {
+            let width = (self.mlp_ratio * self.d_model as f64).round() as i64;
+            match self.mlp_multiple_of {
+                Some(multiple) if multiple > 1 => multiple * ((width + multiple - 1) / multiple),
+                _ => width,
+            }
+        })
     }
 
     /// Parameters of one attention layer: q, k, v and o projections.

@@ -239,6 +239,13 @@ model_options! {
         check: |c, at, v| c.above_zero(at, Some(v)),
         apply: |cfg, v| cfg.mlp_ratio = v,
     }
+    /// Round the hidden width from `mlp_ratio` up to a multiple of this (Llama: 256).
+    mlp_multiple_of: i64 {
+        family: transformer,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.mlp_multiple_of = Some(v),
+    }
     /// SwiGLU hidden width [default: mlp_ratio · d_model].
     intermediate_size: i64 {
         family: transformer,

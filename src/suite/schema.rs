@@ -132,8 +132,9 @@ pub struct Experiment {
     #[serde(default)]
     pub match_params: Option<String>,
     /// How far a matched parameter count may be from the reference's, as a fraction [default:
-    /// 0.05]. Depth moves in whole blocks: two Mamba blocks are 8% more than one Llama layer at
-    /// d_model 512 and 5% more at 4096, so a stack-level match needs more room than 5%.
+    /// 0.05]. Depth moves in whole blocks: without Llama's rounding of its MLP width
+    /// (`mlp_multiple_of: 256`), two Mamba blocks are 11% more than one Llama layer at
+    /// d_model 256, so such a stack-level match needs more room than 5%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_tolerance: Option<f64>,
     /// Untimed calls before the samples (at least one).

@@ -184,6 +184,7 @@ fn llama_config(f: &mut Fields) -> Result<transformer::Config, CheckpointError> 
         n_kv_heads: Some(n_kv_heads),
         intermediate_size: Some(f.int_or("intermediate_size", 11008)?),
         mlp_ratio: 0.0,
+        mlp_multiple_of: None,
         rope_theta,
         norm_eps: f.float_or("rms_norm_eps", 1e-6)?,
         attention_bias: f.bool_or("attention_bias", false)?,
