@@ -116,14 +116,26 @@ pub fn judge(claim: &Claim, rows: &[Row], crossovers: &[Crossover]) -> Judgement
     };
     let verdict = Verdict::combine(findings.iter().map(|f| f.verdict));
     let summary = summarize(&findings);
-    Judgement {
-        id: claim.id.clone(),
-        claim: claim.claim.clone(),
-        kind: claim.kind,
-        verdict,
-        summary,
-        findings,
-        levels: Vec::new(),
+    Judgement::of(claim, verdict, summary, findings, Vec::new())
+}
+
+impl Judgement {
+    fn of(
+        claim: &Claim,
+        verdict: Verdict,
+        summary: String,
+        findings: Vec<Finding>,
+        levels: Vec<LevelVerdict>,
+    ) -> Self {
+        Judgement {
+            id: claim.id.clone(),
+            claim: claim.claim.clone(),
+            kind: claim.kind,
+            verdict,
+            summary,
+            findings,
+            levels,
+        }
     }
 }
 
@@ -168,15 +180,8 @@ fn by_level(claim: &Claim, findings: Vec<(Component, Finding)>) -> Judgement {
             )
         }
     };
-    Judgement {
-        id: claim.id.clone(),
-        claim: claim.claim.clone(),
-        kind: claim.kind,
-        verdict,
-        summary,
-        findings: findings.into_iter().map(|(_, f)| f).collect(),
-        levels,
-    }
+    let findings = findings.into_iter().map(|(_, f)| f).collect();
+    Judgement::of(claim, verdict, summary, findings, levels)
 }
 
 /// `supported at d=64, d=128; refuted at d=512` and the like.
