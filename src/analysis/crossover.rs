@@ -265,20 +265,13 @@ fn longest_level_run(common: &[(f64, (f64, f64, f64))]) -> (Option<i64>, Option<
     let level = |(_, (_, low, high)): &(f64, (f64, f64, f64))| *low <= 1.0 && 1.0 <= *high;
     let (mut best, mut start): (Option<(usize, usize)>, Option<usize>) = (None, None);
     for (i, point) in common.iter().enumerate() {
-        match (level(point), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                if best.is_none_or(|(a, b)| i - s > b + 1 - a) {
-                    best = Some((s, i - 1));
-                }
-                start = None;
-            }
-            _ => {}
+        if !level(point) {
+            start = None;
+            continue;
         }
-    }
-    if let Some(s) = start {
-        if best.is_none_or(|(a, b)| common.len() - s > b + 1 - a) {
-            best = Some((s, common.len() - 1));
+        let first = *start.get_or_insert(i);
+        if best.is_none_or(|(a, b)| i - first > b - a) {
+            best = Some((first, i));
         }
     }
     match best {
