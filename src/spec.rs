@@ -71,8 +71,27 @@ pub struct Pairing {
     pub baseline: String,
     /// Rounds stop once every ratio's 95% interval is within ±this, relative.
     pub target_rel_ci: f64,
-    /// ... or once this many seconds of rounds have passed.
+    /// ... or once this many seconds of rounds have passed, all its processes together.
     pub max_time_s: f64,
+    /// Worker processes the point is timed in, each in a separate pass over the sweep (see
+    /// `runner::point`); one in folders from before there were several.
+    #[serde(default = "crate::spec::one")]
+    pub processes: usize,
+    /// Which of them a worker is: set only in the specs a worker is given.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub process: usize,
+}
+
+/// Paired points are timed in this many processes unless a suite says otherwise.
+pub const DEFAULT_PROCESSES: usize = 3;
+
+/// serde's default for a count that older files leave out, where one is what they meant.
+pub fn one() -> usize {
+    1
+}
+
+fn is_zero_usize(value: &usize) -> bool {
+    *value == 0
 }
 
 /// Rounds stop at a ±5% interval on every ratio unless a suite says otherwise.

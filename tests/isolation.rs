@@ -164,7 +164,8 @@ fn a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_rows() {
     assert_eq!(csv.lines().count(), 7, "the table has every row once");
 }
 
-/// Two models at each of three lengths, paired: each length's two runs share one process.
+/// Two models at each of three lengths, paired: each length's two runs share one process
+/// (one a point, so that a point's rows follow its only process).
 const PAIRED: &str = "\
 name: pairs
 device: cpu
@@ -182,12 +183,15 @@ experiments:
     grid: { d_model: [8], seq_len: [4, 8, 12] }
     warmup: 1
     max_time_s: 0.2
+    processes: 1
 ";
 
 #[test]
 fn a_failed_model_of_a_pair_keeps_its_row_and_a_dead_point_is_measured_unpaired() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.yaml"), PAIRED).unwrap();
+    // Two processes a point: a point whose first process dies is measured alone once.
+    let suite = PAIRED.replace("processes: 1", "processes: 2");
+    std::fs::write(dir.path().join("s.yaml"), suite).unwrap();
     // At L 4 Mamba panics inside the paired process; at L 8 it aborts the whole process.
     let out = mvt(
         &["run", "s.yaml"],
@@ -236,28 +240,33 @@ fn a_failed_model_of_a_pair_keeps_its_row_and_a_dead_point_is_measured_unpaired(
     assert!(at("m", 12)["ratio_median"].as_f64().unwrap() > 0.0);
 }
 
+/// Starts `s.yaml`'s sweep in `dir` with `faults`, waits (at most two minutes) until `ready`
+/// says the sweep got as far as `what`, lets it run on into the hang a moment, and kills it.
+fn kill_when(dir: &Path, faults: &str, what: &str, ready: impl Fn() -> bool) {
+    let mut sweep = mvt(&["run", "s.yaml"], dir, faults)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() {
+        assert!(Instant::now() < deadline, "the sweep never wrote {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+}
+
 #[test]
 fn a_sweep_killed_mid_point_resumes_with_every_pair_whole() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s.yaml"), PAIRED).unwrap();
     let results = dir.path().join("results/pairs");
     // The last point hangs, so the kill lands inside it, after the first two points' rows.
-    let mut sweep = mvt(&["run", "s.yaml"], dir.path(), "hang@fwd.t.d8.L12.")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rows(&results).len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the sweep never wrote two points"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    sweep.kill().unwrap();
-    sweep.wait().unwrap();
+    kill_when(dir.path(), "hang@fwd.t.d8.L12.", "two points' rows", || {
+        rows(&results).len() >= 4
+    });
     assert_eq!(
         rows(&results).len(),
         4,
@@ -284,4 +293,54 @@ fn a_sweep_killed_mid_point_resumes_with_every_pair_whole() {
             .all(|r| r["status"] == "ok" && r["rounds"].is_i64()),
         "{last:#?}"
     );
+}
+
+#[test]
+fn a_sweep_killed_between_a_points_processes_resumes_from_the_last_one_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = PAIRED
+        .replace("processes: 1", "processes: 2")
+        .replace("seq_len: [4, 8, 12]", "seq_len: [4, 12]");
+    std::fs::write(dir.path().join("s.yaml"), suite).unwrap();
+    let results = dir.path().join("results/pairs");
+    let kept = results.join(".work/processes");
+    let kept_files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&kept)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    // In the first pass, L 4's first process finishes and L 12's hangs: the kill lands there.
+    kill_when(dir.path(), "hang@fwd.t.d8.L12.", "a kept process", || {
+        !kept_files().is_empty()
+    });
+    assert!(
+        rows(&results).is_empty(),
+        "a point's rows wait for its last process"
+    );
+    let files = kept_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    // Mark the kept process, to see that the resumed sweep combines it instead of timing it again.
+    let mut finished: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    finished["wall_s"] = serde_json::json!(1000.0);
+    std::fs::write(&files[0], serde_json::to_vec(&finished).unwrap()).unwrap();
+
+    let out = mvt(&["run", "s.yaml", "--resume"], dir.path(), "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let after = rows(&results);
+    assert_eq!(after.len(), 4, "every run once: {after:#?}");
+    for row in &after {
+        assert_eq!(row["status"], "ok", "{row}");
+        assert_eq!(row["processes"], 2, "{row}");
+        let wall_s = row["wall_s"].as_f64().unwrap();
+        let resumed = row["seq_len"] == 4;
+        assert_eq!(
+            wall_s >= 1000.0,
+            resumed,
+            "L 4's first process was kept: {row}"
+        );
+    }
+    assert!(kept_files().is_empty(), "combined processes are not kept");
 }

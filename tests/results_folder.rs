@@ -106,12 +106,13 @@ fn an_old_folder_without_run_specs_falls_back_to_its_suite_or_says_why_not() {
 }
 
 /// The table's columns: those from before rows were typed (typing must not change them), and
-/// `calls_per_sample`, added since by iteration scaling.
+/// the columns added since: `calls_per_sample` by iteration scaling, the paired columns, and
+/// `processes`.
 const COLUMNS: &str = "suite,experiment,kind,run_id,model,family,component,pass,device,dtype,\
 batch,seq_len,d_model,n_layers,params,matched_to,new_tokens,scan,threads,status,\
 latency_median_s,latency_p10_s,latency_p90_s,latency_min_s,latency_max_s,samples,outliers,\
 calls_per_sample,paired_with,ratio_median,ratio_ci_low,ratio_ci_high,rounds,stopped_by,\
-tokens_per_s,peak_mem_bytes,reserved_mem_bytes,flops,core_flops,core_bytes,\
+processes,tokens_per_s,peak_mem_bytes,reserved_mem_bytes,flops,core_flops,core_bytes,\
 bytes_moved,param_bytes,activation_bytes,state_bytes,predicted_latency_s,task,task_options,lr,\
 eval_seq_len,eval_mode,steps,final_loss,accuracy,wall_s,message";
 

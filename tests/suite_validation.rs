@@ -213,12 +213,27 @@ fn pairing_options_are_checked() {
         15,
         &["experiments[0].max_time_s", "> 0"],
     );
-    // Paired by default, with the Transformer as the baseline; memory charts need unpaired.
+    assert_one(
+        &with("processes: 0"),
+        15,
+        &["experiments[0].processes", "≥ 1"],
+    );
+    assert_one(
+        &with("paired: false\n    processes: 2"),
+        16,
+        &["experiments[0].processes", "not paired"],
+    );
+    // Paired by default, with the Transformer as the baseline, in three processes; memory
+    // charts need unpaired.
     let plan = Plan::parse(GOOD, CPU_ONLY).expect("valid");
     let pairing = plan.runs[0].paired.clone().expect("paired by default");
     assert_eq!(
-        (pairing.baseline.as_str(), pairing.target_rel_ci),
-        ("transformer", 0.05)
+        (
+            pairing.baseline.as_str(),
+            pairing.target_rel_ci,
+            pairing.processes
+        ),
+        ("transformer", 0.05, 3)
     );
     let memory = GOOD.replace("latency_vs_seq_len", "memory_vs_seq_len");
     assert_one(

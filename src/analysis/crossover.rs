@@ -5,7 +5,7 @@
 //!
 //! Measured L* interpolates log(t_mamba / t_transformer) linearly in log L between the last
 //! grid length where Mamba is slower and the next one. For paired runs the ratio is the median
-//! of the per-round ratios, and the bounds are where its 95% interval's ends cross 1; for
+//! of the processes' median per-round ratios, and the bounds are where its 95% interval's ends cross 1; for
 //! unpaired ones it is the ratio of the medians, and the bounds repeat the interpolation with
 //! the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
 //! A crossover outside the measured range is said in words, never as a made-up number.
@@ -187,8 +187,8 @@ pub fn analyze(
 }
 
 /// The measured crossover of two series of rows at the same widths. Where the rows were
-/// paired (Mamba's row carries its ratio to this Transformer row), the ratio is the median of
-/// the per-round ratios and its bounds the 95% interval; otherwise the ratio of the medians,
+/// paired (Mamba's row carries its ratio to this Transformer row), the ratio is the paired
+/// median (over processes, of per-round ratios) and its bounds the 95% interval; otherwise the ratio of the medians,
 /// bounded by the ratios of the spreads (p10 over p90 and p90 over p10).
 fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
     let ok = |rows: &[&Row]| -> BTreeMap<i64, Row> {

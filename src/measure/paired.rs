@@ -60,6 +60,9 @@ pub enum Stop {
     MaxTime,
     /// `max_rounds` ran out first.
     MaxRounds,
+    /// Several processes timed the point, each converged on its own, and they disagree by more
+    /// than the target (see `runner::point`).
+    ProcessSpread,
 }
 
 impl Stop {
@@ -68,6 +71,7 @@ impl Stop {
             Stop::Converged => "converged",
             Stop::MaxTime => "max_time",
             Stop::MaxRounds => "max_rounds",
+            Stop::ProcessSpread => "process_spread",
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct PairedTiming {
     pub timings: Vec<Timing>,
     /// Per contender, its ratio to the baseline; `None` for the baseline itself.
     pub ratios: Vec<Option<RatioEstimate>>,
+    /// Per contender, its seconds per call in each round, in round order.
+    pub round_times_s: Vec<Vec<f64>>,
     pub rounds: usize,
     pub stop: Stop,
     /// The contenders' indices in the order each round timed them.
@@ -164,6 +170,7 @@ pub fn interleaved(
             })
             .collect(),
         ratios,
+        round_times_s: samples,
         rounds: orders.len(),
         stop,
         orders,

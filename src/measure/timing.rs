@@ -53,12 +53,8 @@ pub struct Timing {
     /// Samples beyond [`OUTLIER_Z`]; they are kept in every statistic above.
     pub outliers: usize,
     /// Back-to-back calls in each sample; the statistics above are per call.
-    #[serde(default = "one")]
+    #[serde(default = "crate::spec::one")]
     pub calls_per_sample: usize,
-}
-
-fn one() -> usize {
-    1
 }
 
 /// Warms `pass` up as `sampling` says, scales its samples to `sampling.min_sample_s`, then

@@ -208,8 +208,8 @@ fn times(ratio: f64) -> String {
 }
 
 /// Claim (a) at a glance: Mamba's time over the baseline's (the Transformer) against L, one
-/// panel per width. A paired experiment's line is the median per-round ratio with its 95%
-/// interval as a band; an unpaired one divides the medians. A grey line at 1 is parity, a
+/// panel per width. A paired experiment's line is the paired ratio (the processes' median of
+/// per-round ratios) with its 95% interval as a band; an unpaired one divides the medians. A grey line at 1 is parity, a
 /// vertical one marks L = d_model (the claim's bound), and the FLOP model's ratio is dashed.
 pub fn ratio_vs_seq_len(rows: &[Row], experiment: &str) -> Panels {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.experiment == experiment).collect();

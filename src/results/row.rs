@@ -79,20 +79,24 @@ pub struct Row {
     /// alone.
     #[serde(default)]
     pub paired_with: Option<String>,
-    /// This run's time over the baseline's: the median of the per-round ratios and its 95%
-    /// bootstrap interval.
+    /// This run's time over the baseline's: the median over the point's processes of each
+    /// one's median per-round ratio, and the 95% interval of a bootstrap over processes, then
+    /// rounds.
     #[serde(default)]
     pub ratio_median: Option<f64>,
     #[serde(default)]
     pub ratio_ci_low: Option<f64>,
     #[serde(default)]
     pub ratio_ci_high: Option<f64>,
-    /// Paired rounds taken, and why they stopped (`converged`, `max_time`, `max_rounds`); set
-    /// on the baseline's row too.
+    /// Paired rounds taken in all the point's processes, why they stopped (`converged`,
+    /// `max_time`, `max_rounds`, `process_spread`), and the worker processes they were timed
+    /// in; set on the baseline's row too.
     #[serde(default)]
     pub rounds: Option<i64>,
     #[serde(default)]
     pub stopped_by: Option<Stop>,
+    #[serde(default)]
+    pub processes: Option<i64>,
     /// Tokens processed (generated, for `generate_throughput`) per second at the median.
     pub tokens_per_s: Option<f64>,
     /// Peak bytes the pass needed above what was live before it (see `measure::memory`).

@@ -171,6 +171,7 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("stopped_by", rows, |r| {
             r.stopped_by.map(|s| s.name().to_owned())
         }),
+        col("processes", rows, |r| r.processes),
         col("tokens_per_s", rows, |r| r.tokens_per_s),
         col("peak_mem_bytes", rows, |r| r.peak_mem_bytes),
         col("reserved_mem_bytes", rows, |r| r.reserved_mem_bytes),

@@ -43,8 +43,16 @@ pub struct PairedStats {
     pub paired_with: String,
     /// This run's time over the baseline's; `None` for the baseline itself.
     pub ratio: Option<RatioEstimate>,
+    /// Rounds in all the point's processes together.
     pub rounds: usize,
     pub stopped_by: Stop,
+    /// Worker processes whose rounds were combined (see `runner::point`).
+    #[serde(default = "crate::spec::one")]
+    pub processes: usize,
+    /// One process's seconds per call in each of its rounds, for the runner to combine
+    /// processes with; empty once combined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_times_s: Vec<f64>,
 }
 
 /// How a run ended, as the process that ran it saw it.

@@ -1,10 +1,12 @@
-//! Runs a plan: every spec in turn, each in a child process of its own, each row saved the
-//! moment it exists; then the charts.
+//! Runs a plan: every spec in a child process of its own, each row saved the moment it
+//! exists; a paired point in several processes, one per pass over the plan (see [`point`]);
+//! then the charts.
 
 pub mod execute;
 pub mod isolate;
 pub mod merge;
 pub mod paired;
+pub mod point;
 pub mod progress;
 pub mod recall;
 pub mod record;
@@ -37,7 +39,7 @@ pub enum RunError {
     Plot(#[from] PlotError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
-    #[error("cannot create the results folder `{}`: {source}", path.display())]
+    #[error("cannot create the folder `{}`: {source}", path.display())]
     Folder {
         path: PathBuf,
         source: std::io::Error,
@@ -48,7 +50,8 @@ pub enum RunError {
 pub struct Options {
     pub suite_path: PathBuf,
     pub out_dir: PathBuf,
-    /// Keep the rows already in `out_dir` and skip their run ids.
+    /// Keep the rows already in `out_dir` and skip their run ids, and go on from the finished
+    /// processes of points not yet saved.
     pub resume: bool,
     /// The `mvt` binary, started once per run as `mvt worker`.
     pub worker: PathBuf,
@@ -124,32 +127,61 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     manifest.write(out)?;
     write_runs(out, &plan.runs)?;
     let mut progress = Progress::new(planned, summary.skipped);
-    for unit in pending {
-        let measured = match unit.as_slice() {
-            [spec] => vec![(
-                spec,
-                run_one(plan, options, &work_dir, &mut progress, spec)?,
-            )],
-            _ => run_point(plan, options, &work_dir, &mut progress, unit)?,
-        };
-        for (spec, (outcome, wall_s)) in measured {
-            let new_rows = record::rows(spec, &outcome, wall_s, threads);
-            progress.end(spec, &new_rows);
-            summary.ran += 1;
-            summary.failed += usize::from(new_rows.iter().any(|r| r.status != Status::Ok));
-            rows.extend(new_rows);
-            if let Some(curve) = record::curve(&outcome) {
-                curves.push((spec.run_id.clone(), curve.to_vec()));
-                write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())?;
-            }
+    if !options.resume {
+        point::forget_processes(&work_dir);
+    }
+    // A paired point is timed in several processes, one per pass over the plan, so that each
+    // sees the machine at another time (see `point`); a run timed alone goes in the first.
+    let passes = pending
+        .iter()
+        .map(|u| point::processes_of(u))
+        .max()
+        .unwrap_or(1);
+    // Units whose rows are saved: a point whose process died was measured alone at once.
+    let mut saved = vec![false; pending.len()];
+    for pass in 0..passes {
+        if passes > 1 {
+            progress.pass(pass, passes);
         }
-        fit::predict(&mut rows);
-        store::write_rows(out, &rows)?;
+        for (unit, saved) in pending.iter().zip(saved.iter_mut()) {
+            if *saved {
+                continue;
+            }
+            let measured = match unit.as_slice() {
+                [spec] if pass == 0 => Some(vec![(
+                    spec,
+                    run_one(plan, options, &work_dir, &mut progress, spec)?,
+                )]),
+                [_] => None,
+                _ if pass < point::processes_of(unit) => {
+                    point::measure_process(plan, options, &work_dir, &mut progress, unit, pass)?
+                }
+                _ => None,
+            };
+            let Some(measured) = measured else { continue };
+            for (spec, (outcome, wall_s)) in measured {
+                let new_rows = record::rows(spec, &outcome, wall_s, threads);
+                progress.end(spec, &new_rows);
+                summary.ran += 1;
+                summary.failed += usize::from(new_rows.iter().any(|r| r.status != Status::Ok));
+                rows.extend(new_rows);
+                if let Some(curve) = record::curve(&outcome) {
+                    curves.push((spec.run_id.clone(), curve.to_vec()));
+                    write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())?;
+                }
+            }
+            fit::predict(&mut rows);
+            store::write_rows(out, &rows)?;
+            point::forget_point(&work_dir, unit);
+            *saved = true;
+        }
     }
     progress.finish();
     if rows.is_empty() {
         store::write_rows(out, &rows)?;
     }
+    // Every point was combined: what is left in the work folder is empty folders.
+    point::forget_processes(&work_dir);
     let _ = std::fs::remove_dir(&work_dir);
 
     manifest.finished_at = Some(now_rfc3339());
@@ -183,10 +215,10 @@ pub fn units(runs: &[RunSpec]) -> Vec<Vec<RunSpec>> {
 }
 
 /// A run of a unit, with its outcome and the wall time of the process that measured it.
-type Measured<'a> = (&'a RunSpec, (Outcome, f64));
+pub(super) type Measured<'a> = (&'a RunSpec, (Outcome, f64));
 
 /// Runs `spec` in a process of its own; its outcome and wall time.
-fn run_one(
+pub(super) fn run_one(
     plan: &Plan,
     options: &Options,
     work_dir: &Path,
@@ -205,56 +237,6 @@ fn run_one(
         &mut |line| progress.update(spec, line),
     );
     Ok((outcome, start.elapsed().as_secs_f64()))
-}
-
-/// Runs a paired point's specs together in one process, within the runs' time limit times
-/// their number. If that process dies or runs out of time, each run is measured again in a
-/// process of its own, so that each gets its own row and status, and the rows say so.
-fn run_point<'a>(
-    plan: &Plan,
-    options: &Options,
-    work_dir: &Path,
-    progress: &mut Progress,
-    unit: &'a [RunSpec],
-) -> Result<Vec<Measured<'a>>, RunError> {
-    let first = &unit[0];
-    progress.begin(first);
-    let start = std::time::Instant::now();
-    let timeout_s = plan.suite.timeout_s(&first.experiment) * unit.len() as f64;
-    let together = isolate::run_point(unit, &options.worker, work_dir, timeout_s, &mut |line| {
-        progress.update(first, line)
-    });
-    let wall_s = start.elapsed().as_secs_f64();
-    match together {
-        Ok(outcomes) => Ok(unit
-            .iter()
-            .zip(outcomes.into_iter().map(|o| (o, wall_s)))
-            .collect()),
-        Err(why) => {
-            let mut measured = Vec::new();
-            for spec in unit {
-                let (outcome, wall_s) = run_one(plan, options, work_dir, progress, spec)?;
-                measured.push((spec, (unpaired(outcome, &why), wall_s)));
-            }
-            Ok(measured)
-        }
-    }
-}
-
-/// The outcome of a run measured alone after its paired point's process `why`.
-fn unpaired(outcome: Outcome, why: &str) -> Outcome {
-    let note = format!("measured unpaired: the paired point's process {why}");
-    match outcome {
-        Outcome::Failed { status, message } => Outcome::Failed {
-            status,
-            message: format!("{message} ({note})"),
-        },
-        Outcome::Measured(mut m) => {
-            m.note = Some(note);
-            Outcome::Measured(m)
-        }
-        other => other,
-    }
 }
 
 /// Analyses `rows` of `runs` once (fitting the device model, which fills their predictions,

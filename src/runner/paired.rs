@@ -141,7 +141,8 @@ fn in_rounds(
         target_rel_ci: pairing.target_rel_ci,
         max_time_s: pairing.max_time_s,
         max_rounds: MAX_ROUNDS,
-        seed: first.seed,
+        // Each of the point's processes gets its own order of rounds.
+        seed: first.seed ^ (pairing.process as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     };
     let (index, tokens): (Vec<usize>, Vec<i64>) = ready.iter().map(|(i, t, _)| (*i, *t)).unzip();
     let mut contenders: Vec<Contender> = ready.into_iter().map(|(_, _, c)| c).collect();
@@ -160,6 +161,8 @@ fn in_rounds(
                         ratio: paired.ratios[k],
                         rounds: paired.rounds,
                         stopped_by: paired.stop,
+                        processes: 1,
+                        round_times_s: paired.round_times_s[k].clone(),
                     }),
                     note: None,
                 };

@@ -51,6 +51,33 @@ impl Progress {
         }
     }
 
+    /// Pass `pass` (from 0) of `passes` over the plan begins: a paired point's rows come
+    /// with its last process, in the last pass that times it.
+    pub fn pass(&self, pass: usize, passes: usize) {
+        let line = format!(
+            "pass {} of {passes} over the plan (each paired point is timed once a pass)",
+            pass + 1
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Process `process` (from 0) of `processes` of the point whose first run is `spec` is
+    /// done: a plain line without a terminal, so that a log shows the passes move.
+    pub fn process_done(&self, spec: &RunSpec, process: usize, processes: usize) {
+        let line = format!(
+            "{}: process {} of {processes} done",
+            describe(spec),
+            process + 1
+        );
+        match &self.bar {
+            Some(bar) => bar.set_message(line),
+            None => eprintln!("    {line}"),
+        }
+    }
+
     /// A line of progress from inside a long run (training loss and accuracy).
     pub fn update(&self, spec: &RunSpec, line: &str) {
         match &self.bar {

@@ -97,6 +97,7 @@ fn row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64) -> Row {
             if let Some(p) = &m.pairing {
                 row.rounds = Some(p.rounds as i64);
                 row.stopped_by = Some(p.stopped_by);
+                row.processes = Some(p.processes as i64);
                 if let Some(ratio) = p.ratio {
                     row.paired_with = Some(p.paired_with.clone());
                     row.ratio_median = Some(ratio.median);
@@ -159,6 +160,7 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         ratio_ci_high: None,
         rounds: None,
         stopped_by: None,
+        processes: None,
         tokens_per_s: None,
         peak_mem_bytes: None,
         reserved_mem_bytes: None,

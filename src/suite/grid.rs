@@ -6,7 +6,7 @@ use crate::models::matching::{match_depth, NoMatchingDepth};
 use crate::models::{mamba, transformer, Component, Family, ModelConfig};
 use crate::spec::{
     default_max_time_s, DeviceId, ExperimentKind, Pairing, Pass, RecallSpec, RunSpec,
-    DEFAULT_TARGET_REL_CI,
+    DEFAULT_PROCESSES, DEFAULT_TARGET_REL_CI,
 };
 use crate::train::trainer::TrainConfig;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,8 @@ fn pairing(
         baseline: suite.baseline_of(exp),
         target_rel_ci: exp.target_rel_ci.unwrap_or(DEFAULT_TARGET_REL_CI),
         max_time_s: exp.max_time_s.unwrap_or_else(|| default_max_time_s(device)),
+        processes: exp.processes.unwrap_or(DEFAULT_PROCESSES),
+        process: 0,
     })
 }
 

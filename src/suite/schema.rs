@@ -158,9 +158,14 @@ pub struct Experiment {
     /// Paired rounds stop once every ratio's 95% interval is within ±this [default: 0.05].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rel_ci: Option<f64>,
-    /// ... or after this many seconds per point [default: 6 on the CPU, 3 on CUDA].
+    /// ... or after this many seconds per point, its processes together [default: 6 on the
+    /// CPU, 3 on CUDA].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_time_s: Option<f64>,
+    /// Each paired point is timed in this many worker processes, one per pass over the sweep,
+    /// and its ratio is their median [default: 3].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<usize>,
     /// Each sample calls the pass back to back until it lasts this long [default: 0.01 on the
     /// CPU, 0.002 on CUDA]; 0 times one call a sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -318,6 +318,7 @@ fn check_pairing(c: &mut Checker, i: usize, exp: &Experiment) {
         ("baseline", exp.baseline.is_some()),
         ("target_rel_ci", exp.target_rel_ci.is_some()),
         ("max_time_s", exp.max_time_s.is_some()),
+        ("processes", exp.processes.is_some()),
     ];
     for (field, present) in paired_only {
         if present && !exp.is_paired() {
@@ -334,4 +335,5 @@ fn check_pairing(c: &mut Checker, i: usize, exp: &Experiment) {
         );
     }
     c.above_zero(at("max_time_s"), exp.max_time_s);
+    c.at_least(at("processes"), exp.processes.map(|p| p as i64), 1);
 }

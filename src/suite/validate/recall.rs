@@ -47,6 +47,7 @@ fn check_no_speed_fields(c: &mut Checker, i: usize, exp: &Experiment) {
         ("baseline", exp.baseline.is_some()),
         ("target_rel_ci", exp.target_rel_ci.is_some()),
         ("max_time_s", exp.max_time_s.is_some()),
+        ("processes", exp.processes.is_some()),
     ];
     for (field, present) in speed_only {
         if present {
