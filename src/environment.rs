@@ -116,10 +116,12 @@ pub const GIT_COMMIT_VAR: &str = "MVT_GIT_COMMIT";
 /// Whether that tree had uncommitted changes: `true` or `false` (also `1` or `0`).
 pub const GIT_DIRTY_VAR: &str = "MVT_GIT_DIRTY";
 
-/// The git commit of the working tree at `dir` and whether it has uncommitted changes. Where
+/// The git commit of the working tree at `dir` and whether it has uncommitted changes, apart
+/// from any inside `output`: the folder a run writes is its product, not its source, and
+/// re-measuring a committed results folder changes it before its manifest is written. Where
 /// git gives no commit (a copy without `.git`, or no git at all), the commit and dirty flag
 /// come from `MVT_GIT_COMMIT` and `MVT_GIT_DIRTY` when those are set.
-pub fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
+pub fn git_state(dir: &Path, output: &Path) -> (Option<String>, Option<bool>) {
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")
@@ -131,10 +133,17 @@ pub fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     let commit = git(&["rev-parse", "HEAD"]);
-    let dirty = commit
-        .as_ref()
-        .and(git(&["status", "--porcelain"]))
-        .map(|s| !s.is_empty());
+    // The whole tree (`:/`) but the output folder, where that is inside the tree.
+    let top =
+        git(&["rev-parse", "--show-toplevel"]).and_then(|t| Path::new(&t).canonicalize().ok());
+    let inside = top.and_then(|top| {
+        let output = output.canonicalize().ok()?;
+        let relative = output.strip_prefix(&top).ok()?.to_str()?.to_owned();
+        (!relative.is_empty()).then(|| format!(":(exclude,top){relative}"))
+    });
+    let mut status = vec!["status", "--porcelain", "--", ":/"];
+    status.extend(inside.as_deref());
+    let dirty = commit.as_ref().and(git(&status)).map(|s| !s.is_empty());
     if commit.is_none() {
         return provenance_from(
             std::env::var(GIT_COMMIT_VAR).ok(),
@@ -215,6 +224,48 @@ mod tests {
         assert_eq!(provenance_from(some(sha), None), (some(sha), None));
         assert_eq!(provenance_from(some("  "), some("true")), (None, None));
         assert_eq!(provenance_from(None, some("true")), (None, None));
+    }
+
+    #[test]
+    fn changes_inside_the_runs_own_output_folder_leave_the_tree_clean() {
+        let repo = tempfile::tempdir().expect("a temporary folder");
+        let dir = repo.path();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(ok, "git {args:?}");
+        };
+        let write = |path: &str, text: &str| {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("suite.yaml", "name: s\n");
+        write("results/s/rows.jsonl", "{}\n");
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "c"]);
+        let output = dir.join("results/s");
+        let dirty = || git_state(dir, &output).1;
+        assert_eq!(dirty(), Some(false));
+        // Re-measuring the committed folder rewrites and deletes its files: still clean.
+        write("results/s/rows.jsonl", "{\"new\": 1}\n");
+        write("results/s/plots/a.svg", "<svg/>");
+        assert_eq!(dirty(), Some(false));
+        assert_eq!(
+            git_state(dir, &dir.join("results")).1,
+            Some(false),
+            "a folder above it"
+        );
+        // Anything else that differs from the commit is uncommitted source.
+        write("results/other.csv", "x\n");
+        assert_eq!(dirty(), Some(true));
+        assert_eq!(git_state(dir, Path::new("/nonexistent")).1, Some(true));
     }
 
     #[test]

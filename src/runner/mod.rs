@@ -287,7 +287,7 @@ fn new_manifest(
     threads: i64,
 ) -> Manifest {
     let suite_dir = options.suite_path.parent().unwrap_or(Path::new("."));
-    let (git_commit, git_dirty) = git_state(suite_dir);
+    let (git_commit, git_dirty) = git_state(suite_dir, &options.out_dir);
     Manifest {
         suite: plan.suite.name.clone(),
         description: plan.suite.description.clone(),
