@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run every experiment of a suite and write tables, a manifest and charts.
     #[command(
-        after_help = "Example:\n  mvt run experiments/smoke.yaml\n  mvt run experiments/smoke.yaml --out /tmp/smoke --resume"
+        after_help = "Example:\n  mvt run experiments/smoke.yaml\n  mvt run experiments/smoke.yaml --out /tmp/smoke --resume\n  mvt run experiments/claims.yaml --resume --reuse results/induction_extrapolation"
     )]
     Run {
         /// The YAML suite.
@@ -39,6 +39,10 @@ pub enum Command {
         /// on a cluster `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`; then `mvt merge`.
         #[arg(long, value_parser = Shard::from_str)]
         shard: Option<Shard>,
+        /// A results folder whose finished runs of the same spec (say, trained models) are
+        /// adopted instead of run again; repeatable, the first folder with a run wins.
+        #[arg(long, value_name = "DIR")]
+        reuse: Vec<PathBuf>,
     },
     /// Combine the results folders of a suite's shards (or repeated sweeps) into one.
     #[command(
@@ -90,7 +94,11 @@ pub enum Command {
         spec: PathBuf,
         outcome: PathBuf,
         /// Where a recall run with `train.save_weights` writes its trained weights.
+        #[arg(long)]
         weights: Option<PathBuf>,
+        /// The folder of a recall run's training checkpoint, which it resumes from.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Write report.md and a self-contained report.html for one or more results folders: the
     /// claims and their verdicts, each experiment's charts and table, and every failed run.

@@ -10,7 +10,7 @@
 //!
 //! | layer | modules | what they are |
 //! | --- | --- | --- |
-//! | 0 | `device` `environment` `panics` `rng` `slices` `tolerance` `torch_ext` | foundations: devices, provenance, the libtorch shim |
+//! | 0 | `atomic_file` `device` `environment` `panics` `rng` `slices` `tolerance` `torch_ext` | foundations: devices, provenance, the libtorch shim |
 //! | 1 | `scan` `causal_conv` | kernels and their reference twins |
 //! | 2 | `models` `tasks` | the model families; the recall-task generators |
 //! | 3 | `train` | training and evaluation on a task |
@@ -25,6 +25,7 @@
 //! <!-- layering: the test reads the table above; keep one row per layer -->
 
 pub mod analysis;
+pub mod atomic_file;
 pub mod causal_conv;
 pub mod claims;
 pub mod device;

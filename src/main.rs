@@ -51,7 +51,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
             resume,
             shard,
-        } => run_suite(&suite, out, resume, shard),
+            reuse,
+        } => run_suite(&suite, out, resume, shard, reuse),
         Command::Merge { out, dirs } => merge(&out, &dirs),
         Command::Validate { suite } => {
             let plan = Plan::load(&suite, Machine::current())?;
@@ -74,7 +75,14 @@ fn run(cli: Cli) -> Result<()> {
             spec,
             outcome,
             weights,
-        } => Ok(runner::worker::serve(&spec, &outcome, weights.as_deref())?),
+            checkpoint,
+        } => {
+            let keep = runner::recall::Keep {
+                checkpoint: checkpoint.as_deref(),
+                weights: weights.as_deref(),
+            };
+            Ok(runner::worker::serve(&spec, &outcome, &keep)?)
+        }
         Command::Report { results, out } => {
             let out = out.unwrap_or_else(|| results[0].clone());
             let files = report::write(&results, &out).map_err(|e| match e {
@@ -229,6 +237,7 @@ fn run_suite(
     out: Option<PathBuf>,
     resume: bool,
     shard: Option<Shard>,
+    reuse: Vec<PathBuf>,
 ) -> Result<()> {
     let plan = Plan::load(suite_path, Machine::current())?;
     for warning in &plan.warnings {
@@ -254,6 +263,7 @@ fn run_suite(
         resume,
         worker: std::env::current_exe().context("cannot find the mvt binary to start runs")?,
         shard,
+        reuse,
     };
     let summary = runner::run(&plan, &options)?;
 

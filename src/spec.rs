@@ -112,6 +112,10 @@ pub struct RecallSpec {
     /// With the grid's learning rate.
     pub train: TrainConfig,
     pub eval_seq_len: Vec<i64>,
+    /// Seconds each evaluation length may take; one that runs over is a timeout, and the
+    /// longer ones are not tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_timeout_s: Option<f64>,
 }
 
 fn is_zero(value: &f64) -> bool {

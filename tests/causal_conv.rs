@@ -1,6 +1,6 @@
 //! The CPU convolution kernel against libtorch's conv1d + SiLU: outputs and every gradient.
 
-use mamba_vs_transformer::causal_conv::conv_silu;
+use mamba_vs_transformer::causal_conv::{conv_silu, conv_silu_after};
 use tch::{Device, Kind, Tensor};
 
 /// What libtorch computes for the same convolution: pad both sides, keep the first len outputs.
@@ -84,4 +84,41 @@ fn keeps_the_input_dtype() {
         .max()
         .double_value(&[]);
     assert!(err < 5e-2, "bf16 off by {err}");
+}
+
+/// Chunk by chunk, each continuing from the last width − 1 inputs before it, the kernel gives
+/// the whole sequence's convolution: chunks shorter than the context, longer, and one step.
+#[test]
+fn continues_across_chunk_edges_from_its_left_context() {
+    let f = (Kind::Float, Device::Cpu);
+    let (batch, channels, width) = (2, 5, 4);
+    let x = Tensor::randn([batch, channels, 40], f);
+    let weight = Tensor::randn([channels, 1, width], f);
+    let bias = Tensor::randn([channels], f);
+    let want = reference(&x, &weight, Some(&bias));
+    for chunks in [&[1i64, 2, 3, 34][..], &[7, 1, 32], &[40], &[3, 37]] {
+        let mut context = Tensor::zeros([batch, channels, width - 1], f);
+        let mut start = 0;
+        let mut pieces = Vec::new();
+        for &len in chunks {
+            let piece = x.narrow(2, start, len);
+            pieces.push(tch::no_grad(|| {
+                conv_silu_after(&piece, &weight, Some(&bias), &context)
+            }));
+            context = Tensor::cat(&[&context, &piece], 2).narrow(2, len, width - 1);
+            start += len;
+        }
+        let got = Tensor::cat(&pieces, 2);
+        assert!(
+            got.allclose(&want, 1e-5, 1e-5, false),
+            "chunks {chunks:?}: max error {}",
+            (&got - &want).abs().max().double_value(&[])
+        );
+        // With gradients it runs libtorch's conv1d over the context and x joined, alike.
+        let leaf = x.narrow(2, 0, 3).detach().set_requires_grad(true);
+        let zeros = Tensor::zeros([batch, channels, width - 1], f);
+        let with_grad = conv_silu_after(&leaf, &weight, Some(&bias), &zeros);
+        assert!(with_grad.requires_grad());
+        assert!(with_grad.allclose(&want.narrow(2, 0, 3), 1e-5, 1e-5, false));
+    }
 }

@@ -175,22 +175,42 @@ fn a_crossover_claim_is_judged_per_level_with_matched_layers_as_the_headline() {
     );
 }
 
+/// A recall row of seed 0 with `correct` of `n` sequences right (an ok evaluation), or a
+/// failure with no accuracy.
 fn recall_row(
     model: &str,
     family: &str,
     eval_len: i64,
     status: &str,
-    accuracy: Option<f64>,
+    correct: Option<(i64, i64)>,
 ) -> Row {
-    serde_json::from_value(serde_json::json!({
-        "suite": "s", "experiment": "r", "kind": "recall", "run_id": format!("r.{model}"),
+    seeded_recall_row(model, family, eval_len, status, correct, 0)
+}
+
+fn seeded_recall_row(
+    model: &str,
+    family: &str,
+    eval_len: i64,
+    status: &str,
+    correct: Option<(i64, i64)>,
+    seed: i64,
+) -> Row {
+    let mut row: Row = serde_json::from_value(serde_json::json!({
+        "suite": "s", "experiment": "r", "kind": "recall", "run_id": format!("r.{model}.s{seed}"),
         "model": model, "family": family, "component": "model", "pass": "train_step",
         "device": "cpu", "dtype": "f32", "batch": 8, "seq_len": 256, "d_model": 64,
         "n_layers": 2, "params": 1000, "scan": "", "threads": 2, "status": status,
-        "samples": 0, "wall_s": 1.0, "task": "induction_heads", "lr": 1e-3,
-        "eval_seq_len": eval_len, "accuracy": accuracy, "steps": 100
+        "samples": 0, "wall_s": 1.0, "task": "induction_heads", "lr": 1e-3, "seed": seed,
+        "eval_seq_len": eval_len, "steps": 100
     }))
-    .unwrap()
+    .unwrap();
+    if let Some((correct, scored)) = correct {
+        let (low, high) = Accuracy { correct, scored }.wilson_interval();
+        row.accuracy = Some(correct as f64 / scored as f64);
+        (row.accuracy_ci_low, row.accuracy_ci_high) = (Some(low), Some(high));
+        row.accuracy_n = Some(scored);
+    }
+    row
 }
 
 #[test]
@@ -199,17 +219,23 @@ fn recall_claims_need_an_evaluation_at_the_distance() {
     c.family = Some(Family::Mamba);
     c.threshold = Some(0.9);
     c.min_length = Some(1 << 20);
-    let near = recall_row("m", "mamba", 256, "ok", Some(1.0));
+    let near = recall_row("m", "mamba", 256, "ok", Some((48, 48)));
     let cases = [
         (
-            recall_row("m", "mamba", 1 << 20, "ok", Some(0.99)),
+            recall_row("m", "mamba", 1 << 20, "ok", Some((48, 48))),
             Verdict::Supported,
-            "accuracy 0.990 at 1048576",
+            "accuracy 1.000 (48/48, 95% CI 0.926–1.000) at 1048576",
         ),
         (
-            recall_row("m", "mamba", 1 << 20, "ok", Some(0.5)),
+            recall_row("m", "mamba", 1 << 20, "ok", Some((24, 48))),
             Verdict::Refuted,
-            "longest length passing: 256",
+            "every seed passes up to 256 tokens",
+        ),
+        // 32 of 32 right is not enough examples to clear 0.9 (its lower bound is 0.893).
+        (
+            recall_row("m", "mamba", 1 << 20, "ok", Some((32, 32))),
+            Verdict::Inconclusive,
+            "its interval holds 0.9",
         ),
         (
             recall_row("m", "mamba", 1 << 20, "timeout", None),
@@ -217,7 +243,7 @@ fn recall_claims_need_an_evaluation_at_the_distance() {
             "timeout at 1048576",
         ),
         (
-            recall_row("m", "mamba", 1024, "ok", Some(1.0)),
+            recall_row("m", "mamba", 1024, "ok", Some((48, 48))),
             Verdict::Inconclusive,
             "not evaluated at 1048576",
         ),
@@ -232,20 +258,65 @@ fn recall_claims_need_an_evaluation_at_the_distance() {
         );
     }
     // A model that never learned the task at its training length says nothing either way.
-    let unlearned = recall_row("m", "mamba", 256, "ok", Some(0.06));
-    let far = recall_row("m", "mamba", 1 << 20, "ok", Some(0.05));
+    let unlearned = recall_row("m", "mamba", 256, "ok", Some((3, 48)));
+    let far = recall_row("m", "mamba", 1 << 20, "ok", Some((2, 48)));
     let j = judge(&c, &[unlearned, far], &[]);
     assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.summary);
     assert!(j.findings[0].detail.contains("did not learn the task"));
+    assert!(j.findings[0].detail.contains("learned in 0 of 1 seeds"));
     // Two Mamba models that disagree; the Transformer's rows are not this claim's evidence.
     let rows = [
-        recall_row("m", "mamba", 1 << 20, "ok", Some(0.99)),
-        recall_row("small", "mamba", 1 << 20, "ok", Some(0.2)),
+        recall_row("m", "mamba", 1 << 20, "ok", Some((48, 48))),
+        recall_row("small", "mamba", 1 << 20, "ok", Some((10, 48))),
         recall_row("t", "transformer", 1 << 20, "oom", None),
     ];
     let j = judge(&c, &rows, &[]);
     assert_eq!(j.verdict, Verdict::Mixed, "{}", j.summary);
     assert_eq!(j.findings.len(), 2);
+}
+
+#[test]
+fn recall_claims_count_the_seeds_that_learned() {
+    let mut c = claim(ClaimKind::RecallAtDistance, &["r"]);
+    c.family = Some(Family::Mamba);
+    c.threshold = Some(0.9);
+    c.min_length = Some(1 << 20);
+    let run = |seed, near: (i64, i64), far: (i64, i64), steps: Option<i64>| {
+        let mut rows = [
+            seeded_recall_row("m", "mamba", 256, "ok", Some(near), seed),
+            seeded_recall_row("m", "mamba", 1 << 20, "ok", Some(far), seed),
+        ];
+        for row in &mut rows {
+            row.steps_to_target = steps;
+        }
+        rows
+    };
+    // Two seeds learned (after 7,000 and 12,000 steps) and keep the token; one never learned.
+    let rows: Vec<Row> = [
+        run(0, (48, 48), (48, 48), Some(7000)),
+        run(1, (48, 48), (48, 48), Some(12000)),
+        run(2, (4, 48), (3, 48), None),
+    ]
+    .concat();
+    let j = judge(&c, &rows, &[]);
+    assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
+    let detail = &j.findings[0].detail;
+    assert!(
+        detail.starts_with("learned in 2 of 3 seeds, after 7000–12000 steps; every learned seed passes up to 1048576 tokens"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("seed 2: did not learn the task"),
+        "{detail}"
+    );
+    // A learned seed that forgets makes it mixed.
+    let rows: Vec<Row> = [
+        run(0, (48, 48), (48, 48), Some(7000)),
+        run(1, (48, 48), (5, 48), Some(9000)),
+    ]
+    .concat();
+    let j = judge(&c, &rows, &[]);
+    assert_eq!(j.verdict, Verdict::Mixed, "{}", j.summary);
 }
 
 fn speed_row(component: &str, seq_len: i64, median: f64) -> Row {

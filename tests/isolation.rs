@@ -344,3 +344,77 @@ fn a_sweep_killed_between_a_points_processes_resumes_from_the_last_one_finished(
     }
     assert!(kept_files().is_empty(), "combined processes are not kept");
 }
+
+/// A recall run that checkpoints at every evaluation.
+const TRAINING: &str = "\
+name: training
+device: cpu
+threads: 1
+models:
+  m: { family: mamba, d_state: 4 }
+experiments:
+  - name: induction
+    kind: recall
+    task: { task: induction_heads, vocab_size: 8 }
+    models: [m]
+    grid: { d_model: [8], n_layers: [1], seq_len: [12] }
+    train: { steps: 1500, lr: 3.0e-3, batch_size: 4, eval_every: 10, eval_batches: 1, checkpoint_every_s: 0 }
+    eval_seq_len: [12, 24]
+";
+
+/// The step of the checkpoint a run left under `training/`, if any.
+fn checkpoint_step(results: &Path) -> Option<u64> {
+    let dir = std::fs::read_dir(results.join("training"))
+        .ok()?
+        .next()?
+        .ok()?;
+    let index = std::fs::read_to_string(dir.path().join("checkpoint.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&index).ok()?["step"].as_u64()
+}
+
+#[test]
+fn a_training_run_killed_with_sigkill_resumes_from_its_checkpoint_with_the_same_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.yaml"), TRAINING).unwrap();
+    let results = dir.path().join("results/training");
+    kill_when(dir.path(), "", "a checkpoint past step 100", || {
+        checkpoint_step(&results).is_some_and(|step| step >= 100)
+    });
+    assert!(rows(&results).is_empty(), "killed before the run's rows");
+    let saved = checkpoint_step(&results).expect("the killed run's checkpoint");
+    assert!(saved < 1500, "killed mid-training, at step {saved}");
+
+    let out = mvt(&["run", "s.yaml", "--resume"], dir.path(), "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let resumed = rows(&results);
+    assert_eq!(resumed.len(), 2);
+    assert!(
+        resumed[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("resumed from its checkpoint at step {saved}"))),
+        "{resumed:#?}"
+    );
+    assert!(!results.join("training").exists(), "the checkpoint is gone");
+
+    // The same suite, never killed.
+    std::fs::create_dir(dir.path().join("whole")).unwrap();
+    std::fs::write(dir.path().join("whole/s.yaml"), TRAINING).unwrap();
+    let out = mvt(&["run", "s.yaml"], &dir.path().join("whole"), "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let whole = dir.path().join("whole/results/training");
+    let curve = |folder: &Path| std::fs::read_to_string(folder.join("curves.csv")).unwrap();
+    assert_eq!(
+        curve(&results),
+        curve(&whole),
+        "the curve continues exactly"
+    );
+    for (a, b) in resumed.iter().zip(rows(&whole)) {
+        for column in ["accuracy", "final_loss", "steps"] {
+            assert_eq!(a[column], b[column], "{column}");
+        }
+    }
+}

@@ -106,15 +106,16 @@ fn an_old_folder_without_run_specs_falls_back_to_its_suite_or_says_why_not() {
 }
 
 /// The table's columns: those from before rows were typed (typing must not change them), and
-/// the columns added since: `calls_per_sample` by iteration scaling, the paired columns, and
-/// `processes`.
+/// the columns added since: `calls_per_sample` by iteration scaling, the paired columns,
+/// `processes`, and the recall columns `seed`, `steps_to_target` and the accuracy interval.
 const COLUMNS: &str = "suite,experiment,kind,run_id,model,family,component,pass,device,dtype,\
 batch,seq_len,d_model,n_layers,params,matched_to,new_tokens,scan,threads,status,\
 latency_median_s,latency_p10_s,latency_p90_s,latency_min_s,latency_max_s,samples,outliers,\
 calls_per_sample,paired_with,ratio_median,ratio_ci_low,ratio_ci_high,rounds,stopped_by,\
 processes,tokens_per_s,peak_mem_bytes,reserved_mem_bytes,flops,core_flops,core_bytes,\
 bytes_moved,param_bytes,activation_bytes,state_bytes,predicted_latency_s,task,task_options,lr,\
-eval_seq_len,eval_mode,steps,final_loss,accuracy,wall_s,message";
+seed,eval_seq_len,eval_mode,steps,steps_to_target,final_loss,accuracy,accuracy_ci_low,\
+accuracy_ci_high,accuracy_n,chance_accuracy,wall_s,message";
 
 /// Every committed results folder: its rows read as typed rows and write back the same JSON
 /// values, and every column of its Parquet table, with the same type and values (older
@@ -182,4 +183,73 @@ fn same_column(a: &Column, b: &Column) -> bool {
         (None, None) => true,
         _ => false,
     })
+}
+
+/// A recall suite in two spellings: another suite, experiment and model name, the same runs.
+fn recall_suite(suite: &str, experiment: &str, model: &str, seeds: &str) -> String {
+    format!(
+        "\
+name: {suite}
+device: cpu
+threads: 1
+models:
+  {model}: {{ family: mamba, d_state: 4 }}
+experiments:
+  - name: {experiment}
+    kind: recall
+    task: {{ task: induction_heads, vocab_size: 8 }}
+    models: [{model}]
+    grid: {{ d_model: [8], n_layers: [1], seq_len: [12], seed: {seeds} }}
+    train: {{ steps: 20, lr: 3.0e-3, batch_size: 4, eval_every: 10, eval_batches: 1 }}
+    eval_seq_len: [12, 24]
+"
+    )
+}
+
+#[test]
+fn a_run_finished_in_another_folder_with_the_same_spec_is_adopted_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("a.yaml"),
+        recall_suite("a", "induction", "mamba", "[0, 1]"),
+    )
+    .unwrap();
+    let out = mvt(&["run", "a.yaml", "--out", "a"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    // Seed 2 is new; seeds 0 and 1 were trained in `a`.
+    let b = recall_suite("b", "claims-induction", "mamba-small", "[0, 1, 2]");
+    std::fs::write(dir.join("b.yaml"), b).unwrap();
+    let out = mvt(&["run", "b.yaml", "--out", "b", "--reuse", "a"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1 ran"), "{}", text(&out));
+
+    let (a, b) = (
+        read_rows(&dir.join("a")).unwrap(),
+        read_rows(&dir.join("b")).unwrap(),
+    );
+    assert_eq!((a.len(), b.len()), (4, 6));
+    for (from, to) in a.iter().zip(&b) {
+        assert_eq!(
+            (to.suite.as_str(), to.experiment.as_str()),
+            ("b", "claims-induction")
+        );
+        assert_eq!(to.model, "mamba-small");
+        assert!(to.run_id.starts_with("claims-induction.mamba-small."));
+        assert_eq!(
+            (to.seed, to.accuracy, to.final_loss),
+            (from.seed, from.accuracy, from.final_loss)
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("b/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["reused"][0]["folder"], "a");
+    assert_eq!(manifest["reused"][0]["runs"].as_array().unwrap().len(), 2);
+    let curves = std::fs::read_to_string(dir.join("b/curves.csv")).unwrap();
+    assert_eq!(
+        curves.lines().filter(|l| l.contains(".s0.")).count(),
+        2,
+        "{curves}"
+    );
 }

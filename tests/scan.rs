@@ -4,7 +4,9 @@
 mod common;
 
 use common::seeded;
-use mamba_vs_transformer::scan::{fused_on_host, reference, ScanImpl, ScanInputs, ScanTensors};
+use mamba_vs_transformer::scan::{
+    fused_on_host, fused_on_host_from, reference, ScanImpl, ScanInputs, ScanTensors,
+};
 use mamba_vs_transformer::tolerance::Tolerance;
 use tch::{Device, Kind, Tensor};
 
@@ -402,4 +404,50 @@ fn chunked_takes_bf16_inputs_and_returns_bf16() {
     let (got, _) = chunked::selective_scan(&bf16, None);
     assert_eq!(got.kind(), Kind::BFloat16);
     Tolerance::BF16.assert_close("chunked bf16 y", &got, &want);
+}
+
+/// Chunk by chunk, each starting from the state the last one left, the fused forward gives the
+/// whole sequence's scan: y and the last state, with chunk edges inside a 64-step checkpoint
+/// chunk and a 256-step tile, a one-step chunk, and channels not a multiple of the SIMD width.
+#[test]
+fn fused_continues_from_an_initial_state_across_chunk_edges() {
+    let case = Case::new(2, 21, 16, 600);
+    let t = tensors(&case, 23);
+    let whole = inputs(&case, &t);
+    let (want_y, want_state) = reference::selective_scan(&whole, None);
+    for chunks in [&[1i64, 63, 200, 336][..], &[300, 300], &[257, 1, 342]] {
+        let mut state: Option<Tensor> = None;
+        let mut start = 0;
+        let mut pieces = Vec::new();
+        for &len in chunks {
+            let part = |x: &Tensor| x.narrow(2, start, len).contiguous();
+            let sliced = ScanTensors {
+                u: part(&t.u),
+                delta: part(&t.delta),
+                b: part(&t.b),
+                c: part(&t.c),
+                z: part(&t.z),
+                a: t.a.shallow_clone(),
+                d: t.d.shallow_clone(),
+                bias: t.bias.shallow_clone(),
+            };
+            let (y, last) = fused_on_host_from(&inputs(&case, &sliced), state.as_ref(), Some(2));
+            pieces.push(y);
+            state = Some(last);
+            start += len;
+        }
+        let label = format!("chunks {chunks:?}");
+        Tolerance::FP32.assert_close(&format!("y, {label}"), &Tensor::cat(&pieces, 2), &want_y);
+        Tolerance::FP32.assert_close(
+            &format!("last state, {label}"),
+            state.as_ref().unwrap(),
+            &want_state,
+        );
+    }
+    // And through the dispatch: without gradients, a scan from a state runs the fused kernel.
+    let h0 = seeded(5, || Tensor::randn([2, 21, 16], (Kind::Float, Device::Cpu)));
+    let (y, state) = tch::no_grad(|| ScanImpl::Auto.scan_with_state_from(&whole, Some(&h0)));
+    let (want_y, want_state) = reference::selective_scan(&whole, Some(&h0));
+    Tolerance::FP32.assert_close("y from h0", &y, &want_y);
+    Tolerance::FP32.assert_close("state from h0", &state, &want_state);
 }

@@ -24,11 +24,13 @@ fn every_choice_names_the_kernel_that_runs() {
     let table = [
         (ScanImpl::Auto, cpu, false, false, CpuFused),
         (ScanImpl::Auto, cpu, true, false, CpuFused),
-        (ScanImpl::Auto, cpu, false, true, Chunked),
+        (ScanImpl::Auto, cpu, false, true, CpuFused),
+        (ScanImpl::Auto, cpu, true, true, Chunked),
         (ScanImpl::Auto, gpu, false, false, Chunked),
         (ScanImpl::Auto, gpu, true, true, Chunked),
         (ScanImpl::CpuFused, cpu, true, false, CpuFused),
         (ScanImpl::CpuFused, cpu, true, true, Chunked),
+        (ScanImpl::CpuFused, cpu, false, true, CpuFused),
         (ScanImpl::CudaFused, gpu, false, false, CudaFused),
         (ScanImpl::CudaFused, gpu, false, true, CudaFused),
         (ScanImpl::CudaFused, gpu, true, false, Chunked),
@@ -96,6 +98,8 @@ fn recall_rows_name_the_kernel_of_their_evaluation() {
         mode,
         status: Status::Ok,
         accuracy: Some(0.5),
+        correct: Some(1),
+        scored: Some(2),
         message: None,
         wall_s: 1.0,
     };
@@ -104,6 +108,8 @@ fn recall_rows_name_the_kernel_of_their_evaluation() {
             steps: 1,
             final_loss: 1.0,
             stopped_early: false,
+            steps_to_target: None,
+            resumed_from: None,
             curve: Vec::new(),
             wall_s: 1.0,
         },
@@ -118,7 +124,7 @@ fn recall_rows_name_the_kernel_of_their_evaluation() {
         scans,
         [
             (Some(16), Some(Kernel::CpuFused)),
-            (Some(16384), Some(Kernel::Chunked))
+            (Some(16384), Some(Kernel::CpuFused))
         ]
     );
 }

@@ -1,5 +1,6 @@
 //! Training: a tiny model learns a tiny task in seconds, the same seed gives the same loss
-//! curve, and step-mode evaluation agrees with parallel evaluation.
+//! curve, a run resumed from a checkpoint continues its curve to the last bit, `A_log` and `D`
+//! do not decay, and step-mode evaluation agrees with parallel evaluation.
 
 mod common;
 
@@ -8,6 +9,8 @@ use mamba_vs_transformer::models::lm::{LanguageModel, Mode};
 use mamba_vs_transformer::models::{mamba, transformer, ModelConfig};
 use mamba_vs_transformer::tasks::{induction, mqar, Task};
 use mamba_vs_transformer::train::eval::{evaluate, EvalSet};
+use mamba_vs_transformer::train::optimizer::{Adam, Optimizer};
+use mamba_vs_transformer::train::schedule::Decay;
 use mamba_vs_transformer::train::trainer::{train, TrainConfig, Trained};
 use tch::{nn, Device};
 
@@ -45,6 +48,7 @@ fn quick(steps: usize, lr: f64) -> TrainConfig {
         eval_every: 50,
         eval_batches: 2,
         target_accuracy: Some(0.95),
+        checkpoint_every_s: 0.0,
         save_weights: false,
     }
 }
@@ -57,7 +61,7 @@ fn run(
     seed: u64,
 ) -> Trained {
     let (vs, lm) = model(cfg, seed as i64);
-    train(&lm, &vs, task, seq_len, train_cfg, seed, |p| {
+    train(&lm, &vs, task, seq_len, train_cfg, seed, None, |p| {
         eprintln!("{p:?}")
     })
     .unwrap()
@@ -96,6 +100,118 @@ fn the_same_seed_gives_the_same_loss_curve() {
     assert_ne!(a, c, "another seed, another curve");
 }
 
+/// Every variable of `vs`, by name, as exact bits.
+fn weights(vs: &nn::VarStore) -> Vec<(String, Vec<u32>)> {
+    let mut named: Vec<(String, Vec<u32>)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| {
+            let values = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+            (name, values.iter().map(|v| v.to_bits()).collect())
+        })
+        .collect();
+    named.sort();
+    named
+}
+
+#[test]
+fn a_resumed_run_continues_its_killed_runs_curve_to_the_last_bit() {
+    let task = Task::InductionHeads(induction::Config { vocab_size: 8 });
+    for (cfg, optimizer) in [
+        (mamba_cfg(8), Optimizer::AdamW),
+        (transformer_cfg(8), Optimizer::Adam),
+    ] {
+        let train_cfg = TrainConfig {
+            eval_every: 10,
+            target_accuracy: None,
+            optimizer,
+            weight_decay: 0.1,
+            decay: Decay::Cosine,
+            ..quick(40, 3e-3)
+        };
+        let (vs, lm) = model(&cfg, 5);
+        let whole = train(&lm, &vs, &task, 12, &train_cfg, 5, None, |_| {}).unwrap();
+        let whole_weights = weights(&vs);
+
+        // The first run dies at step 30, after saving at 10 and 20 (every evaluation).
+        let dir = tempfile::tempdir().unwrap();
+        let (vs, lm) = model(&cfg, 5);
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train(&lm, &vs, &task, 12, &train_cfg, 5, Some(dir.path()), |p| {
+                assert!(p.step < 30, "killed at step 30");
+            })
+        }));
+        assert!(killed.is_err());
+        // Another initialisation: the checkpoint, not the seed, must supply the weights.
+        let (vs, lm) = model(&cfg, 99);
+        let mut seen = Vec::new();
+        let resumed = train(&lm, &vs, &task, 12, &train_cfg, 5, Some(dir.path()), |p| {
+            seen.push(p.step)
+        })
+        .unwrap();
+        assert_eq!(resumed.resumed_from, Some(20), "{:?}", cfg.family());
+        assert_eq!(
+            seen,
+            [30, 40],
+            "only the steps after the save are trained again"
+        );
+        assert_eq!(resumed.curve, whole.curve, "{:?}", cfg.family());
+        assert_eq!(weights(&vs), whole_weights, "{:?}", cfg.family());
+
+        // A run whose training finished goes straight to evaluation.
+        let (vs, lm) = model(&cfg, 7);
+        let again = train(&lm, &vs, &task, 12, &train_cfg, 5, Some(dir.path()), |_| {
+            panic!("trained again")
+        })
+        .unwrap();
+        assert_eq!(again.curve, whole.curve);
+        assert_eq!(weights(&vs), whole_weights);
+    }
+}
+
+#[test]
+fn ssm_parameters_norms_and_embeddings_do_not_decay() {
+    let (vs, _) = model(&mamba_cfg(8), 0);
+    let adam = Adam::new(&vs, Optimizer::AdamW, 0.1);
+    let decaying = adam.decaying();
+    assert!(!decaying.is_empty());
+    for name in decaying {
+        assert!(
+            !name.ends_with("A_log")
+                && !name.ends_with(".D")
+                && !name.ends_with("bias")
+                && !name.contains("norm")
+                && !name.contains("embed"),
+            "{name} decays"
+        );
+    }
+    // And the rule is applied: a step with no gradient signal but decay leaves them alone.
+    let a_log = vs
+        .variables()
+        .into_iter()
+        .find(|(n, _)| n.ends_with("layers.0.mixer.A_log"))
+        .unwrap()
+        .1;
+    let before = a_log.copy();
+    let mut adam = Adam::new(&vs, Optimizer::AdamW, 0.5);
+    let in_proj = vs
+        .variables()
+        .into_iter()
+        .find(|(n, _)| n.ends_with("layers.0.mixer.in_proj.weight"))
+        .unwrap()
+        .1;
+    let in_proj_before = in_proj.copy();
+    // A loss whose gradient is zero for every variable.
+    let loss = vs
+        .trainable_variables()
+        .iter()
+        .map(|v| v.sum(tch::Kind::Float) * 0.0)
+        .fold(tch::Tensor::from(0.0f32), |a, b| a + b);
+    adam.step(&loss, 1e-1, None).unwrap();
+    assert!(a_log.equal(&before), "A_log decayed");
+    assert!(!in_proj.equal(&in_proj_before), "in_proj did not decay");
+}
+
 #[test]
 fn step_and_chunked_evaluation_equal_parallel_evaluation() {
     let task = Task::Mqar(mqar::Config::new(10, 2));
@@ -105,7 +221,7 @@ fn step_and_chunked_evaluation_equal_parallel_evaluation() {
             target_accuracy: None,
             ..quick(60, 1e-2)
         };
-        train(&lm, &vs, &task, 8, &short, 3, |_| {}).unwrap();
+        train(&lm, &vs, &task, 8, &short, 3, None, |_| {}).unwrap();
         // At the training length and, extrapolating, at three times it.
         for seq_len in [8, 24] {
             let set = EvalSet {

@@ -56,6 +56,7 @@ impl Host {
             x: view(&self.x),
             weight: view(&self.weight),
             bias: self.bias.as_ref().map(view),
+            context: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! row at a time on libtorch's threads. Along a row every step is independent, so the loops run
 //! along time and vectorise.
 //!
-//! With pre_t = bias + Σ_k w_k x_{t−(width−1)+k} (x zero before the start) and y_t = SiLU(pre_t):
+//! With pre_t = bias + Σ_k w_k x_{t−(width−1)+k} (x zero before the start, or the `context` of
+//! earlier inputs when the convolution continues a sequence) and y_t = SiLU(pre_t):
 //! ∂pre_t = ∂y_t · SiLU'(pre_t), ∂x_s = Σ_k w_k ∂pre_{s+(width−1)−k}, ∂w_k = Σ_t ∂pre_t
 //! x_{t−(width−1)+k}, ∂bias = Σ_t ∂pre_t.
 
@@ -27,6 +28,9 @@ pub struct Inputs<'a> {
     pub weight: &'a [f32],
     /// (channels,)
     pub bias: Option<&'a [f32]>,
+    /// (batch, channels, width − 1): the inputs just before x, when the convolution continues
+    /// a sequence chunk by chunk; zeros when `None`. Forward only.
+    pub context: Option<&'a [f32]>,
 }
 
 impl Inputs<'_> {
@@ -34,14 +38,20 @@ impl Inputs<'_> {
         assert_eq!(self.x.len(), dims.batch * dims.channels * dims.len, "x");
         assert_eq!(self.weight.len(), dims.channels * dims.width, "weight");
         assert!(self.bias.is_none_or(|b| b.len() == dims.channels), "bias");
+        let context = dims.batch * dims.channels * dims.width.saturating_sub(1);
+        assert!(self.context.is_none_or(|c| c.len() == context), "context");
     }
 
     fn row(&self, dims: Dims, row: usize) -> Row<'_> {
         let channel = row % dims.channels;
+        let before = dims.width.saturating_sub(1);
         Row {
             x: &self.x[row * dims.len..(row + 1) * dims.len],
             weight: &self.weight[channel * dims.width..(channel + 1) * dims.width],
             bias: self.bias.map_or(0.0, |b| b[channel]),
+            context: self
+                .context
+                .map_or(&[][..], |c| &c[row * before..(row + 1) * before]),
         }
     }
 }
@@ -51,6 +61,8 @@ struct Row<'a> {
     x: &'a [f32],
     weight: &'a [f32],
     bias: f32,
+    /// The width − 1 inputs before x, or empty for zeros.
+    context: &'a [f32],
 }
 
 /// y = SiLU(conv(x) + bias), (batch, channels, len), on up to `threads` threads.
@@ -87,6 +99,10 @@ struct RowGrads<'a> {
 /// Every gradient given ∂L/∂y, (batch, channels, len), on up to `threads` threads.
 pub fn backward(dims: Dims, inputs: &Inputs, grad_y: &[f32], grads: Grads, threads: usize) {
     inputs.check(dims);
+    assert!(
+        inputs.context.is_none(),
+        "the backward pass starts from zeros"
+    );
     let Dims {
         batch,
         channels,
@@ -138,7 +154,8 @@ pub fn backward(dims: Dims, inputs: &Inputs, grad_y: &[f32], grads: Grads, threa
     }
 }
 
-/// pre = bias + Σ_k w_k x shifted right by (width − 1 − k), one pass per tap.
+/// pre = bias + Σ_k w_k x shifted right by (width − 1 − k), one pass per tap; the first
+/// width − 1 steps then reach back into the context, if there is one.
 #[inline(always)]
 fn convolve<M: MulAdd>(row: &Row, pre: &mut [f32]) {
     let (len, width) = (row.x.len(), row.weight.len());
@@ -150,6 +167,16 @@ fn convolve<M: MulAdd>(row: &Row, pre: &mut [f32]) {
         }
         for (p, &x) in pre[shift..].iter_mut().zip(&row.x[..len - shift]) {
             *p = M::mul_add(w, x, *p);
+        }
+    }
+    if row.context.is_empty() {
+        return;
+    }
+    // pre_t for t < shift takes x_{t − shift}, which is context[width − 1 + t − shift].
+    for (k, &w) in row.weight.iter().enumerate() {
+        let shift = width - 1 - k;
+        for (t, p) in pre.iter_mut().enumerate().take(shift) {
+            *p = M::mul_add(w, row.context[k + t], *p);
         }
     }
 }

@@ -172,23 +172,38 @@ pub struct Mixer {
 impl Mixer {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let (d, di, n, r) = (cfg.d_model, cfg.d_inner(), cfg.d_state, cfg.dt_rank());
-        let no_bias = nn::LinearConfig {
+        // PyTorch's default for nn.Linear and nn.Conv1d, which mamba_ssm keeps for in_proj,
+        // x_proj and the convolution (and re-applies to out_proj before rescaling it):
+        // U(±1/√fan_in) for weights and biases alike. tch's own default (Kaiming with ReLU
+        // gain, U(±√(6/fan_in))) is √6 times wider, which widens Δ, B and C at the start.
+        let torch_default = |fan_in: i64| {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            }
+        };
+        let x_proj_cfg = nn::LinearConfig {
+            ws_init: torch_default(di),
             bias: false,
             ..Default::default()
         };
-        let proj = nn::LinearConfig {
+        let proj = |fan_in| nn::LinearConfig {
+            ws_init: torch_default(fan_in),
+            bs_init: Some(nn::Init::Const(0.0)),
             bias: cfg.proj_bias,
-            ..Default::default()
         };
-        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, proj);
+        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, proj(d));
         let conv_cfg = nn::ConvConfig {
             groups: di,
             padding: cfg.d_conv - 1,
             bias: cfg.conv_bias,
+            ws_init: torch_default(cfg.d_conv),
+            bs_init: torch_default(cfg.d_conv),
             ..Default::default()
         };
         let conv1d = nn::conv1d(&p / "conv1d", di, di, cfg.d_conv, conv_cfg);
-        let x_proj = nn::linear(&p / "x_proj", di, r + 2 * n, no_bias);
+        let x_proj = nn::linear(&p / "x_proj", di, r + 2 * n, x_proj_cfg);
 
         // Δ's projection: weight ~ U(±r^-½); bias = softplus⁻¹(dt) with dt log-uniform in
         // [DT_MIN, DT_MAX], so that softplus(bias) starts in that range.
@@ -217,7 +232,7 @@ impl Mixer {
         let a = Tensor::arange_start(1, n + 1, (Kind::Float, p.device())).repeat([di, 1]);
         let a_log = p.var_copy("A_log", &a.log());
         let d_skip = p.var("D", &[di], nn::Init::Const(1.0));
-        let out_proj = nn::linear(&p / "out_proj", di, d, proj);
+        let out_proj = nn::linear(&p / "out_proj", di, d, proj(di));
         // mamba_ssm's `rescale_prenorm_residual`: each block's output projection is scaled by
         // 1/√n_layers, so that the residual stream's variance does not grow with depth.
         tch::no_grad(|| {
@@ -274,11 +289,14 @@ impl Mixer {
             xz.narrow(1, 0, self.d_inner),
             xz.narrow(1, self.d_inner, self.d_inner),
         );
-        // The convolution's left context: the last d_conv inputs before this chunk (zeros
-        // at the start of a sequence), then this chunk's inputs. Only continuing or keeping
-        // state needs them joined; a plain forward pass skips the copy.
+        // The convolution's window reaches d_conv − 1 inputs back, into the chunk before this
+        // one when there is one; the state keeps the last d_conv inputs (zeros before the
+        // start of the sequence), from which step mode or the next chunk continues.
         let d_conv = self.conv1d.ws.size()[2];
-        let joined = (prior.is_some() || keep_state).then(|| {
+        let conv_state = keep_state.then(|| {
+            if seq_len >= d_conv {
+                return x.narrow(2, seq_len - d_conv, d_conv).copy();
+            }
             let context = match prior {
                 Some(state) => state.conv.shallow_clone(),
                 None => {
@@ -286,26 +304,15 @@ impl Mixer {
                     Tensor::zeros([batch, width, d_conv], (x.kind(), x.device()))
                 }
             };
-            Tensor::cat(&[&context, &x], 2)
+            Tensor::cat(&[&context, &x], 2).narrow(2, seq_len, d_conv)
         });
-        let conv_state = joined
-            .as_ref()
-            .filter(|_| keep_state)
-            .map(|joined| joined.narrow(2, seq_len, d_conv));
-        let x = match &joined {
-            // After earlier tokens, the window reaches back d_conv − 1 inputs into them.
-            Some(joined) if prior.is_some() => Tensor::conv1d(
-                &joined.narrow(2, 1, d_conv - 1 + seq_len),
-                &self.conv1d.ws,
-                self.conv1d.bs.as_ref(),
-                [1],
-                [0],
-                [1],
-                self.d_inner,
-            )
-            .silu(),
-            // From the start of the sequence: the causal depthwise convolution, zeros before it.
-            _ => causal_conv::conv_silu(&x, &self.conv1d.ws, self.conv1d.bs.as_ref()),
+        let (weight, bias) = (&self.conv1d.ws, self.conv1d.bs.as_ref());
+        let x = match prior {
+            Some(state) => {
+                let context = state.conv.narrow(2, 1, d_conv - 1);
+                causal_conv::conv_silu_after(&x, weight, bias, &context)
+            }
+            None => causal_conv::conv_silu(&x, weight, bias),
         };
 
         // Selection (Algorithm 2, lines 2-4): Δ, B, C are functions of the input.

@@ -535,11 +535,17 @@ fn best_lr_runs<'a>(rows: &'a [Row], experiment: &str) -> BTreeMap<RecallKey, Ve
     by_lr
         .into_iter()
         .map(|(key, runs)| {
+            // The mean over seeds of the held-out accuracy at the training length.
             let in_distribution = |rows: &Vec<&Row>| {
-                rows.iter()
-                    .find(|r| r.eval_seq_len == Some(r.seq_len))
-                    .and_then(|r| r.accuracy)
-                    .unwrap_or(-1.0)
+                let near: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.eval_seq_len == Some(r.seq_len))
+                    .map(|r| r.accuracy.unwrap_or(-1.0))
+                    .collect();
+                match near.is_empty() {
+                    true => -1.0,
+                    false => near.iter().sum::<f64>() / near.len() as f64,
+                }
             };
             let best = runs
                 .into_values()
@@ -591,15 +597,17 @@ pub fn accuracy_vs_width(rows: &[Row], experiments: &[String]) -> Panels {
                 .flat_map(|(_, rows)| rows.iter().filter(|r| r.eval_seq_len == Some(len)))
                 .map(|r| (*r).clone())
                 .collect();
-            let series = lines(
-                &chosen,
-                experiment,
-                |r| r.model.clone(),
-                |r| r.d_model as f64,
-                accuracy,
-            );
+            let seeds = seed_label(&chosen);
+            let label = |r: &Row| format!("{}{}", r.model, seeds(r));
+            let x = |r: &Row| r.d_model as f64;
+            let series = accuracy_lines(&chosen, experiment, &label, &x);
             let title = format!("{experiment}, L={len}{}", shown(options, &varying));
-            panels.push(accuracy_chart(title, "d_model (log scale)", series));
+            panels.push(accuracy_chart(
+                title,
+                "d_model (log scale)",
+                series,
+                &chosen,
+            ));
         }
     }
     Panels {
@@ -616,20 +624,61 @@ fn accuracy(r: &Row) -> Option<f64> {
     r.accuracy.map(|a| a.max(1e-9))
 }
 
+/// `" seed N"` for rows of an experiment run with several seeds, so that each seed is its own
+/// line; nothing otherwise.
+fn seed_label(rows: &[Row]) -> impl Fn(&Row) -> String {
+    let first = rows.first().map(|r| r.seed);
+    let several = rows.iter().any(|r| Some(r.seed) != first);
+    move |r: &Row| match (several, r.seed) {
+        (true, Some(seed)) => format!(" seed {seed}"),
+        _ => String::new(),
+    }
+}
+
+/// Accuracy lines with each point's Wilson 95% interval as an error bar.
+fn accuracy_lines(
+    rows: &[Row],
+    experiment: &str,
+    label: &impl Fn(&Row) -> String,
+    x: &impl Fn(&Row) -> f64,
+) -> (Vec<Line>, Vec<Failure>) {
+    let (mut lines, failures) = lines(rows, experiment, label, x, accuracy);
+    for row in rows.iter().filter(|r| r.experiment == experiment) {
+        let (Some(low), Some(high)) = (row.accuracy_ci_low, row.accuracy_ci_high) else {
+            continue;
+        };
+        if let Some(line) = lines.iter_mut().find(|l| l.label == label(row)) {
+            line.bounds.push((x(row), low.max(1e-9), high));
+        }
+    }
+    for line in &mut lines {
+        line.bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    (lines, failures)
+}
+
 fn accuracy_chart(
     title: String,
     x_desc: &str,
     (lines, failures): (Vec<Line>, Vec<Failure>),
+    rows: &[Row],
 ) -> LineChart {
+    // The chance level, where the rows share one (one task per chart).
+    let mut chances: Vec<f64> = rows.iter().filter_map(|r| r.chance_accuracy).collect();
+    chances.dedup();
+    let references = match chances[..] {
+        [chance] => vec![Reference::Horizontal("chance".into(), chance)],
+        _ => Vec::new(),
+    };
     LineChart {
         title,
         x_desc: x_desc.into(),
-        y_desc: "accuracy at the recall positions".into(),
+        y_desc: "accuracy at the recall positions (95% interval)".into(),
         x_axis: Axis::Log2,
         y_axis: Axis::Fraction,
         lines,
         failures,
-        references: Vec::new(),
+        references,
     }
 }
 
@@ -639,24 +688,23 @@ pub fn accuracy_vs_eval_len(rows: &[Row], experiment: &str) -> LineChart {
     let varying = varying_options(best.keys().map(|k| k.0.as_str()));
     let chosen: Vec<Row> = best.into_values().flatten().cloned().collect();
     let task = |r: &Row| shown(r.task_options.as_deref().unwrap_or_default(), &varying);
-    let series = lines(
-        &chosen,
-        experiment,
-        |r| {
-            format!(
-                "{} d={} trained at L={}{}",
-                r.model,
-                r.d_model,
-                r.seq_len,
-                task(r)
-            )
-        },
-        |r| r.eval_seq_len.unwrap_or(r.seq_len) as f64,
-        accuracy,
-    );
+    let seeds = seed_label(&chosen);
+    let label = |r: &Row| {
+        format!(
+            "{} d={} trained at L={}{}{}",
+            r.model,
+            r.d_model,
+            r.seq_len,
+            task(r),
+            seeds(r)
+        )
+    };
+    let x = |r: &Row| r.eval_seq_len.unwrap_or(r.seq_len) as f64;
+    let series = accuracy_lines(&chosen, experiment, &label, &x);
     accuracy_chart(
         format!("{experiment}: accuracy vs evaluation length"),
         "evaluation length (tokens, log scale)",
         series,
+        &chosen,
     )
 }

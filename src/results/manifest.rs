@@ -72,9 +72,22 @@ pub struct Manifest {
     /// The folders `mvt merge` combined into this one, and what it found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeRecord>,
+    /// Runs adopted from other folders (`mvt run --reuse`), with where they were measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<ReuseRecord>,
     pub environment: Environment,
     /// The suite after defaults were applied.
     pub resolved_suite: Suite,
+}
+
+/// Runs a sweep adopted from another results folder instead of running them again: the
+/// folder, the commit its rows were measured at, and this suite's run ids they became.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReuseRecord {
+    pub folder: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub runs: Vec<String>,
 }
 
 impl Manifest {

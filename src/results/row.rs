@@ -131,17 +131,37 @@ pub struct Row {
     pub task_options: Option<String>,
     #[serde(default)]
     pub lr: Option<f64>,
+    /// The run's seed: its weights' initialisation and, for recall, its training and held-out
+    /// data (a grid axis of recall experiments).
+    #[serde(default)]
+    pub seed: Option<i64>,
     #[serde(default)]
     pub eval_seq_len: Option<i64>,
     #[serde(default)]
     pub eval_mode: Option<Mode>,
     #[serde(default)]
     pub steps: Option<i64>,
+    /// The first evaluation step whose held-out accuracy at the training length reached
+    /// `train.target_accuracy`; empty if none did.
+    #[serde(default)]
+    pub steps_to_target: Option<i64>,
     #[serde(default)]
     pub final_loss: Option<f64>,
     /// Accuracy at the scored positions of held-out examples.
     #[serde(default)]
     pub accuracy: Option<f64>,
+    /// The Wilson 95% interval of `accuracy` over `accuracy_n` trials: held-out sequences for
+    /// single-target tasks (induction), scored positions for multi-target ones (MQAR, copying).
+    #[serde(default)]
+    pub accuracy_ci_low: Option<f64>,
+    #[serde(default)]
+    pub accuracy_ci_high: Option<f64>,
+    #[serde(default)]
+    pub accuracy_n: Option<i64>,
+    /// Recall: the accuracy of a uniform guess (`Task::chance`), the floor a model that learned
+    /// nothing sits at.
+    #[serde(default)]
+    pub chance_accuracy: Option<f64>,
     pub wall_s: f64,
     pub message: Option<String>,
 }

@@ -12,7 +12,6 @@ use polars::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,20 +44,10 @@ pub const PARQUET_FILE: &str = "results.parquet";
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that
 /// readers see the old or the new file, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let error = |source| StoreError::Write {
+    crate::atomic_file::write(path, bytes).map_err(|source| StoreError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default()
-    ));
-    let mut file = fs::File::create(&tmp).map_err(error)?;
-    file.write_all(bytes).map_err(error)?;
-    file.sync_all().map_err(error)?;
-    fs::rename(&tmp, path).map_err(error)
+    })
 }
 
 /// Rows saved in `dir`; none if the folder holds no results yet.
@@ -186,13 +175,19 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         col("task", rows, |r| r.task.clone()),
         col("task_options", rows, |r| r.task_options.clone()),
         col("lr", rows, |r| r.lr),
+        col("seed", rows, |r| r.seed),
         col("eval_seq_len", rows, |r| r.eval_seq_len),
         col("eval_mode", rows, |r| {
             r.eval_mode.map(|m| m.name().to_owned())
         }),
         col("steps", rows, |r| r.steps),
+        col("steps_to_target", rows, |r| r.steps_to_target),
         col("final_loss", rows, |r| r.final_loss),
         col("accuracy", rows, |r| r.accuracy),
+        col("accuracy_ci_low", rows, |r| r.accuracy_ci_low),
+        col("accuracy_ci_high", rows, |r| r.accuracy_ci_high),
+        col("accuracy_n", rows, |r| r.accuracy_n),
+        col("chance_accuracy", rows, |r| r.chance_accuracy),
         col("wall_s", rows, |r| r.wall_s),
         col("message", rows, |r| r.message.clone()),
     ];

@@ -2,9 +2,11 @@
 //! and turns however the child ended into an [`Outcome`].
 
 use super::execute::{is_out_of_memory, Outcome};
+use super::recall::Keep;
 use super::worker::PROGRESS_EXTENSION;
 use crate::results::Status;
 use crate::spec::RunSpec;
+use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -20,23 +22,25 @@ struct Exchange {
     outcome: PathBuf,
     progress: PathBuf,
     log: PathBuf,
-    /// Where a recall run keeps its trained weights, if it is asked to.
+    /// Where a recall run keeps its training checkpoint and, if it is asked to, its trained
+    /// weights.
+    checkpoint: Option<PathBuf>,
     weights: Option<PathBuf>,
 }
 
 /// Runs `spec` in a child process of `worker` (the `mvt` binary), using `work_dir` for the
 /// exchange files, and kills it after `timeout_s` seconds; `on_progress` sees each new line of
-/// progress the run reports. A recall run that saves its weights writes them to `weights`.
+/// progress the run reports. A recall run keeps its checkpoint and weights where `keep` says.
 /// Never fails: an unspawnable or dead child is an outcome too.
 pub fn run(
     spec: &RunSpec,
     worker: &Path,
     work_dir: &Path,
-    weights: Option<&Path>,
+    keep: &Keep,
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
 ) -> Outcome {
-    let files = Exchange::new(work_dir, &spec.run_id, weights);
+    let files = Exchange::new(work_dir, &spec.run_id, keep);
     let outcome = supervise(spec, worker, &files, timeout_s, on_progress);
     files.remove();
     outcome
@@ -44,7 +48,7 @@ pub fn run(
 
 impl Exchange {
     /// The exchange files of the job named `id` in `work_dir`.
-    fn new(work_dir: &Path, id: &str, weights: Option<&Path>) -> Self {
+    fn new(work_dir: &Path, id: &str, keep: &Keep) -> Self {
         // Whole ids: `with_extension` would drop the hash after a run id's last dot, which
         // is all that tells apart runs that differ only in, say, a task option.
         let file = |suffix: &str| work_dir.join(format!("{id}.{suffix}"));
@@ -53,11 +57,12 @@ impl Exchange {
             progress: file(&format!("outcome.{PROGRESS_EXTENSION}")),
             outcome: file("outcome.json"),
             log: file("stderr.log"),
-            weights: weights.map(Path::to_owned),
+            checkpoint: keep.checkpoint.map(Path::to_owned),
+            weights: keep.weights.map(Path::to_owned),
         }
     }
 
-    /// Deletes the files the job is done with (the weights stay).
+    /// Deletes the files the job is done with (the checkpoint and weights stay).
     fn remove(&self) {
         for path in [&self.spec, &self.outcome, &self.progress, &self.log] {
             let _ = std::fs::remove_file(path);
@@ -118,11 +123,23 @@ fn spawn_and_wait(
             }
         }
     }
+    die_with_parent(&mut command);
     let mut child = command
         .arg("worker")
         .arg(&files.spec)
         .arg(&files.outcome)
-        .args(&files.weights)
+        .args(
+            files
+                .weights
+                .iter()
+                .flat_map(|w| [OsStr::new("--weights"), w.as_os_str()]),
+        )
+        .args(
+            files
+                .checkpoint
+                .iter()
+                .flat_map(|c| [OsStr::new("--checkpoint"), c.as_os_str()]),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -148,6 +165,33 @@ fn spawn_and_wait(
             Err(e) => return Err(format!("lost the run's process: {e}")),
         }
     }
+}
+
+/// Makes the worker die with the sweep. A worker orphaned by a killed sweep would otherwise
+/// keep training (and checkpointing) beside the run that `--resume` starts on the same
+/// checkpoint, or keep timing beside the resumed sweep's points.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let sweep = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // getppid and _exit, which are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The sweep died before the request took effect.
+                if libc::getppid() as u32 != sweep {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 fn supervise(
@@ -193,7 +237,11 @@ pub fn run_point(
     timeout_s: f64,
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Outcome>, String> {
-    let files = Exchange::new(work_dir, &format!("{}.point", specs[0].run_id), None);
+    let files = Exchange::new(
+        work_dir,
+        &format!("{}.point", specs[0].run_id),
+        &Keep::default(),
+    );
     let result = supervise_point(specs, worker, &files, timeout_s, on_progress);
     files.remove();
     result

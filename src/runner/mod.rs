@@ -10,6 +10,7 @@ pub mod point;
 pub mod progress;
 pub mod recall;
 pub mod record;
+pub mod reuse;
 pub mod worker;
 
 use crate::analysis::{self, crossover, fit};
@@ -24,6 +25,7 @@ use crate::results::{Row, Status};
 use crate::spec::RunSpec;
 use crate::suite::schema::PlotEntry;
 use crate::suite::{Plan, Shard};
+use crate::train::checkpoint;
 use execute::Outcome;
 use progress::Progress;
 use std::collections::HashSet;
@@ -44,6 +46,8 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--reuse: {0}")]
+    Reuse(#[from] crate::results::folder::FolderError),
 }
 
 #[derive(Debug, Clone)]
@@ -57,12 +61,19 @@ pub struct Options {
     pub worker: PathBuf,
     /// Run only this shard of the plan.
     pub shard: Option<Shard>,
+    /// Results folders whose finished runs of the same spec are adopted rather than run again
+    /// (see `reuse`).
+    pub reuse: Vec<PathBuf>,
 }
 
 /// Where a sweep keeps the files it exchanges with its runs' processes.
 const WORK_DIR: &str = ".work";
 /// Where recall runs with `train.save_weights` keep their trained models.
 pub const WEIGHTS_DIR: &str = "weights";
+/// Where unfinished recall runs keep their training checkpoints, one folder per run id, until
+/// their rows are saved. Unlike `.work`, it is not git-ignored: commit it with the folder and a
+/// later checkout's `--resume` continues those runs.
+pub const TRAINING_DIR: &str = "training";
 
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -92,12 +103,32 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     } else {
         Vec::new()
     };
-    let finished: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
     let mut curves = if options.resume {
         read_curves(out)
     } else {
         Vec::new()
     };
+    // Runs another folder finished with the same spec are adopted, not run (`--reuse`); a
+    // paired point is never adopted in part, so only runs timed or trained alone qualify.
+    let adopted = {
+        let resumed: HashSet<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+        let alone: Vec<&RunSpec> = plan
+            .runs
+            .iter()
+            .filter(|s| s.paired.is_none() && !resumed.contains(s.run_id.as_str()))
+            .collect();
+        match options.reuse.is_empty() {
+            true => reuse::Adopted::default(),
+            false => reuse::adopt(&alone, &options.reuse)?,
+        }
+    };
+    if !adopted.records.is_empty() {
+        rows.extend(adopted.rows);
+        curves.extend(adopted.curves);
+        store::write_rows(out, &rows)?;
+        write_atomic(&out.join(CURVES_FILE), curves_csv(&curves).as_bytes())?;
+    }
+    let finished: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
     // A paired comparison point is one unit: sharded, resumed and measured whole, so that no
     // sweep ever times half a pair.
     let units = units(&plan.runs);
@@ -124,11 +155,13 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
 
     let already = crate::results::runs_in(&rows);
     let mut manifest = new_manifest(plan, options, planned, already, threads);
+    manifest.reused = adopted.records;
     manifest.write(out)?;
     write_runs(out, &plan.runs)?;
     let mut progress = Progress::new(planned, summary.skipped);
     if !options.resume {
         point::forget_processes(&work_dir);
+        let _ = std::fs::remove_dir_all(out.join(TRAINING_DIR));
     }
     // A paired point is timed in several processes, one per pass over the plan, so that each
     // sees the machine at another time (see `point`); a run timed alone goes in the first.
@@ -173,6 +206,9 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
             fit::predict(&mut rows);
             store::write_rows(out, &rows)?;
             point::forget_point(&work_dir, unit);
+            for spec in unit.iter() {
+                checkpoint::remove(&checkpoint_dir(out, spec));
+            }
             *saved = true;
         }
     }
@@ -183,6 +219,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     // Every point was combined: what is left in the work folder is empty folders.
     point::forget_processes(&work_dir);
     let _ = std::fs::remove_dir(&work_dir);
+    let _ = std::fs::remove_dir(out.join(TRAINING_DIR));
 
     manifest.finished_at = Some(now_rfc3339());
     manifest.runs_finished = crate::results::runs_in(&rows);
@@ -228,11 +265,19 @@ pub(super) fn run_one(
     progress.begin(spec);
     let start = std::time::Instant::now();
     let weights = weights_path(&options.out_dir, spec)?;
+    let checkpoint = spec
+        .recall
+        .is_some()
+        .then(|| checkpoint_dir(&options.out_dir, spec));
+    let keep = recall::Keep {
+        checkpoint: checkpoint.as_deref(),
+        weights: weights.as_deref(),
+    };
     let outcome = isolate::run(
         spec,
         &options.worker,
         work_dir,
-        weights.as_deref(),
+        &keep,
         plan.suite.timeout_s(&spec.experiment),
         &mut |line| progress.update(spec, line),
     );
@@ -260,6 +305,11 @@ pub fn write_analysis(
         files.extend(plots::render(plot, rows, &crossovers, &out.join("plots"))?);
     }
     Ok(files)
+}
+
+/// `training/RUN_ID/`: where a recall run checkpoints its training.
+fn checkpoint_dir(out: &Path, spec: &RunSpec) -> PathBuf {
+    out.join(TRAINING_DIR).join(&spec.run_id)
 }
 
 /// `weights/RUN_ID.safetensors` for a recall run that saves its weights, after writing the
@@ -304,6 +354,7 @@ fn new_manifest(
         runs_finished: already,
         shard: options.shard.map(|s| s.to_string()),
         merge: None,
+        reused: Vec::new(),
         environment: Environment::collect(),
         resolved_suite: plan.suite.clone(),
     }

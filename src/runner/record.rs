@@ -29,6 +29,7 @@ fn recall_row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64, len:
     row.task = Some(recall.task.name().to_owned());
     row.task_options = Some(recall.task.options());
     row.lr = Some(recall.train.lr);
+    row.chance_accuracy = Some(recall.task.chance());
     row.eval_seq_len = Some(len);
     let (partial, ended) = match outcome {
         Outcome::Recalled(o) => (Some(o), None),
@@ -48,13 +49,22 @@ fn recall_row(spec: &RunSpec, outcome: &Outcome, wall_s: f64, threads: i64, len:
     };
     if let Some(o) = partial {
         row.steps = Some(o.trained.steps);
+        row.steps_to_target = o.trained.steps_to_target;
         row.final_loss = Some(o.trained.final_loss);
         if let Some(e) = o.evaluated.iter().find(|e| e.seq_len == len) {
             row.status = e.status;
             row.accuracy = e.accuracy;
+            row.accuracy_n = e.scored;
+            if let Some((low, high)) = e.interval() {
+                (row.accuracy_ci_low, row.accuracy_ci_high) = (Some(low), Some(high));
+            }
             row.eval_mode = Some(e.mode);
             row.scan = scan_kernel(spec, false, e.mode == Mode::Chunked);
-            row.message = e.message.clone();
+            row.message = e.message.clone().or_else(|| {
+                o.trained
+                    .resumed_from
+                    .map(|step| format!("training resumed from its checkpoint at step {step}"))
+            });
             row.wall_s = o.trained.wall_s + e.wall_s;
             return row;
         }
@@ -175,11 +185,17 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         task: None,
         task_options: None,
         lr: None,
+        seed: Some(spec.seed as i64),
         eval_seq_len: None,
         eval_mode: None,
         steps: None,
+        steps_to_target: None,
         final_loss: None,
         accuracy: None,
+        accuracy_ci_low: None,
+        accuracy_ci_high: None,
+        accuracy_n: None,
+        chance_accuracy: None,
         wall_s,
         message: None,
     }

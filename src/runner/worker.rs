@@ -5,7 +5,7 @@
 //! configuration alone (optimum-benchmark's model).
 
 use super::execute::{failure, guarded, measure_run, Outcome};
-use super::recall::RecallOutcome;
+use super::recall::{Keep, RecallOutcome};
 use crate::device::DeviceSpec;
 use crate::results::store::{write_atomic, StoreError};
 use crate::spec::RunSpec;
@@ -35,13 +35,9 @@ pub enum WorkerError {
     Write(#[from] StoreError),
 }
 
-/// Measures the spec in `spec_path` and writes its outcome to `outcome_path` (and a recall
-/// run's trained weights to `weights_path`, when given).
-pub fn serve(
-    spec_path: &Path,
-    outcome_path: &Path,
-    weights_path: Option<&Path>,
-) -> Result<(), WorkerError> {
+/// Measures the spec in `spec_path` and writes its outcome to `outcome_path`; a recall run
+/// keeps its checkpoint and trained weights where `keep` says.
+pub fn serve(spec_path: &Path, outcome_path: &Path, keep: &Keep) -> Result<(), WorkerError> {
     let text = std::fs::read_to_string(spec_path).map_err(|source| WorkerError::Read {
         path: spec_path.to_owned(),
         source,
@@ -58,9 +54,7 @@ pub fn serve(
         tch::set_num_threads(threads as i32);
     }
     let outcome = match DeviceSpec::from(spec.device).resolve(cuda_devices()) {
-        Ok(device) if spec.recall.is_some() => {
-            recall_run(&spec, device, outcome_path, weights_path)
-        }
+        Ok(device) if spec.recall.is_some() => recall_run(&spec, device, outcome_path, keep),
         Ok(device) => measure_run(&spec, device),
         Err(message) => Outcome::Failed {
             status: crate::results::Status::Error,
@@ -104,12 +98,7 @@ fn save(path: &Path, outcome: &Outcome) -> Result<(), StoreError> {
 
 /// A recall run, saving its partial outcome after training and after every evaluation length,
 /// so that the runner keeps them if the process dies on a later length.
-fn recall_run(
-    spec: &RunSpec,
-    device: tch::Device,
-    outcome_path: &Path,
-    weights_path: Option<&Path>,
-) -> Outcome {
+fn recall_run(spec: &RunSpec, device: tch::Device, outcome_path: &Path, keep: &Keep) -> Outcome {
     let mut save_partial = |partial: &RecallOutcome| {
         // Losing a partial save only loses progress that the final save also carries.
         let _ = save(outcome_path, &Outcome::Recalled(partial.clone()));
@@ -120,7 +109,7 @@ fn recall_run(
     };
     let result = guarded(|| {
         inject_fault(&spec.run_id);
-        super::recall::run(spec, device, weights_path, &mut save_partial, &mut report)
+        super::recall::run(spec, device, keep, &mut save_partial, &mut report)
     });
     match result {
         Ok(outcome) => Outcome::Recalled(outcome),

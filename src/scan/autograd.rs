@@ -48,7 +48,13 @@ struct FusedScan;
 
 impl Node for FusedScan {
     fn forward(inputs: &NodeInputs, flags: i64) -> (Tensor, Option<Tensor>) {
-        let out = forward_on_host(&scan_inputs(inputs, flags), intra_op_threads(), false, true);
+        let out = forward_on_host(
+            &scan_inputs(inputs, flags),
+            None,
+            intra_op_threads(),
+            false,
+            true,
+        );
         (out.y, out.checkpoints)
     }
 
@@ -68,7 +74,7 @@ fn gradients(
     checkpoints: &Tensor,
     grad_y: &Tensor,
 ) -> [Option<Tensor>; NODE_INPUTS] {
-    let host = HostScan::new(inputs);
+    let host = HostScan::new(inputs, None);
     let dims = host.dims;
     let (b, di, n, l) = (
         dims.batch as i64,

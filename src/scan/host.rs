@@ -18,10 +18,12 @@ pub struct HostScan {
     z: Option<Tensor>,
     delta_bias: Option<Tensor>,
     delta_softplus: bool,
+    initial_state: Option<Tensor>,
 }
 
 impl HostScan {
-    pub fn new(inputs: &ScanInputs) -> Self {
+    /// Copies of `inputs`, and of the state to start from, if any.
+    pub fn new(inputs: &ScanInputs, initial_state: Option<&Tensor>) -> Self {
         let u = host_f32(inputs.u);
         let a = host_f32(inputs.a);
         let (batch, d_inner, seq_len) = u.size3().expect("u is (batch, d_inner, seq_len)");
@@ -42,6 +44,7 @@ impl HostScan {
             z: inputs.z.map(host_f32),
             delta_bias: inputs.delta_bias.map(host_f32),
             delta_softplus: inputs.delta_softplus,
+            initial_state: initial_state.map(host_f32),
         }
     }
 
@@ -56,6 +59,7 @@ impl HostScan {
             z: self.z.as_ref().map(view),
             delta_bias: self.delta_bias.as_ref().map(view),
             delta_softplus: self.delta_softplus,
+            initial_state: self.initial_state.as_ref().map(view),
         }
     }
 }
@@ -69,15 +73,16 @@ pub struct HostForward {
     pub checkpoints: Option<Tensor>,
 }
 
-/// Runs [`cpu_fused::forward`] on CPU tensors on `threads` threads, keeping the last state and
-/// the checkpoints when asked.
+/// Runs [`cpu_fused::forward`] on CPU tensors on `threads` threads, from `initial_state` when
+/// given, keeping the last state and the checkpoints when asked.
 pub fn forward_on_host(
     inputs: &ScanInputs,
+    initial_state: Option<&Tensor>,
     threads: usize,
     keep_state: bool,
     keep_checkpoints: bool,
 ) -> HostForward {
-    let host = HostScan::new(inputs);
+    let host = HostScan::new(inputs, initial_state);
     let Dims {
         batch,
         d_inner,

@@ -156,7 +156,8 @@ impl ScanImpl {
     ///
     /// - `auto` is the fused kernel on the CPU and the chunked scan elsewhere (a few kernel
     ///   launches per 64 steps instead of the reference's one per step);
-    /// - `cpu_fused` starts from zero, so a scan that continues from a state runs chunked;
+    /// - `cpu_fused` continues from a state only without gradients (its backward starts from
+    ///   zero), so a differentiated scan from a state runs chunked;
     /// - `cuda_fused` has no backward, so a scan with gradients runs chunked.
     pub fn kernel(self, device: Device, needs_grad: bool, from_state: bool) -> Kernel {
         match self {
@@ -165,7 +166,7 @@ impl ScanImpl {
             }
             ScanImpl::Auto | ScanImpl::Chunked => Kernel::Chunked,
             ScanImpl::Reference => Kernel::Reference,
-            ScanImpl::CpuFused if from_state => Kernel::Chunked,
+            ScanImpl::CpuFused if from_state && needs_grad => Kernel::Chunked,
             ScanImpl::CpuFused => Kernel::CpuFused,
             ScanImpl::CudaFused if needs_grad => Kernel::Chunked,
             ScanImpl::CudaFused => Kernel::CudaFused,
@@ -213,7 +214,7 @@ impl ScanImpl {
                     "the cpu_fused scan runs on the CPU"
                 );
                 match (needs_grad, want_state) {
-                    (false, _) => with_state(fused_on_host(inputs, None)),
+                    (false, _) => with_state(fused_on_host_from(inputs, initial, None)),
                     (true, false) => (autograd::cpu_fused(inputs), None),
                     // The autograd node has one output, y. The state is not differentiated
                     // through (decoding continues from it without gradients), so a second,
@@ -271,8 +272,18 @@ fn fused_on_cuda(inputs: &ScanInputs, initial: Option<&Tensor>) -> (Tensor, Tens
 /// `None`), returning y in `u`'s dtype and the last state (batch, d_inner, d_state) in fp32.
 /// Not differentiable: [`ScanImpl::scan`] wraps it in an autograd node when gradients are due.
 pub fn fused_on_host(inputs: &ScanInputs, threads: Option<usize>) -> (Tensor, Tensor) {
+    fused_on_host_from(inputs, None, threads)
+}
+
+/// [`fused_on_host`] from `initial` (batch, d_inner, d_state) when given: the scan of a chunk
+/// that follows earlier ones.
+pub fn fused_on_host_from(
+    inputs: &ScanInputs,
+    initial: Option<&Tensor>,
+    threads: Option<usize>,
+) -> (Tensor, Tensor) {
     let threads = threads.unwrap_or_else(crate::torch_ext::intra_op_threads);
-    let out = host::forward_on_host(inputs, threads, true, false);
+    let out = host::forward_on_host(inputs, initial, threads, true, false);
     let state = out.last_state.expect("the last state was asked for");
     (out.y, state)
 }

@@ -105,8 +105,8 @@ fn take_turns<T>(lists: Vec<Vec<T>>) -> Vec<T> {
     }
 }
 
-/// One run per task variant, learning rate and training length: the model, sized for the
-/// task's vocabulary.
+/// One run per task variant, learning rate, training length and seed: the model, sized for
+/// the task's vocabulary.
 fn recall_runs(
     suite: &Suite,
     exp: &Experiment,
@@ -118,25 +118,30 @@ fn recall_runs(
         return Vec::new(); // validation requires both
     };
     let rates = exp.grid.lr.clone().unwrap_or_else(|| vec![train.lr]);
+    let seeds = exp.grid.seed.clone().unwrap_or_else(|| vec![suite.seed]);
     let mut runs = Vec::new();
     for task in tasks.variants() {
         for &lr in &rates {
             for &seq_len in &exp.grid.seq_len {
-                let mut sized = sized.clone();
-                sized.config = sized.config.with_vocab_size(task.vocab_size());
-                let mut run = spec(suite, exp, model, sized, device);
-                run.batch = train.batch_size as i64;
-                run.seq_len = seq_len;
-                run.recall = Some(RecallSpec {
-                    task: task.clone(),
-                    train: TrainConfig {
-                        lr,
-                        ..train.clone()
-                    },
-                    eval_seq_len: exp.eval_seq_len.clone().unwrap_or_else(|| vec![seq_len]),
-                });
-                run.run_id = run_id(&run);
-                runs.push(run);
+                for &seed in &seeds {
+                    let mut sized = sized.clone();
+                    sized.config = sized.config.with_vocab_size(task.vocab_size());
+                    let mut run = spec(suite, exp, model, sized, device);
+                    run.batch = train.batch_size as i64;
+                    run.seq_len = seq_len;
+                    run.seed = seed;
+                    run.recall = Some(RecallSpec {
+                        task: task.clone(),
+                        train: TrainConfig {
+                            lr,
+                            ..train.clone()
+                        },
+                        eval_seq_len: exp.eval_seq_len.clone().unwrap_or_else(|| vec![seq_len]),
+                        eval_timeout_s: exp.eval_timeout_s,
+                    });
+                    run.run_id = run_id(&run);
+                    runs.push(run);
+                }
             }
         }
     }
@@ -296,13 +301,13 @@ fn spec(
 /// gives a new id and `--resume` never reuses a stale result.
 fn run_id(spec: &RunSpec) -> String {
     let canonical = serde_json::to_string(spec).expect("run specs serialise");
-    let lr = spec
+    let recall = spec
         .recall
         .as_ref()
-        .map(|r| format!(".lr{}", r.train.lr))
+        .map(|r| format!(".lr{}.s{}", r.train.lr, spec.seed))
         .unwrap_or_default();
     format!(
-        "{}.{}.d{}.L{}.b{}.n{}{lr}.{:08x}",
+        "{}.{}.d{}.L{}.b{}.n{}{recall}.{:08x}",
         spec.experiment,
         spec.model,
         spec.config.d_model(),

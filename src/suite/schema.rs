@@ -186,6 +186,10 @@ pub struct Experiment {
     /// Recall: lengths to evaluate at after training [default: the training length].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_seq_len: Option<Vec<i64>>,
+    /// Recall: seconds each evaluation length may take [default: no limit but `timeout_s`];
+    /// one that runs over is a `timeout` row, and so are the longer ones, not tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_timeout_s: Option<f64>,
 }
 
 impl Experiment {
@@ -245,6 +249,10 @@ pub struct Grid {
     /// Recall only: peak learning rates to sweep (zoology plots the best one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<Vec<f64>>,
+    /// Recall only: seeds to repeat every run with, each with its own initialisation and data
+    /// [default: the suite's `seed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Vec<u64>>,
 }
 
 impl Grid {

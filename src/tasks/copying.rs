@@ -150,7 +150,9 @@ const COMMA: i64 = 2;
 const QUERY: i64 = 3;
 const PERIOD: i64 = 4;
 const FIRST_DIGIT: i64 = 5;
-const FIRST_NAME_LETTER: i64 = FIRST_DIGIT + 10;
+/// Digits of a phone number, 0–9.
+pub const DIGITS: i64 = 10;
+const FIRST_NAME_LETTER: i64 = FIRST_DIGIT + DIGITS;
 
 impl PhonebookConfig {
     pub fn vocab_size(&self) -> i64 {

@@ -105,6 +105,23 @@ impl Task {
         }
     }
 
+    /// The accuracy of a uniform guess among the tokens a scored target can be: the floor a
+    /// model that learned nothing sits at, which charts draw.
+    pub fn chance(&self) -> f64 {
+        let choices = match self {
+            // Values come from [V/2, V).
+            Task::Mqar(c) => c.vocab_size - c.vocab_size / 2,
+            Task::SelectiveCopying(c) => c.data_tokens(),
+            // The target is any token but the special one.
+            Task::InductionHeads(c) => c.vocab_size - 1,
+            // A letter (or the end token, once per example).
+            Task::Copying(c) => c.alphabet,
+            // A digit of the number (or the end token, once).
+            Task::Phonebook(_) => copying::DIGITS,
+        };
+        1.0 / choices.max(1) as f64
+    }
+
     /// One example of length parameter `seq_len` (each task says what it measures).
     pub fn example(&self, seq_len: i64, seed: u64) -> Result<Example, TaskError> {
         self.example_for(Split::Eval, seq_len, seed)

@@ -49,6 +49,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Tokens a data token can be: every one but the noise and the marker.
+    pub fn data_tokens(&self) -> i64 {
+        self.vocab_size - FIRST_DATA
+    }
+
     pub fn example(&self, seq_len: i64, rng: &mut Rng) -> Result<Example, TaskError> {
         let n = self.n_tokens;
         if n < 1 || n > seq_len {

@@ -5,6 +5,7 @@
 
 use crate::models::lm::{LanguageModel, Mode, CHUNK_TOKENS};
 use crate::tasks::{eval_seed, Batch, Split, Task, TaskError, IGNORE};
+use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 /// Correct predictions over scored positions.
@@ -14,6 +15,9 @@ pub struct Accuracy {
     pub scored: i64,
 }
 
+/// z of a two-sided 95% interval.
+const Z95: f64 = 1.959_963_984_540_054;
+
 impl Accuracy {
     pub fn value(&self) -> f64 {
         if self.scored == 0 {
@@ -21,6 +25,22 @@ impl Accuracy {
         } else {
             self.correct as f64 / self.scored as f64
         }
+    }
+
+    /// The Wilson score 95% interval of the accuracy (Wilson 1927): unlike the normal
+    /// approximation it stays inside [0, 1] and is not zero-width at 0 or n correct, which is
+    /// where recall claims live (48 of 48 correct: 0.926 to 1). Each scored position counts
+    /// as one trial; `(0, 1)` when nothing was scored.
+    pub fn wilson_interval(&self) -> (f64, f64) {
+        if self.scored == 0 {
+            return (0.0, 1.0);
+        }
+        let n = self.scored as f64;
+        let p = self.value();
+        let z2 = Z95 * Z95;
+        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+        let half = Z95 / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+        ((centre - half).max(0.0), (centre + half).min(1.0))
     }
 }
 
@@ -46,6 +66,41 @@ pub struct EvalSet<'a> {
     pub seed: u64,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(
+        "ran past its {limit_s} s evaluation limit (eval_timeout_s) in batch {batch} of {batches}"
+    )]
+    OutOfTime {
+        limit_s: f64,
+        batch: usize,
+        batches: usize,
+    },
+}
+
+/// When an evaluation must stop: checked between batches and, in chunked mode, between chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    limit_s: f64,
+}
+
+impl Deadline {
+    /// `limit_s` seconds from now.
+    pub fn after(limit_s: f64) -> Self {
+        Self {
+            at: Instant::now() + Duration::from_secs_f64(limit_s.max(0.0)),
+            limit_s,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
 /// The accuracy of `model` on `set`, computed in `mode` on `device`.
 pub fn evaluate(
     model: &LanguageModel,
@@ -53,17 +108,43 @@ pub fn evaluate(
     mode: Mode,
     device: tch::Device,
 ) -> Result<Accuracy, TaskError> {
+    evaluate_within(model, set, mode, device, None).map_err(|e| match e {
+        EvalError::Task(e) => e,
+        EvalError::OutOfTime { .. } => unreachable!("no deadline was set"),
+    })
+}
+
+/// [`evaluate`], given up once `deadline` passes.
+pub fn evaluate_within(
+    model: &LanguageModel,
+    set: &EvalSet,
+    mode: Mode,
+    device: tch::Device,
+    deadline: Option<Deadline>,
+) -> Result<Accuracy, EvalError> {
     let mut total = Accuracy::default();
-    for i in 0..set.batches as u64 {
+    for i in 0..set.batches {
+        let out_of_time = || EvalError::OutOfTime {
+            limit_s: deadline.map_or(0.0, |d| d.limit_s),
+            batch: i + 1,
+            batches: set.batches,
+        };
+        if deadline.is_some_and(|d| d.passed()) {
+            return Err(out_of_time());
+        }
         let mut batch = set.task.batch(
             Split::Eval,
             set.seq_len,
             set.batch_size,
-            eval_seed(set.seed, i),
+            eval_seed(set.seed, i as u64),
         )?;
         batch.inputs = batch.inputs.to_device(device);
         batch.targets = batch.targets.to_device(device);
-        total = total + accuracy(model, &batch, mode);
+        let counted = match mode {
+            Mode::Chunked => tch::no_grad(|| chunkwise(model, &batch, deadline)),
+            _ => Some(accuracy(model, &batch, mode)),
+        };
+        total = total + counted.ok_or_else(out_of_time)?;
     }
     Ok(total)
 }
@@ -78,13 +159,14 @@ pub fn accuracy(model: &LanguageModel, batch: &Batch, mode: Mode) -> Accuracy {
             count(&predictions, &batch.targets)
         }
         Mode::Step => stepwise(model, batch),
-        Mode::Chunked => chunkwise(model, batch),
+        Mode::Chunked => chunkwise(model, batch, None).expect("no deadline was set"),
     })
 }
 
 /// Chunked mode: each chunk in parallel from the state the previous one left; only the
-/// chunk's predictions are held, so Mamba's memory is that of one chunk at any length.
-fn chunkwise(model: &LanguageModel, batch: &Batch) -> Accuracy {
+/// chunk's predictions are held, so Mamba's memory is that of one chunk at any length. `None`
+/// once `deadline` passes between chunks.
+fn chunkwise(model: &LanguageModel, batch: &Batch, deadline: Option<Deadline>) -> Option<Accuracy> {
     let seq_len = batch.inputs.size()[1];
     let first = CHUNK_TOKENS.min(seq_len);
     let (logits, mut state) = model.prefill(&batch.inputs.narrow(1, 0, first));
@@ -94,6 +176,9 @@ fn chunkwise(model: &LanguageModel, batch: &Batch) -> Accuracy {
     );
     let mut start = first;
     while start < seq_len {
+        if deadline.is_some_and(|d| d.passed()) {
+            return None;
+        }
         let len = CHUNK_TOKENS.min(seq_len - start);
         let logits = model.extend(&batch.inputs.narrow(1, start, len), &mut state);
         total = total
@@ -103,7 +188,7 @@ fn chunkwise(model: &LanguageModel, batch: &Batch) -> Accuracy {
             );
         start += len;
     }
-    total
+    Some(total)
 }
 
 fn count(predictions: &Tensor, targets: &Tensor) -> Accuracy {
@@ -136,4 +221,28 @@ fn stepwise(model: &LanguageModel, batch: &Batch) -> Accuracy {
         score(t, &logits);
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Accuracy;
+
+    #[test]
+    fn wilson_intervals_match_hand_computed_values() {
+        let interval = |correct, scored| Accuracy { correct, scored }.wilson_interval();
+        // A perfect score clears a 0.9 threshold only from 48 trials on (issue #17).
+        let (low, high) = interval(48, 48);
+        assert!(
+            (low - 0.9259).abs() < 5e-4 && (high - 1.0).abs() < 1e-12,
+            "{low} {high}"
+        );
+        let (low, _) = interval(32, 32);
+        assert!((low - 0.8928).abs() < 5e-4, "{low}");
+        // 5 of 10: 0.2366 to 0.7634.
+        let (low, high) = interval(5, 10);
+        assert!((low - 0.2366).abs() < 5e-4 && (high - 0.7634).abs() < 5e-4);
+        let (low, high) = interval(0, 20);
+        assert!(low == 0.0 && (high - 0.1611).abs() < 5e-4, "{high}");
+        assert_eq!(interval(0, 0), (0.0, 1.0));
+    }
 }

@@ -3,20 +3,17 @@
 //! steps on evaluation seeds, and early stopping at a target accuracy. Deterministic on the CPU
 //! for a given seed: the data, the initialisation and every kernel are.
 
+use super::checkpoint::{self, CheckpointError, Standing};
 use super::eval::{evaluate, EvalSet};
+use super::optimizer::Adam;
+pub use super::optimizer::Optimizer;
 use super::schedule::{learning_rate, Decay};
 use crate::models::lm::{LanguageModel, Mode};
 use crate::tasks::{train_seed, Split, Task, TaskError, IGNORE};
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Optimizer {
-    #[default]
-    AdamW,
-    Adam,
-}
+use std::path::Path;
+use std::time::Instant;
+use tch::{nn, Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +41,13 @@ pub struct TrainConfig {
     /// Stop once an evaluation reaches this accuracy.
     #[serde(default)]
     pub target_accuracy: Option<f64>,
+    /// Seconds between checkpoints of a run's training (taken at evaluation steps), which a
+    /// killed run resumes from; 0 saves at every evaluation. It changes no result.
+    #[serde(
+        default = "defaults::checkpoint_every_s",
+        skip_serializing_if = "defaults::is_checkpoint_every_s"
+    )]
+    pub checkpoint_every_s: f64,
     /// Keep the trained weights: `mvt run` writes `weights/RUN_ID.safetensors` beside the
     /// results, with the run spec (model configuration included) as `RUN_ID.spec.json`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -66,6 +70,14 @@ mod defaults {
     pub fn eval_batches() -> usize {
         4
     }
+    /// Every two minutes: a kill loses at most that much, and a d-64 Mamba's save takes
+    /// milliseconds.
+    pub fn checkpoint_every_s() -> f64 {
+        120.0
+    }
+    pub fn is_checkpoint_every_s(value: &f64) -> bool {
+        *value == checkpoint_every_s()
+    }
 }
 
 /// One line of `curves.csv`.
@@ -87,14 +99,22 @@ pub struct Trained {
     pub final_loss: f64,
     pub eval_accuracy: Option<f64>,
     pub stopped_early: bool,
+    /// The first evaluation step at which held-out accuracy reached `target_accuracy`.
+    pub steps_to_target: Option<usize>,
+    /// Seconds of training, over every process a resumed run has had.
+    pub wall_s: f64,
+    /// The step a checkpoint resumed training from, if one did.
+    pub resumed_from: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
     Task(#[from] TaskError),
-    #[error("cannot build the optimizer: {0}")]
-    Optimizer(#[from] tch::TchError),
+    #[error("a training step failed: {0}")]
+    Step(#[from] tch::TchError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Cross-entropy over the scored positions only.
@@ -112,8 +132,11 @@ pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
         )
 }
 
-/// Trains `model` (whose weights live in `vars`) on `task` at `seq_len`. `report` sees every
-/// curve point as it is made (for a progress bar).
+/// Trains `model` (whose weights live in `vars`) on `task` at `seq_len`. With a `checkpoint`
+/// folder, training saves itself there every `checkpoint_every_s` and, if the folder holds a
+/// save, starts from it instead of step 0. `report` sees every curve point as it is made (for
+/// a progress bar).
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &LanguageModel,
     vars: &nn::VarStore,
@@ -121,29 +144,31 @@ pub fn train(
     seq_len: i64,
     cfg: &TrainConfig,
     seed: u64,
+    checkpoint: Option<&Path>,
     mut report: impl FnMut(&CurvePoint),
 ) -> Result<Trained, TrainError> {
     let device = vars.device();
-    let mut optimizer = match cfg.optimizer {
-        Optimizer::AdamW => nn::AdamW {
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(vars, cfg.lr)?,
-        Optimizer::Adam => nn::Adam {
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(vars, cfg.lr)?,
+    let mut optimizer = Adam::new(vars, cfg.optimizer, cfg.weight_decay);
+    let restored = match checkpoint {
+        Some(dir) => checkpoint::load(dir, vars, &mut optimizer)?,
+        None => None,
     };
-    let mut curve = Vec::new();
+    let resumed_from = restored.as_ref().map(|s| s.step);
+    let mut standing = restored.unwrap_or(Standing {
+        step: 0,
+        curve: Vec::new(),
+        steps_to_target: None,
+        done: cfg.steps == 0,
+        wall_s: 0.0,
+        tensors: String::new(),
+    });
+    let started = Instant::now();
+    let prior_wall_s = standing.wall_s;
+    let mut last_save = Instant::now();
     let (mut since, mut sum) = (0usize, 0.0);
-    let mut last_eval = None;
-    let mut stopped_early = false;
-    let mut step = 0;
-    while step < cfg.steps {
+    while !standing.done {
+        let step = standing.step;
         let lr = learning_rate(cfg.lr, step, cfg.steps, cfg.warmup_steps, cfg.decay);
-        optimizer.set_lr(lr);
         let batch = task.batch(
             Split::Train,
             seq_len,
@@ -152,43 +177,53 @@ pub fn train(
         )?;
         let logits = model.logits(&batch.inputs.to_device(device), Mode::Parallel);
         let loss = loss(&logits, &batch.targets.to_device(device));
-        match cfg.grad_clip {
-            Some(max) => optimizer.backward_step_clip_norm(&loss, max),
-            None => optimizer.backward_step(&loss),
-        }
+        optimizer.step(&loss, lr, cfg.grad_clip)?;
         sum += loss.double_value(&[]);
         since += 1;
-        step += 1;
-        if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            let held_out = EvalSet {
-                task,
-                seq_len,
-                batches: cfg.eval_batches,
-                batch_size: cfg.batch_size,
-                seed,
-            };
-            let acc = evaluate(model, &held_out, Mode::Parallel, device)?.value();
-            let point = CurvePoint {
-                step,
-                loss: sum / since as f64,
-                lr,
-                eval_accuracy: Some(acc),
-            };
-            report(&point);
-            curve.push(point);
-            (since, sum) = (0, 0.0);
-            last_eval = Some(acc);
-            if cfg.target_accuracy.is_some_and(|target| acc >= target) {
-                stopped_early = step < cfg.steps;
-                break;
-            }
+        standing.step += 1;
+        let step = standing.step;
+        if step % cfg.eval_every.max(1) != 0 && step < cfg.steps {
+            continue;
+        }
+        let held_out = EvalSet {
+            task,
+            seq_len,
+            batches: cfg.eval_batches,
+            batch_size: cfg.batch_size,
+            seed,
+        };
+        let accuracy = evaluate(model, &held_out, Mode::Parallel, device)?.value();
+        let point = CurvePoint {
+            step,
+            loss: sum / since as f64,
+            lr,
+            eval_accuracy: Some(accuracy),
+        };
+        report(&point);
+        standing.curve.push(point);
+        (since, sum) = (0, 0.0);
+        let reached = cfg.target_accuracy.is_some_and(|target| accuracy >= target);
+        if reached {
+            standing.steps_to_target = Some(step);
+        }
+        standing.done = reached || step >= cfg.steps;
+        let due = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_every_s;
+        if let Some(dir) = checkpoint.filter(|_| due || standing.done) {
+            standing.wall_s = prior_wall_s + started.elapsed().as_secs_f64();
+            standing.tensors = checkpoint::tensors_file(step);
+            checkpoint::save(dir, vars, &optimizer, &standing)?;
+            last_save = Instant::now();
         }
     }
+    let last = standing.curve.last();
     Ok(Trained {
-        final_loss: curve.last().map_or(f64::NAN, |p| p.loss),
-        steps: step,
-        eval_accuracy: last_eval,
-        stopped_early,
-        curve,
+        final_loss: last.map_or(f64::NAN, |p| p.loss),
+        eval_accuracy: last.and_then(|p| p.eval_accuracy),
+        steps: standing.step,
+        stopped_early: standing.step < cfg.steps,
+        steps_to_target: standing.steps_to_target,
+        wall_s: prior_wall_s + started.elapsed().as_secs_f64(),
+        resumed_from,
+        curve: standing.curve,
     })
 }

@@ -137,6 +137,10 @@ pub fn backward(
     threads: usize,
 ) {
     inputs.check(dims);
+    assert!(
+        inputs.initial_state.is_none(),
+        "the backward pass starts from a zero state"
+    );
     assert_eq!(checkpoints.len(), dims.checkpoints_len(), "checkpoints");
     let Dims {
         batch,

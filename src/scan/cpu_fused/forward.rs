@@ -134,7 +134,14 @@ scan_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     let (b_all, c_all) = (&shared.b[span.clone()], &shared.c[span]);
 
     let has_z = inputs.z.is_some();
-    s.h.fill([0.0; LANES]);
+    let state_rows = Rows { stride: d_state, lanes };
+    match inputs.initial_state {
+        Some(h0) => {
+            let first = (batch * shared.dims.d_inner + block.pos.first_channel) * d_state;
+            tile::gather(&h0[first..], state_rows, 0, &mut s.h);
+        }
+        None => s.h.fill([0.0; LANES]),
+    }
     for tile_start in (0..seq_len).step_by(TILE) {
         let (t0, t1) = (tile_start, (tile_start + TILE).min(seq_len));
         let steps = t1 - t0;
@@ -178,7 +185,7 @@ scan_block<M>(shared: &Shared, block: &mut Block, s: &mut Scratch) {
     }
 
     if let Some(state) = block.state.as_deref_mut() {
-        tile::scatter(&s.h, state, Rows { stride: d_state, lanes }, 0);
+        tile::scatter(&s.h, state, state_rows, 0);
     }
     if let Some(checkpoints) = block.checkpoints.as_deref_mut() {
         let width = s.checkpoints.len();

@@ -60,6 +60,9 @@ pub struct Inputs<'a> {
     /// (d_inner,)
     pub delta_bias: Option<&'a [f32]>,
     pub delta_softplus: bool,
+    /// (batch, d_inner, d_state): the state before the first step, when the scan continues a
+    /// sequence (chunked evaluation); zeros when `None`. Forward only.
+    pub initial_state: Option<&'a [f32]>,
 }
 
 impl Dims {
@@ -95,6 +98,11 @@ impl Inputs<'_> {
         assert!(
             self.delta_bias.is_none_or(|b| b.len() == d_inner),
             "delta_bias"
+        );
+        assert!(
+            self.initial_state
+                .is_none_or(|h| h.len() == batch * d_inner * d_state),
+            "initial_state"
         );
     }
 }

@@ -117,6 +117,8 @@ fn check_speed(c: &mut Checker, i: usize, exp: &Experiment) {
         ("train", exp.train.is_some()),
         ("eval_seq_len", exp.eval_seq_len.is_some()),
         ("grid.lr", exp.grid.lr.is_some()),
+        ("grid.seed", exp.grid.seed.is_some()),
+        ("eval_timeout_s", exp.eval_timeout_s.is_some()),
     ];
     for (field, present) in recall_only {
         if present {

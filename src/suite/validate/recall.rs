@@ -29,9 +29,14 @@ pub(super) fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &
     };
     check_train(c, i, train);
     check_rates(c, i, exp);
+    check_seeds(c, i, exp);
     if let Some(lengths) = &exp.eval_seq_len {
         c.sweep(format!("experiments[{i}].eval_seq_len"), lengths);
     }
+    c.above_zero(
+        format!("experiments[{i}].eval_timeout_s"),
+        exp.eval_timeout_s,
+    );
     check_lengths_fit(c, i, exp, tasks);
     check_models(c, i, exp, suite, tasks);
 }
@@ -94,6 +99,21 @@ fn check_rates(c: &mut Checker, i: usize, exp: &Experiment) {
         c.above_zero(format!("{path}[{j}]"), Some(*lr));
     }
     c.distinct(&path, rates);
+}
+
+/// The grid's seeds: at least one, none twice.
+fn check_seeds(c: &mut Checker, i: usize, exp: &Experiment) {
+    let Some(seeds) = &exp.grid.seed else {
+        return;
+    };
+    let path = format!("experiments[{i}].grid.seed");
+    if seeds.is_empty() {
+        c.fail(
+            path.clone(),
+            "the list is empty; give at least one seed, or remove it to use the suite's",
+        );
+    }
+    c.distinct(&path, seeds);
 }
 
 /// Every training and evaluation length makes a valid example of every task; the first
