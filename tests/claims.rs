@@ -12,6 +12,7 @@ use mamba_vs_transformer::results::Row;
 use mamba_vs_transformer::spec::{Component, DType, DeviceId, Family, Pass};
 use mamba_vs_transformer::suite::claim::{Claim, ClaimKind, Point};
 use mamba_vs_transformer::suite::{Machine, Plan};
+use mamba_vs_transformer::train::eval::Accuracy;
 
 fn claim(kind: ClaimKind, experiments: &[&str]) -> Claim {
     Claim {

@@ -83,7 +83,8 @@ enum Allocator {
     /// glibc's defaults: a run that measures peak memory needs freed memory given back, or a
     /// pass reusing what warm-up left resident would show no peak at all.
     Default,
-    /// [`FIXED_ALLOCATOR_ENV`]: for paired points, which time and never measure memory.
+    /// [`FIXED_ALLOCATOR_ENV`]: for paired points, which time and never measure memory, and
+    /// for recall runs, which train.
     Fixed,
 }
 
@@ -206,7 +207,13 @@ fn supervise(
     if let Err(e) = std::fs::write(&files.spec, json) {
         return failed(Status::Error, format!("cannot write the run spec: {e}"));
     }
-    let status = match spawn_and_wait(worker, files, timeout_s, Allocator::Default, on_progress) {
+    // Recall runs measure no memory, and train for hours: the fixed settings spare every step
+    // the page faults of re-mapped blocks.
+    let allocator = match spec.recall {
+        Some(_) => Allocator::Fixed,
+        None => Allocator::Default,
+    };
+    let status = match spawn_and_wait(worker, files, timeout_s, allocator, on_progress) {
         Ok(Ended::Exited(status)) => status,
         Ok(Ended::TimedOut) => {
             let message = format!("killed after the {timeout_s} s limit (timeout_s)");

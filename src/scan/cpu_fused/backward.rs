@@ -70,6 +70,8 @@ struct Shared<'a> {
 /// lane by lane: the adjoint adds whole vectors, and the lanes are summed once per thread at
 /// the end instead of at every step, state and block.
 struct Scratch {
+    /// The sizes the buffers were made for.
+    dims: Dims,
     /// ∂Δ/∂(δ + bias): σ(δ + bias) under the softplus, else 1.
     dsoftplus: Vec<Lanes>,
     /// δ, then Δ once the reverse sweep has recomputed its chunk.
@@ -93,7 +95,42 @@ struct Scratch {
     dc: Vec<Lanes>,
 }
 
+/// Scratches of earlier calls, kept for the next one. A fresh multi-megabyte `db`/`dc` comes
+/// from the kernel as zero pages: the adjoint's first read of each page maps the shared zero
+/// page and its first write faults again to replace it, with a TLB shootdown across cores,
+/// which cost more than the adjoint itself at training sizes (d_inner 128, L 256, batch 8).
+/// Reused buffers are resident and only need zeroing.
+static POOL: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
+
+/// How many scratches the pool keeps: one per thread of the widest call, in practice.
+const POOL_SIZE: usize = 8;
+
 impl Scratch {
+    /// A scratch for `dims` from the pool, with its sums zeroed, or a new one.
+    fn take(dims: Dims) -> Self {
+        let reused = {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let found = pool.iter().position(|s| s.dims == dims);
+            found.map(|i| pool.swap_remove(i))
+        };
+        match reused {
+            Some(mut scratch) => {
+                scratch.db.fill([0.0; LANES]);
+                scratch.dc.fill([0.0; LANES]);
+                scratch
+            }
+            None => Self::new(dims),
+        }
+    }
+
+    /// Returns scratches to the pool, keeping the most recent.
+    fn give_back(scratches: Vec<Scratch>) {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        pool.extend(scratches);
+        let excess = pool.len().saturating_sub(POOL_SIZE);
+        pool.drain(..excess);
+    }
+
     fn new(dims: Dims) -> Self {
         let Dims {
             batch,
@@ -104,6 +141,7 @@ impl Scratch {
         let per_t = || vec![[0.0; LANES]; seq_len];
         let per_n = || vec![[0.0; LANES]; d_state];
         Self {
+            dims,
             dsoftplus: per_t(),
             delta: per_t(),
             u: per_t(),
@@ -199,16 +237,20 @@ pub fn backward(
     let scratches = parallel_items(
         blocks,
         threads,
-        || Scratch::new(dims),
+        || Scratch::take(dims),
         |block, scratch| backward_block(&shared, block, scratch),
     );
 
     grads.db.fill(0.0);
     grads.dc.fill(0.0);
+    let mut lane_sums = vec![0.0; batch * seq_len * d_state];
     for scratch in &scratches {
-        add_from_time_major(&sum_lanes(&scratch.db), dims, grads.db);
-        add_from_time_major(&sum_lanes(&scratch.dc), dims, grads.dc);
+        for (sums, gradient) in [(&scratch.db, &mut *grads.db), (&scratch.dc, &mut *grads.dc)] {
+            sum_lanes(sums, &mut lane_sums);
+            add_from_time_major(&lane_sums, dims, gradient);
+        }
     }
+    Scratch::give_back(scratches);
     sum_over_batch(&da_parts, grads.da);
     if let Some(dd) = grads.dd {
         sum_over_batch(&dd_parts, dd);
@@ -218,9 +260,11 @@ pub fn backward(
     }
 }
 
-/// Each vector's lanes summed.
-fn sum_lanes(x: &[Lanes]) -> Vec<f32> {
-    x.iter().map(|v| v.iter().sum()).collect()
+/// Each vector's lanes summed, into `out`.
+fn sum_lanes(x: &[Lanes], out: &mut [f32]) {
+    for (out, v) in out.iter_mut().zip(x) {
+        *out = v.iter().sum();
+    }
 }
 
 /// out = Σ_b parts[b], where `parts` holds one `out`-sized slice per batch element.
