@@ -7,7 +7,7 @@
 //! ∂pre_t = ∂y_t · SiLU'(pre_t), ∂x_s = Σ_k w_k ∂pre_{s+(width−1)−k}, ∂w_k = Σ_t ∂pre_t
 //! x_{t−(width−1)+k}, ∂bias = Σ_t ∂pre_t.
 
-use crate::scan::fast_math::{dispatch_simd, exp, silu, MulAdd};
+use crate::scan::fast_math::{dispatch_simd, exp, silu, FlushSubnormals, MulAdd};
 use crate::torch_ext::parallel_items;
 
 /// Sizes of one convolution.
@@ -74,7 +74,10 @@ pub fn forward(dims: Dims, inputs: &Inputs, y: &mut [f32], threads: usize) {
         rows,
         threads,
         || (),
-        |(row, y), ()| forward_row(&inputs.row(dims, *row), y),
+        |(row, y), ()| {
+            let _flush = FlushSubnormals::on_this_thread();
+            forward_row(&inputs.row(dims, *row), y)
+        },
     );
 }
 
@@ -133,6 +136,7 @@ pub fn backward(dims: Dims, inputs: &Inputs, grad_y: &[f32], grads: Grads, threa
         threads,
         || vec![0.0; len],
         |grads, scratch| {
+            let _flush = FlushSubnormals::on_this_thread();
             let g = &grad_y[grads.row * len..(grads.row + 1) * len];
             backward_row(&inputs.row(dims, grads.row), g, grads, scratch)
         },

@@ -19,7 +19,7 @@ use super::tile::{self, Rows};
 use super::{add_from_time_major, to_time_major, BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use super::{block_positions, channel_chunks, channel_rows};
 use crate::scan::fast_math::dispatch_simd;
-use crate::scan::fast_math::{exp, exp_with, softplus, MulAdd};
+use crate::scan::fast_math::{exp, exp_with, softplus, FlushSubnormals, MulAdd};
 use crate::torch_ext::parallel_items;
 
 /// Where the gradients go; same shapes as the inputs. The optional ones are written only when
@@ -238,7 +238,10 @@ pub fn backward(
         blocks,
         threads,
         || Scratch::take(dims),
-        |block, scratch| backward_block(&shared, block, scratch),
+        |block, scratch| {
+            let _flush = FlushSubnormals::on_this_thread();
+            backward_block(&shared, block, scratch)
+        },
     );
 
     grads.db.fill(0.0);

@@ -5,7 +5,7 @@ use super::tile::{self, Rows};
 use super::{advance, block_positions, channel_chunks, to_time_major};
 use super::{BlockPos, Dims, Inputs, Lanes, CHUNK, LANES};
 use crate::scan::fast_math::dispatch_simd;
-use crate::scan::fast_math::{silu, softplus};
+use crate::scan::fast_math::{silu, softplus, FlushSubnormals};
 use crate::torch_ext::parallel_items;
 
 /// One block and where its results go.
@@ -116,7 +116,10 @@ pub fn forward(dims: Dims, inputs: &Inputs, outputs: Outputs, threads: usize) {
         blocks,
         threads,
         || Scratch::new(dims),
-        |block, scratch| scan_block(&shared, block, scratch),
+        |block, scratch| {
+            let _flush = FlushSubnormals::on_this_thread();
+            scan_block(&shared, block, scratch)
+        },
     );
 }
 
