@@ -48,6 +48,7 @@ fn quick(steps: usize, lr: f64) -> TrainConfig {
         eval_every: 50,
         eval_batches: 2,
         target_accuracy: Some(0.95),
+        target_loss: None,
         checkpoint_every_s: 0.0,
         save_weights: false,
     }
@@ -83,6 +84,38 @@ fn tiny_models_learn_a_tiny_recall_task_in_seconds() {
             trained.steps
         );
     }
+}
+
+#[test]
+fn a_loss_target_trains_on_past_the_first_accurate_evaluation() {
+    let task = Task::Mqar(mqar::Config::new(10, 2));
+    let accurate = quick(600, 1e-2);
+    let first = run(&mamba_cfg(10), &task, 8, &accurate, 0);
+    let reached = first
+        .steps_to_target
+        .expect("the accuracy target is reached");
+    assert_eq!(first.steps, reached, "without a loss target it stops there");
+    let stop_loss = first.final_loss / 4.0;
+    let on = run(
+        &mamba_cfg(10),
+        &task,
+        8,
+        &TrainConfig {
+            target_loss: Some(stop_loss),
+            ..accurate
+        },
+        0,
+    );
+    assert_eq!(on.steps_to_target, Some(reached), "the first accurate step");
+    assert_eq!(
+        on.curve[..first.curve.len()],
+        first.curve[..],
+        "the same run"
+    );
+    let last = on.curve.last().unwrap();
+    assert!(on.steps > reached, "trained on after step {reached}");
+    assert!(on.stopped_early, "and stopped at the loss target: {last:?}");
+    assert!(last.loss <= stop_loss && last.eval_accuracy >= Some(0.95));
 }
 
 #[test]

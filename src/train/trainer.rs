@@ -38,9 +38,16 @@ pub struct TrainConfig {
     /// Batches of `batch_size` held-out examples per evaluation.
     #[serde(default = "defaults::eval_batches")]
     pub eval_batches: usize,
-    /// Stop once an evaluation reaches this accuracy.
+    /// Stop once an evaluation reaches this accuracy (and `target_loss`, if set).
     #[serde(default)]
     pub target_accuracy: Option<f64>,
+    /// Stop only once the mean training loss since the previous evaluation is at most this
+    /// too. Every training batch is fresh, so that mean is a held-out loss over `eval_every ×
+    /// batch_size` sequences, a far finer gauge than the evaluation's accuracy: a perfect
+    /// score on 48 sequences can come at a loss of 0.2, while mamba issue #62 trained
+    /// induction heads on to near-zero loss before they extrapolated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_loss: Option<f64>,
     /// Seconds between checkpoints of a run's training (taken at evaluation steps), which a
     /// killed run resumes from; 0 saves at every evaluation. It changes no result.
     #[serde(
@@ -132,6 +139,16 @@ pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
         )
 }
 
+/// Whether an evaluation meets every target the configuration sets (and it sets one).
+fn targets_met(cfg: &TrainConfig, accuracy: f64, loss: f64) -> bool {
+    let accuracy_met = cfg.target_accuracy.map(|target| accuracy >= target);
+    let loss_met = cfg.target_loss.map(|target| loss <= target);
+    match (accuracy_met, loss_met) {
+        (None, None) => false,
+        (a, l) => a.unwrap_or(true) && l.unwrap_or(true),
+    }
+}
+
 /// Trains `model` (whose weights live in `vars`) on `task` at `seq_len`. With a `checkpoint`
 /// folder, training saves itself there every `checkpoint_every_s` and, if the folder holds a
 /// save, starts from it instead of step 0. `report` sees every curve point as it is made (for
@@ -200,13 +217,14 @@ pub fn train(
             eval_accuracy: Some(accuracy),
         };
         report(&point);
+        let point_loss = point.loss;
         standing.curve.push(point);
         (since, sum) = (0, 0.0);
         let reached = cfg.target_accuracy.is_some_and(|target| accuracy >= target);
-        if reached {
+        if reached && standing.steps_to_target.is_none() {
             standing.steps_to_target = Some(step);
         }
-        standing.done = reached || step >= cfg.steps;
+        standing.done = targets_met(cfg, accuracy, point_loss) || step >= cfg.steps;
         let due = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_every_s;
         if let Some(dir) = checkpoint.filter(|_| due || standing.done) {
             standing.wall_s = prior_wall_s + started.elapsed().as_secs_f64();

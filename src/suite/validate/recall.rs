@@ -61,7 +61,8 @@ fn check_no_speed_fields(c: &mut Checker, i: usize, exp: &Experiment) {
     }
 }
 
-/// Counts of at least one, a learning rate > 0, a target accuracy that is a fraction.
+/// Counts of at least one, a learning rate > 0, a target accuracy that is a fraction, a
+/// target loss > 0.
 fn check_train(c: &mut Checker, i: usize, train: &TrainConfig) {
     let t = |field: &str| format!("experiments[{i}].train.{field}");
     for (field, value) in [
@@ -81,6 +82,7 @@ fn check_train(c: &mut Checker, i: usize, train: &TrainConfig) {
             format!("{target} is not allowed; expected a fraction in (0, 1]"),
         );
     }
+    c.above_zero(t("target_loss"), train.target_loss);
 }
 
 /// The grid's learning rates: at least one, each > 0, none twice.
