@@ -11,7 +11,7 @@
 //! | layer | modules | what they are |
 //! | --- | --- | --- |
 //! | 0 | `atomic_file` `device` `environment` `panics` `rng` `slices` `tolerance` `torch_ext` | foundations: devices, provenance, the libtorch shim |
-//! | 1 | `scan` `causal_conv` | kernels and their reference twins |
+//! | 1 | `scan` `causal_conv` `ssd` | kernels and their reference twins |
 //! | 2 | `models` `tasks` | the model families; the recall-task generators |
 //! | 3 | `train` | training and evaluation on a task |
 //! | 4 | `spec` | what a run is: run specs, passes, dtypes (the domain types) |
@@ -42,6 +42,7 @@ pub mod scan;
 pub mod selfcheck;
 pub mod slices;
 pub mod spec;
+pub mod ssd;
 pub mod suite;
 pub mod tasks;
 pub mod tolerance;
