@@ -13,6 +13,7 @@ device: cpu
 models:
   m: {{ family: mamba, d_state: 2, d_conv: 4, expand: 2, dt_rank: 1, vocab_size: 10 }}
   t: {{ family: transformer, head_dim: 8, mlp_ratio: 2, vocab_size: 10 }}
+  s: {{ family: mamba2, d_state: 2, d_conv: 4, expand: 2, headdim: 4, chunk_size: 2, vocab_size: 10 }}
 experiments:
   - {{ name: e, kind: speed, pass: {pass}, component: {component}, models: [{model}], grid: {grid}{extra} }}
 "
@@ -46,6 +47,38 @@ fn the_scan_alone_and_its_bytes() {
     let spec = run("m", "forward", "core", "{ d_model: [4], seq_len: [2] }", "");
     let c = costs(&spec);
     assert_eq!((c.flops, c.core_bytes), (184.0, 224.0));
+}
+
+#[test]
+fn ssd_alone_in_chunks_and_its_bytes() {
+    // Core op over d 8 = 2 heads of P 4, N 2, 1 group, B 1, L 4 in chunks of T 2 (2 chunks).
+    // Per token: C·Bᵀ 2·T·N = 8; per head mask 4T = 8, masked form 2TP = 16, chunk state and
+    // state-to-output 4PN + 4P = 48, softplus and D 5: 77 → 8 + 2·77 = 162, · 4 tokens = 648.
+    // Across chunks: 2 heads · 2·(2 + 1)²·P·N = 288. Bytes in f32: x, y 2·2·4 and Δ 2 per
+    // token, B, C 2·2: 22 · 4 tokens + A, D, bias 3·2 = 94 elements.
+    let spec = run("s", "forward", "core", "{ d_model: [8], seq_len: [4] }", "");
+    let c = costs(&spec);
+    assert_eq!((c.flops, c.core_bytes), (936.0, 376.0));
+}
+
+#[test]
+fn mamba2_decoding_state_is_fixed_in_the_context() {
+    let at = |len: i64| {
+        costs(&run(
+            "s",
+            "decode",
+            "model",
+            &format!("{{ d_model: [4], seq_len: [{len}] }}"),
+            "",
+        ))
+    };
+    let (short, long) = (at(4), at(4096));
+    assert_eq!(
+        short.flops, long.flops,
+        "a Mamba-2 step is O(1) in the context"
+    );
+    // 2 layers · (conv window: conv_dim (8 + 2·2) · K 4 + SSM state: d_inner 8 · N 2) · 4 bytes.
+    assert_eq!(short.state_bytes, 2.0 * (12.0 * 4.0 + 16.0) * 4.0);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 use common::seeded;
 use mamba_vs_transformer::models::lm::chunk_by_chunk;
 use mamba_vs_transformer::models::mamba::{self, MambaLm};
+use mamba_vs_transformer::models::mamba2::{self, Mamba2Lm};
 use mamba_vs_transformer::models::transformer::{self, TransformerLm};
 use mamba_vs_transformer::models::Decoder;
 use mamba_vs_transformer::scan::ScanImpl;
@@ -65,6 +66,51 @@ fn transformer_lm(n_kv_heads: Option<i64>) -> (nn::VarStore, TransformerLm) {
     };
     let lm = seeded(0, || TransformerLm::new(vs.root(), &cfg));
     (vs, lm)
+}
+
+/// Mamba-2 at d 24 (d_inner 48: 6 heads of 8), N 8, in `groups` groups, SSD chunks of
+/// `chunk` steps.
+fn mamba2_lm(groups: i64, chunk: i64) -> (nn::VarStore, Mamba2Lm) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = mamba2::Config {
+        vocab_size: VOCAB,
+        d_state: 8,
+        headdim: 8,
+        ngroups: groups,
+        chunk_size: chunk,
+        ..mamba2::Config::new(24)
+    };
+    let lm = seeded(0, || Mamba2Lm::new(vs.root(), &cfg));
+    (vs, lm)
+}
+
+#[test]
+fn mamba2_steps_match_parallel_mode() {
+    for (groups, chunk) in [(1, 256), (3, 4), (2, 1)] {
+        let (_vs, lm) = mamba2_lm(groups, chunk);
+        for prompt in [1, 2, 6] {
+            check(
+                &lm,
+                prompt,
+                &format!("mamba2 groups {groups} chunk {chunk} prompt {prompt}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn mamba2_state_size_does_not_grow_with_context() {
+    let (_vs, lm) = mamba2_lm(2, 4);
+    let ids = ids();
+    let (_, short) = tch::no_grad(|| lm.prefill(&ids.narrow(1, 0, 2)));
+    let (_, long) = tch::no_grad(|| lm.prefill(&ids));
+    for (a, b) in short.iter().zip(&long) {
+        assert_eq!((a.conv.size(), a.ssm.size()), (b.conv.size(), b.ssm.size()));
+        // (batch, conv_dim = 48 + 2·2·8, d_conv) and (batch, heads, headdim, N), fp32.
+        assert_eq!(a.conv.size(), [2, 80, 4]);
+        assert_eq!(a.ssm.size(), [2, 6, 8, 8]);
+        assert_eq!(a.ssm.kind(), Kind::Float);
+    }
 }
 
 #[test]
@@ -135,5 +181,9 @@ fn chunked_mode_matches_parallel_mode() {
     for kv in [None, Some(2)] {
         let (_vs, lm) = transformer_lm(kv);
         check_chunked(&lm, &format!("transformer kv {kv:?}"));
+    }
+    for (groups, chunk) in [(1, 256), (3, 4)] {
+        let (_vs, lm) = mamba2_lm(groups, chunk);
+        check_chunked(&lm, &format!("mamba2 groups {groups} chunk {chunk}"));
     }
 }

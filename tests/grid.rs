@@ -76,6 +76,7 @@ fn model_options_reach_the_configs() {
         match &run.config {
             ModelConfig::Mamba(cfg) => assert_eq!((cfg.d_state, cfg.d_conv, cfg.expand), (4, 4, 2)),
             ModelConfig::Transformer(cfg) => assert_eq!((cfg.head_dim, cfg.n_kv_heads()), (8, 2)),
+            ModelConfig::Mamba2(_) => unreachable!("the suite has no Mamba-2 model"),
         }
         assert_eq!((run.seed, run.device.to_string()), (7, "cpu".to_owned()));
     }
@@ -118,8 +119,66 @@ fn every_model_option_reaches_the_config() {
                 ),
                 (300, 1e-6, 8, Some(2), 2.5, Some(40), 500_000.0)
             ),
+            ModelConfig::Mamba2(_) => unreachable!("the suite has no Mamba-2 model"),
         }
     }
+}
+
+#[test]
+fn every_mamba2_option_reaches_the_config() {
+    let text = SUITE.replace(
+        "m: { family: mamba, d_state: 4 }",
+        "m: { family: mamba2, vocab_size: 300, norm_eps: 1.0e-6, d_state: 4, d_conv: 3, expand: 4, headdim: 8, ngroups: 2, chunk_size: 16, dt_limit: [0.001, 0.5] }",
+    );
+    let mut seen = 0;
+    for run in plan(&text).runs {
+        if let ModelConfig::Mamba2(c) = &run.config {
+            seen += 1;
+            assert_eq!(
+                (
+                    c.vocab_size,
+                    c.norm_eps,
+                    c.d_state,
+                    c.d_conv,
+                    c.expand,
+                    c.headdim,
+                    c.ngroups,
+                    c.chunk_size,
+                    c.dt_limit
+                ),
+                (300, 1e-6, 4, 3, 4, 8, 2, 16, Some([0.001, 0.5]))
+            );
+        }
+    }
+    assert_eq!(seen, 2 * 3 * 2, "every block grid point");
+}
+
+#[test]
+fn a_mamba2_width_that_does_not_split_into_heads_is_refused_by_name() {
+    let text = SUITE.replace(
+        "m: { family: mamba, d_state: 4 }",
+        "m: { family: mamba2, d_state: 4, headdim: 24 }",
+    );
+    let Err(err) = Plan::parse(&text, Machine::cpu_only(2)) else {
+        panic!("d_inner 32 does not split into heads of 24");
+    };
+    let err = format!("{err:?}");
+    assert!(
+        err.contains("experiments[0].grid.d_model[0]") && err.contains("headdim 24"),
+        "{err}"
+    );
+    let options = SUITE.replace(
+        "m: { family: mamba, d_state: 4 }",
+        "m: { family: mamba, d_state: 4, headdim: 8 }",
+    );
+    let Err(err) = Plan::parse(&options, Machine::cpu_only(2)) else {
+        panic!("headdim is not a Mamba-1 option");
+    };
+    let err = format!("{err:?}");
+    assert!(
+        err.contains("models.m.headdim") && err.contains("`mamba2`"),
+        "{err}"
+    );
 }
 
 #[test]

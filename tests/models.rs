@@ -3,7 +3,9 @@
 mod common;
 
 use common::seeded;
-use mamba_vs_transformer::models::{mamba, transformer, BuiltModel, Component, ModelConfig};
+use mamba_vs_transformer::models::{
+    mamba, mamba2, transformer, BuiltModel, Component, ModelConfig,
+};
 use tch::{Device, Kind, Tensor};
 
 fn tiny_configs() -> Vec<ModelConfig> {
@@ -18,7 +20,22 @@ fn tiny_configs() -> Vec<ModelConfig> {
         ModelConfig::Mamba(m),
         ModelConfig::Transformer(t),
         ModelConfig::Transformer(gqa),
+        ModelConfig::Mamba2(tiny_mamba2(1)),
+        ModelConfig::Mamba2(tiny_mamba2(2)),
     ]
+}
+
+/// d 16, 4 heads of 8 (d_inner 32, so the core op alone has 2 heads over d_model), N 4, in
+/// `groups` groups, chunks of 4 steps so that tests cross chunk edges.
+fn tiny_mamba2(groups: i64) -> mamba2::Config {
+    mamba2::Config {
+        d_state: 4,
+        vocab_size: 32,
+        headdim: 8,
+        ngroups: groups,
+        chunk_size: 4,
+        ..mamba2::Config::new(16)
+    }
 }
 
 fn build(cfg: &ModelConfig, component: Component) -> BuiltModel {
@@ -40,12 +57,14 @@ fn outputs_have_the_expected_shapes() {
         assert_eq!(ids[0].kind(), Kind::Int64);
         assert_eq!(model.forward(&ids).size(), [2, 7, 32], "{cfg:?}");
 
-        // The core op: (batch, channels, L) for the scan, (batch, heads, L, head_dim) for SDPA.
+        // The core op: (batch, channels, L) for the scan, (batch, heads, L, head_dim) for SDPA,
+        // (batch, L, heads, headdim) for SSD.
         let core = build(&cfg, Component::Core);
         let inputs = core.random_inputs(2, 7, Kind::Float);
         let want: &[i64] = match cfg {
             ModelConfig::Mamba(_) => &[2, 16, 7],
             ModelConfig::Transformer(_) => &[2, 2, 7, 8],
+            ModelConfig::Mamba2(_) => &[2, 7, 2, 8],
         };
         assert_eq!(core.forward(&inputs).size(), want, "{cfg:?}");
     }
@@ -60,8 +79,12 @@ fn outputs_never_depend_on_future_tokens() {
             let model = build(&cfg, component);
             let inputs = model.random_inputs(1, seq_len, Kind::Float);
             let base = model.forward(&inputs);
-            // Core ops keep time on dimension 2, the others on dimension 1.
-            let time = if component == Component::Core { 2 } else { 1 };
+            // The scan and attention keep time on dimension 2, the others on dimension 1.
+            let time = match (&cfg, component) {
+                (ModelConfig::Mamba2(_), _) => 1,
+                (_, Component::Core) => 2,
+                _ => 1,
+            };
             for t in [0, 5, seq_len - 1] {
                 let perturbed: Vec<Tensor> = inputs.iter().map(Tensor::copy).collect();
                 match component {
@@ -121,6 +144,10 @@ fn parameter_counts_match_the_formulas() {
         unreachable!()
     };
     assert_eq!(t.block_params(), 32 + 1024 + 3072);
+    // Mamba-2 mixer at d 16, expand 2 (d_inner 32), headdim 8 (4 heads), N 4, 2 groups, d_conv
+    // 4: in_proj 16·(32 + (32 + 2·2·4) + 4) + conv 48·4+48 + dt_bias, A_log, D 3·4 + gated
+    // norm 32 + out_proj 32·16 = 1344 + 240 + 12 + 32 + 512.
+    assert_eq!(tiny_mamba2(2).mixer_params(), 2140);
 }
 
 #[test]
@@ -132,6 +159,15 @@ fn reduced_precision_keeps_a_log_and_d_in_fp32() {
         let expected = if fp32 { Kind::Float } else { Kind::BFloat16 };
         assert_eq!(var.kind(), expected, "{name}");
     }
+    let mamba2 = ModelConfig::Mamba2(tiny_mamba2(2));
+    let built = BuiltModel::new(&mamba2, Component::Block, Device::Cpu, Kind::BFloat16);
+    for (name, var) in built.vars.variables() {
+        let fp32 = ["A_log", ".D", "dt_bias"].iter().any(|s| name.ends_with(s));
+        let expected = if fp32 { Kind::Float } else { Kind::BFloat16 };
+        assert_eq!(var.kind(), expected, "{name}");
+    }
+    let out = built.forward(&built.random_inputs(1, 5, Kind::BFloat16));
+    assert_eq!(out.isfinite().all().int64_value(&[]), 1);
     let out = built.forward(&built.random_inputs(1, 5, Kind::BFloat16));
     // mamba_ssm's default `residual_in_fp32`: the stream between blocks stays fp32.
     assert_eq!(out.kind(), Kind::Float);
@@ -193,7 +229,16 @@ fn a_fresh_language_model_starts_near_the_uniform_loss() {
     m.vocab_size = vocab;
     let mut t = transformer::Config::new(64, 16);
     t.vocab_size = vocab;
-    for cfg in [ModelConfig::Mamba(m), ModelConfig::Transformer(t)] {
+    let m2 = mamba2::Config {
+        vocab_size: vocab,
+        headdim: 16,
+        ..mamba2::Config::new(64)
+    };
+    for cfg in [
+        ModelConfig::Mamba(m),
+        ModelConfig::Transformer(t),
+        ModelConfig::Mamba2(m2),
+    ] {
         let model = build(&cfg, Component::Model);
         let ids = model.random_inputs(4, 32, Kind::Float);
         let logits = model.forward(&ids);

@@ -12,7 +12,7 @@
 //!   the (B, L, D, N) states (paper §3.3.2); fused attention reads Q, K, V and writes O, never
 //!   the (L, L) scores.
 
-use crate::models::{mamba, transformer, Component, ModelConfig};
+use crate::models::{mamba, mamba2, transformer, Component, ModelConfig};
 use crate::spec::{DType, Pass, RunSpec};
 use serde::{Deserialize, Serialize};
 
@@ -232,6 +232,18 @@ fn component_forward(cfg: &ModelConfig, component: Component, shape: Shape) -> L
             let block = transformer_block(c, shape, norm, residual);
             model(block, layers, norm, tokens, d, c.vocab_size as f64)
         }
+        (ModelConfig::Mamba2(c), Component::Core) => ssd(c, shape, c.d_model / c.headdim),
+        (ModelConfig::Mamba2(c), Component::Mixer) => mamba2_mixer(c, shape),
+        (ModelConfig::Mamba2(c), Component::Block) => {
+            sum(&[norm, mamba2_mixer(c, shape), residual])
+        }
+        (ModelConfig::Mamba2(c), Component::Layers) => {
+            scale(sum(&[norm, mamba2_mixer(c, shape), residual]), layers)
+        }
+        (ModelConfig::Mamba2(c), Component::Model) => {
+            let block = sum(&[norm, mamba2_mixer(c, shape), residual]);
+            model(block, layers, norm, tokens, d, c.vocab_size as f64)
+        }
     }
 }
 
@@ -302,6 +314,63 @@ fn mamba_mixer(c: &mamba::Config, shape: Shape) -> Layer {
         linear(tokens, e, r + 2.0 * n),
         linear(tokens, r, e),
         scan,
+        linear(tokens, e, d),
+    ])
+}
+
+/// SSD as `crate::ssd::chunked` computes it, over `heads` heads of headdim P, in chunks of
+/// T = min(chunk_size, new tokens) (a decoding step is the recurrence, T = 1). Per token: C·Bᵀ
+/// for its row of the chunk (2TN per group); per head the decay mask (segment sum, exp and
+/// product: 4T), the masked form times Δx (2TP), its share of the chunk's state and the
+/// entering state's share of its output (2PN each, with their decays: 4PN + 2P), Δ's softplus
+/// and the D skip (2P + 5); once per chunk and head, the recurrence across chunks.
+fn ssd(c: &mamba2::Config, shape: Shape, heads: i64) -> Layer {
+    let (h, p, n, g) = (
+        heads as f64,
+        c.headdim as f64,
+        c.d_state as f64,
+        c.ngroups as f64,
+    );
+    let tokens = shape.tokens();
+    let t = (c.chunk_size as f64).min(shape.new.max(1.0));
+    let chunks = (shape.new / t).ceil();
+    let per_token = g * 2.0 * t * n + h * (4.0 * t + 2.0 * t * p + 4.0 * p * n + 4.0 * p + 5.0);
+    let across = shape.batch * h * 2.0 * (chunks + 1.0) * (chunks + 1.0) * p * n;
+    let flops = tokens * per_token + across;
+    Layer {
+        flops,
+        core_flops: flops,
+        // x in and y out per head and channel, Δ per head, B and C per group; A, D and Δ's
+        // bias once per head.
+        core_elems: tokens * (2.0 * h * p + h + 2.0 * g * n) + 3.0 * h,
+        activation_elems: tokens * h * p,
+        // The chunk's decay masks and states that autograd keeps.
+        saved_elems: tokens * h * (t + p * n / t.max(1.0)),
+    }
+}
+
+fn mamba2_mixer(c: &mamba2::Config, shape: Shape) -> Layer {
+    let tokens = shape.tokens();
+    let (d, e, k) = (c.d_model as f64, c.d_inner() as f64, c.d_conv as f64);
+    let conv_dim = c.conv_dim() as f64;
+    let conv = Layer {
+        flops: 2.0 * tokens * conv_dim * k + 3.0 * tokens * conv_dim, // and SiLU
+        activation_elems: tokens * conv_dim,
+        saved_elems: tokens * conv_dim,
+        ..Layer::default()
+    };
+    // y · SiLU(z) (4 FLOPs an element), then the RMS norm and its weight (4).
+    let gated_norm = Layer {
+        flops: 8.0 * tokens * e,
+        activation_elems: tokens * e,
+        saved_elems: 2.0 * tokens * e,
+        ..Layer::default()
+    };
+    sum(&[
+        linear(tokens, d, c.in_proj_dim() as f64),
+        conv,
+        ssd(c, shape, c.nheads()),
+        gated_norm,
         linear(tokens, e, d),
     ])
 }
@@ -378,12 +447,20 @@ fn scale(layer: Layer, by: f64) -> Layer {
 }
 
 /// Weight bytes: everything at the compute dtype except the fp32 `A_log`, `D` (and the core
-/// scan's Δ bias).
+/// scan's Δ bias, Mamba-2's `dt_bias`).
 fn param_bytes(cfg: &ModelConfig, component: Component, elt: f64) -> f64 {
     let params = cfg.params(component) as f64;
     let fp32 = match cfg {
         ModelConfig::Mamba(c) => {
             let per_layer = (c.d_inner() * (c.d_state + 1)) as f64;
+            match component {
+                Component::Core => params,
+                Component::Mixer | Component::Block => per_layer,
+                Component::Layers | Component::Model => per_layer * c.n_layers as f64,
+            }
+        }
+        ModelConfig::Mamba2(c) => {
+            let per_layer = (3 * c.nheads()) as f64;
             match component {
                 Component::Core => params,
                 Component::Mixer | Component::Block => per_layer,
@@ -402,6 +479,10 @@ fn state_bytes(cfg: &ModelConfig, batch: f64, context: f64, elt: f64) -> f64 {
         ModelConfig::Mamba(c) => {
             let e = c.d_inner() as f64;
             c.n_layers as f64 * batch * e * (c.d_conv as f64 * elt + c.d_state as f64 * 4.0)
+        }
+        ModelConfig::Mamba2(c) => {
+            let (conv, ssm) = (c.conv_dim() * c.d_conv, c.d_inner() * c.d_state);
+            c.n_layers as f64 * batch * (conv as f64 * elt + ssm as f64 * 4.0)
         }
         ModelConfig::Transformer(c) => {
             let kv = (c.n_kv_heads() * c.head_dim) as f64;

@@ -2,10 +2,12 @@
 //! (left) times. For Mamba it is the selective scan (Algorithm 2, line 6) over `d_model`
 //! channels with state size N; for the Transformer, causal fused attention
 //! (`scaled_dot_product_attention`, FlashAttention-2 class on CUDA) over d_model / head_dim
-//! heads. Both read their inputs in the layout their kernels want.
+//! heads; for Mamba-2, SSD (`crate::ssd::chunked`) plus the D skip over d_model / headdim
+//! heads. Each reads its inputs in the layout its kernel wants.
 
-use super::{mamba, transformer, ModelConfig};
+use super::{mamba, mamba2, transformer, ModelConfig};
 use crate::scan::{ScanImpl, ScanInputs};
+use crate::ssd::{self, SsdInputs};
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug)]
@@ -20,6 +22,19 @@ pub enum CoreOp {
         d_state: i64,
         scan: ScanImpl,
     },
+    Ssd {
+        /// (heads,), fp32, as in [`mamba2::Mixer`].
+        a_log: Tensor,
+        /// (heads,), fp32.
+        d: Tensor,
+        /// (heads,), fp32.
+        dt_bias: Tensor,
+        heads: i64,
+        headdim: i64,
+        groups: i64,
+        d_state: i64,
+        chunk_size: i64,
+    },
     Attention {
         n_heads: i64,
         n_kv_heads: i64,
@@ -31,7 +46,26 @@ impl CoreOp {
     pub fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
         match cfg {
             ModelConfig::Mamba(c) => Self::scan(p, c),
+            ModelConfig::Mamba2(c) => Self::ssd(p, c),
             ModelConfig::Transformer(c) => Self::attention(c),
+        }
+    }
+
+    /// SSD over d_model channels: d_model / headdim heads, A from −(1, …, heads) (HF's
+    /// deterministic choice, so that every run times the same decays).
+    fn ssd(p: nn::Path, cfg: &mamba2::Config) -> Self {
+        let heads = cfg.d_model / cfg.headdim;
+        let a = Tensor::arange_start(1, heads + 1, (Kind::Float, p.device()));
+        let inv_softplus = (0.01f64.exp() - 1.0).ln();
+        Self::Ssd {
+            a_log: p.var_copy("A_log", &a.log()),
+            d: p.var("D", &[heads], nn::Init::Const(1.0)),
+            dt_bias: p.var("dt_bias", &[heads], nn::Init::Const(inv_softplus)),
+            heads,
+            headdim: cfg.headdim,
+            groups: cfg.ngroups,
+            d_state: cfg.d_state,
+            chunk_size: cfg.chunk_size,
         }
     }
 
@@ -57,9 +91,10 @@ impl CoreOp {
         }
     }
 
-    /// Random inputs for `batch` sequences of `seq_len`, every one with time on dimension 2:
-    /// u, Δ, B, C, z for the scan — (batch, channels or N, seq_len); q, k, v for attention —
-    /// (batch, heads, seq_len, head_dim).
+    /// Random inputs for `batch` sequences of `seq_len`: u, Δ, B, C, z for the scan, time on
+    /// dimension 2 — (batch, channels or N, seq_len); x, Δ, B, C for SSD, time on dimension 1 —
+    /// (batch, seq_len, heads, headdim), (batch, seq_len, heads) and (batch, seq_len, groups,
+    /// N); q, k, v for attention — (batch, heads, seq_len, head_dim).
     pub fn random_inputs(
         &self,
         batch: i64,
@@ -77,6 +112,18 @@ impl CoreOp {
                 randn(&[batch, *d_state, seq_len]),
                 randn(&[batch, d_model, seq_len]),
             ],
+            CoreOp::Ssd {
+                heads,
+                headdim,
+                groups,
+                d_state,
+                ..
+            } => vec![
+                randn(&[batch, seq_len, *heads, *headdim]),
+                randn(&[batch, seq_len, *heads]),
+                randn(&[batch, seq_len, *groups, *d_state]),
+                randn(&[batch, seq_len, *groups, *d_state]),
+            ],
             CoreOp::Attention {
                 n_heads,
                 n_kv_heads,
@@ -89,7 +136,8 @@ impl CoreOp {
         }
     }
 
-    /// y = scan(u, Δ, A, B, C, D, z) or y = softmax(QKᵀ/√d + causal mask) V.
+    /// y = scan(u, Δ, A, B, C, D, z), y = SSD(x, softplus(Δ + bias), A, B, C) + D·x, or
+    /// y = softmax(QKᵀ/√d + causal mask) V.
     pub fn forward(&self, inputs: &[Tensor]) -> Tensor {
         match self {
             CoreOp::Scan {
@@ -111,6 +159,31 @@ impl CoreOp {
                     delta_bias: Some(delta_bias),
                     delta_softplus: true,
                 })
+            }
+            CoreOp::Ssd {
+                a_log,
+                d,
+                dt_bias,
+                heads,
+                chunk_size,
+                ..
+            } => {
+                let a = -a_log.exp();
+                let dt = (inputs[1].to_kind(Kind::Float) + dt_bias).softplus();
+                let x = &inputs[0];
+                let y = ssd::chunked(
+                    &SsdInputs {
+                        x,
+                        dt: &dt,
+                        a: &a,
+                        b: &inputs[2],
+                        c: &inputs[3],
+                    },
+                    *chunk_size,
+                    None,
+                )
+                .y;
+                y + x * d.view([*heads, 1]).to_kind(x.kind())
             }
             CoreOp::Attention {
                 n_heads,

@@ -2,6 +2,7 @@
 //! mode (one forward over the whole sequence) and step mode (token by token from a state).
 
 use super::mamba::{LayerState, MambaLm};
+use super::mamba2::{self, Mamba2Lm};
 use super::transformer::{KvCache, TransformerLm};
 use super::{Decoder, ModelConfig};
 use serde::{Deserialize, Serialize};
@@ -38,12 +39,14 @@ impl Mode {
 #[derive(Debug, Clone)]
 pub enum State {
     Mamba(Vec<LayerState>),
+    Mamba2(Vec<mamba2::LayerState>),
     Transformer(Vec<KvCache>),
 }
 
 #[derive(Debug)]
 pub enum LanguageModel {
     Mamba(MambaLm),
+    Mamba2(Mamba2Lm),
     Transformer(TransformerLm),
 }
 
@@ -51,6 +54,7 @@ impl LanguageModel {
     pub fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
         match cfg {
             ModelConfig::Mamba(c) => LanguageModel::Mamba(MambaLm::new(p, c)),
+            ModelConfig::Mamba2(c) => LanguageModel::Mamba2(Mamba2Lm::new(p, c)),
             ModelConfig::Transformer(c) => LanguageModel::Transformer(TransformerLm::new(p, c)),
         }
     }
@@ -59,6 +63,9 @@ impl LanguageModel {
     pub fn logits(&self, ids: &Tensor, mode: Mode) -> Tensor {
         match (self, mode) {
             (LanguageModel::Mamba(lm), Mode::Parallel) => lm.forward(ids),
+            (LanguageModel::Mamba2(lm), Mode::Parallel) => lm.forward(ids),
+            (LanguageModel::Mamba2(lm), Mode::Step) => token_by_token(lm, ids),
+            (LanguageModel::Mamba2(lm), Mode::Chunked) => chunk_by_chunk(lm, ids, CHUNK_TOKENS),
             (LanguageModel::Transformer(lm), Mode::Parallel) => lm.forward(ids),
             (LanguageModel::Mamba(lm), Mode::Step) => token_by_token(lm, ids),
             (LanguageModel::Transformer(lm), Mode::Step) => token_by_token(lm, ids),
@@ -76,8 +83,9 @@ impl LanguageModel {
     pub fn extend(&self, ids: &Tensor, state: &mut State) -> Tensor {
         match (self, state) {
             (LanguageModel::Mamba(lm), State::Mamba(s)) => lm.extend(ids, s),
+            (LanguageModel::Mamba2(lm), State::Mamba2(s)) => lm.extend(ids, s),
             (LanguageModel::Transformer(lm), State::Transformer(s)) => lm.extend(ids, s),
-            _ => panic!("a decoding state of one family was passed to a model of the other"),
+            _ => panic!("a decoding state of one family was passed to a model of another"),
         }
     }
 
@@ -87,6 +95,10 @@ impl LanguageModel {
             LanguageModel::Mamba(lm) => {
                 let (logits, state) = lm.prefill(ids);
                 (logits, State::Mamba(state))
+            }
+            LanguageModel::Mamba2(lm) => {
+                let (logits, state) = lm.prefill(ids);
+                (logits, State::Mamba2(state))
             }
             LanguageModel::Transformer(lm) => {
                 let (logits, state) = lm.prefill(ids);
@@ -102,8 +114,9 @@ impl LanguageModel {
     pub fn step(&self, ids: &Tensor, state: &mut State) -> Tensor {
         match (self, state) {
             (LanguageModel::Mamba(lm), State::Mamba(s)) => lm.step(ids, s),
+            (LanguageModel::Mamba2(lm), State::Mamba2(s)) => lm.step(ids, s),
             (LanguageModel::Transformer(lm), State::Transformer(s)) => lm.step(ids, s),
-            _ => panic!("a decoding state of one family was passed to a model of the other"),
+            _ => panic!("a decoding state of one family was passed to a model of another"),
         }
     }
 
@@ -112,6 +125,7 @@ impl LanguageModel {
     pub fn generate_greedy(&self, prompt: &Tensor, max_new: i64) -> Tensor {
         match self {
             LanguageModel::Mamba(lm) => greedy(lm, prompt, max_new),
+            LanguageModel::Mamba2(lm) => greedy(lm, prompt, max_new),
             LanguageModel::Transformer(lm) => greedy(lm, prompt, max_new),
         }
     }

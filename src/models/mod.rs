@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod core_op;
 pub mod lm;
 pub mod mamba;
+pub mod mamba2;
 pub mod matching;
 pub mod norm;
 pub mod stack;
@@ -38,15 +39,17 @@ pub trait Decoder {
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Mamba,
+    Mamba2,
     Transformer,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Mamba, Family::Transformer];
+    pub const ALL: [Family; 3] = [Family::Mamba, Family::Mamba2, Family::Transformer];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Mamba => "mamba",
+            Family::Mamba2 => "mamba2",
             Family::Transformer => "transformer",
         }
     }
@@ -105,6 +108,7 @@ impl Component {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelConfig {
     Mamba(mamba::Config),
+    Mamba2(mamba2::Config),
     Transformer(transformer::Config),
 }
 
@@ -112,6 +116,7 @@ impl ModelConfig {
     pub fn family(&self) -> Family {
         match self {
             ModelConfig::Mamba(_) => Family::Mamba,
+            ModelConfig::Mamba2(_) => Family::Mamba2,
             ModelConfig::Transformer(_) => Family::Transformer,
         }
     }
@@ -119,6 +124,7 @@ impl ModelConfig {
     pub fn d_model(&self) -> i64 {
         match self {
             ModelConfig::Mamba(cfg) => cfg.d_model,
+            ModelConfig::Mamba2(cfg) => cfg.d_model,
             ModelConfig::Transformer(cfg) => cfg.d_model,
         }
     }
@@ -126,6 +132,7 @@ impl ModelConfig {
     pub fn n_layers(&self) -> i64 {
         match self {
             ModelConfig::Mamba(cfg) => cfg.n_layers,
+            ModelConfig::Mamba2(cfg) => cfg.n_layers,
             ModelConfig::Transformer(cfg) => cfg.n_layers,
         }
     }
@@ -133,6 +140,7 @@ impl ModelConfig {
     pub fn vocab_size(&self) -> i64 {
         match self {
             ModelConfig::Mamba(cfg) => cfg.vocab_size,
+            ModelConfig::Mamba2(cfg) => cfg.vocab_size,
             ModelConfig::Transformer(cfg) => cfg.vocab_size,
         }
     }
@@ -142,6 +150,7 @@ impl ModelConfig {
         let mut cfg = self.clone();
         match &mut cfg {
             ModelConfig::Mamba(c) => c.n_layers = n_layers,
+            ModelConfig::Mamba2(c) => c.n_layers = n_layers,
             ModelConfig::Transformer(c) => c.n_layers = n_layers,
         }
         cfg
@@ -152,6 +161,7 @@ impl ModelConfig {
         let mut cfg = self.clone();
         match &mut cfg {
             ModelConfig::Mamba(c) => c.vocab_size = vocab_size,
+            ModelConfig::Mamba2(c) => c.vocab_size = vocab_size,
             ModelConfig::Transformer(c) => c.vocab_size = vocab_size,
         }
         cfg
@@ -161,6 +171,7 @@ impl ModelConfig {
     pub fn tie_embeddings(&self) -> bool {
         match self {
             ModelConfig::Mamba(cfg) => cfg.tie_embeddings,
+            ModelConfig::Mamba2(cfg) => cfg.tie_embeddings,
             ModelConfig::Transformer(cfg) => cfg.tie_embeddings,
         }
     }
@@ -176,6 +187,12 @@ impl ModelConfig {
             (ModelConfig::Mamba(cfg), Component::Block) => cfg.block_params(),
             (ModelConfig::Mamba(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
             (ModelConfig::Mamba(cfg), Component::Model) => cfg.model_params(),
+            // A, D and Δ's bias: one of each per head of d_model / headdim.
+            (ModelConfig::Mamba2(cfg), Component::Core) => 3 * (cfg.d_model / cfg.headdim),
+            (ModelConfig::Mamba2(cfg), Component::Mixer) => cfg.mixer_params(),
+            (ModelConfig::Mamba2(cfg), Component::Block) => cfg.block_params(),
+            (ModelConfig::Mamba2(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
+            (ModelConfig::Mamba2(cfg), Component::Model) => cfg.model_params(),
             (ModelConfig::Transformer(cfg), Component::Block) => cfg.block_params(),
             (ModelConfig::Transformer(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
             (ModelConfig::Transformer(cfg), Component::Model) => cfg.model_params(),
@@ -214,11 +231,17 @@ impl BuiltModel {
             (ModelConfig::Mamba(c), Component::Mixer) => {
                 Network::Layer(Box::new(mamba::Mixer::new(root, c)))
             }
+            (ModelConfig::Mamba2(c), Component::Mixer) => {
+                Network::Layer(Box::new(mamba2::Mixer::new(root, c)))
+            }
             (ModelConfig::Transformer(c), Component::Mixer) => {
                 Network::Layer(Box::new(transformer::Attention::new(root, c)))
             }
             (ModelConfig::Mamba(c), Component::Block) => {
                 Network::Layer(Box::new(mamba::ResidualBlock::new(root, c)))
+            }
+            (ModelConfig::Mamba2(c), Component::Block) => {
+                Network::Layer(Box::new(mamba2::ResidualBlock::new(root, c)))
             }
             (ModelConfig::Transformer(c), Component::Block) => {
                 Network::Layer(Box::new(transformer::DecoderBlock::new(root, c)))
@@ -226,6 +249,11 @@ impl BuiltModel {
             (ModelConfig::Mamba(c), Component::Layers) => {
                 Network::Layer(Box::new(Stack::new(c.n_layers, |i| {
                     mamba::ResidualBlock::new(&root / "layers" / i, c)
+                })))
+            }
+            (ModelConfig::Mamba2(c), Component::Layers) => {
+                Network::Layer(Box::new(Stack::new(c.n_layers, |i| {
+                    mamba2::ResidualBlock::new(&root / "layers" / i, c)
                 })))
             }
             (ModelConfig::Transformer(c), Component::Layers) => {
@@ -325,7 +353,11 @@ fn untied_lm_head(p: &nn::Path, d_model: i64, vocab_size: i64) -> Tensor {
 }
 
 fn is_fp32_param(name: &str) -> bool {
-    name.ends_with("A_log") || name.ends_with(".D") || name == "D" || name == "delta_bias"
+    name.ends_with("A_log")
+        || name.ends_with(".D")
+        || name == "D"
+        || name == "delta_bias"
+        || name.ends_with("dt_bias")
 }
 
 pub(crate) fn cast_except_fp32_params(vars: &nn::VarStore, kind: Kind) {

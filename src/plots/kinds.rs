@@ -2,7 +2,7 @@
 
 use super::line::{Axis, Failure, Line, LineChart, Reference};
 use super::panels::{Figure, Panels};
-use super::style::{family_color, shade_of};
+use super::style::{family_color, shade_of, FIRST_FREE_COLOR};
 use crate::analysis::crossover::Crossover;
 use crate::measure::timing::format_seconds;
 use crate::results::{Row, Status};
@@ -457,12 +457,12 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
             (
                 Line {
                     label: format!("measured L*: {key}"),
-                    color: index + 2,
+                    color: index + FIRST_FREE_COLOR,
                     ..Line::default()
                 },
                 Line {
                     label: format!("FLOP model L*: {key}"),
-                    color: index + 2,
+                    color: index + FIRST_FREE_COLOR,
                     dashed: true,
                     ..Line::default()
                 },

@@ -55,14 +55,19 @@ pub fn shaded(index: usize, shade: f64) -> RGBColor {
     RGBColor(move_channel(r), move_channel(g), move_channel(b))
 }
 
-/// The hue of a model family, the same in every chart: Mamba blue, the Transformer orange.
-/// Other lines (widths of a prediction, tasks) take hues from the third on.
+/// The hue of a model family, the same in every chart: Mamba blue, the Transformer orange,
+/// Mamba-2 green. Other lines (widths of a prediction, tasks) take hues from
+/// [`FIRST_FREE_COLOR`] on.
 pub fn family_color(family: crate::models::Family) -> usize {
     match family {
         crate::models::Family::Mamba => 0,
         crate::models::Family::Transformer => 1,
+        crate::models::Family::Mamba2 => 2,
     }
 }
+
+/// The first colour index no family takes.
+pub const FIRST_FREE_COLOR: usize = 3;
 
 /// The shade of the `rank`-th of `count` lines of one hue: from darker (−0.35) to lighter
 /// (+0.45), evenly; a lone line keeps the pure hue.

@@ -132,7 +132,7 @@ pub fn run(
     let mut ran_over: Option<i64> = None;
     for seq_len in lengths {
         let mode = match spec.config.family() {
-            Family::Mamba if seq_len >= MAMBA_CHUNKED_FROM => Mode::Chunked,
+            Family::Mamba | Family::Mamba2 if seq_len >= MAMBA_CHUNKED_FROM => Mode::Chunked,
             _ => Mode::Parallel,
         };
         let start = Instant::now();

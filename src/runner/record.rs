@@ -207,6 +207,6 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
 fn scan_kernel(spec: &RunSpec, needs_grad: bool, from_state: bool) -> Option<Kernel> {
     match &spec.config {
         ModelConfig::Mamba(cfg) => Some(cfg.scan.kernel(spec.device.tch(), needs_grad, from_state)),
-        ModelConfig::Transformer(_) => None,
+        ModelConfig::Mamba2(_) | ModelConfig::Transformer(_) => None,
     }
 }

@@ -92,13 +92,13 @@ pub fn chunked(inputs: &SsdInputs, chunk: i64, initial_state: Option<&Tensor>) -
     let da = &dt * inputs.a.to_kind(Kind::Float).view([groups, r, 1]);
     // Δ_s x_s: (batch, chunk, group, head, T, headdim).
     let x_dt = pad(inputs.x)
-        .view([batch, chunks, t, groups, r, p])
+        .reshape([batch, chunks, t, groups, r, p])
         .permute([0, 1, 3, 4, 2, 5])
         * dt.unsqueeze(-1);
     // B and C, shared by a group's heads: (batch, chunk, group, 1, T, d_state).
     let per_group = |x: &Tensor| {
         pad(x)
-            .view([batch, chunks, t, groups, n])
+            .reshape([batch, chunks, t, groups, n])
             .permute([0, 1, 3, 2, 4])
             .unsqueeze(3)
     };
@@ -117,7 +117,7 @@ pub fn chunked(inputs: &SsdInputs, chunk: i64, initial_state: Option<&Tensor>) -
     let totals = da.sum_dim_intlist(-1, false, None::<Kind>); // (batch, chunk, group, head)
     let totals = totals.permute([0, 2, 3, 1]).constant_pad_nd([1, 0]); // (…, chunks + 1)
     let decay_across = segsum(&totals).exp(); // (batch, group, head, chunks + 1, chunks + 1)
-    let h0 = h0.view([batch, 1, groups, r, p, n]);
+    let h0 = h0.reshape([batch, 1, groups, r, p, n]);
     let sources = Tensor::cat(&[h0, states], 1)
         .permute([0, 2, 3, 1, 4, 5])
         .reshape([batch, groups, r, chunks + 1, p * n]);

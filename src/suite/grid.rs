@@ -3,7 +3,7 @@
 use super::schema::{Experiment, ModelEntry, Suite, DEFAULT_NEW_TOKENS};
 use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
-use crate::models::{mamba, transformer, Component, Family, ModelConfig};
+use crate::models::{mamba, mamba2, transformer, Component, Family, ModelConfig};
 use crate::spec::{
     default_max_time_s, DeviceId, ExperimentKind, Pairing, Pass, RecallSpec, RunSpec,
     DEFAULT_PROCESSES, DEFAULT_TARGET_REL_CI,
@@ -250,6 +250,10 @@ pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
         Family::Mamba => ModelConfig::Mamba(mamba::Config {
             n_layers,
             ..mamba::Config::new(d_model)
+        }),
+        Family::Mamba2 => ModelConfig::Mamba2(mamba2::Config {
+            n_layers,
+            ..mamba2::Config::new(d_model)
         }),
         // `new` only stores the head width; the entry's `head_dim`, if any, replaces it below.
         Family::Transformer => ModelConfig::Transformer(transformer::Config {

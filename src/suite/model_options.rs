@@ -22,16 +22,29 @@ use std::path::PathBuf;
 /// The families whose models take an option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Belongs {
-    Both,
+    All,
+    /// Mamba and Mamba-2: the options of a state-space block.
+    Ssm,
     Only(Family),
 }
 
 impl Belongs {
     pub fn includes(self, family: Family) -> bool {
         match self {
-            Belongs::Both => true,
+            Belongs::All => true,
+            Belongs::Ssm => matches!(family, Family::Mamba | Family::Mamba2),
             Belongs::Only(own) => own == family,
         }
+    }
+
+    /// The families, as a user reads them in an error.
+    pub fn names(self) -> String {
+        Family::ALL
+            .iter()
+            .filter(|f| self.includes(**f))
+            .map(|f| format!("`{}`", f.name()))
+            .collect::<Vec<_>>()
+            .join(" and ")
     }
 }
 
@@ -49,14 +62,25 @@ pub struct ModelOption {
 macro_rules! model_options {
     // `(@when CONFIG OPTION { body })`: the body, where an option of family OPTION applies to a
     // configuration of family CONFIG.
-    (@when mamba both $body:block) => { $body };
+    (@when mamba all $body:block) => { $body };
+    (@when mamba ssm $body:block) => { $body };
     (@when mamba mamba $body:block) => { $body };
+    (@when mamba mamba2 $body:block) => {};
     (@when mamba transformer $body:block) => {};
-    (@when transformer both $body:block) => { $body };
-    (@when transformer transformer $body:block) => { $body };
+    (@when mamba2 all $body:block) => { $body };
+    (@when mamba2 ssm $body:block) => { $body };
+    (@when mamba2 mamba $body:block) => {};
+    (@when mamba2 mamba2 $body:block) => { $body };
+    (@when mamba2 transformer $body:block) => {};
+    (@when transformer all $body:block) => { $body };
+    (@when transformer ssm $body:block) => {};
     (@when transformer mamba $body:block) => {};
-    (@belongs both) => { Belongs::Both };
+    (@when transformer mamba2 $body:block) => {};
+    (@when transformer transformer $body:block) => { $body };
+    (@belongs all) => { Belongs::All };
+    (@belongs ssm) => { Belongs::Ssm };
     (@belongs mamba) => { Belongs::Only(Family::Mamba) };
+    (@belongs mamba2) => { Belongs::Only(Family::Mamba2) };
     (@belongs transformer) => { Belongs::Only(Family::Transformer) };
     (
         $(
@@ -138,6 +162,15 @@ macro_rules! model_options {
                             }
                         });)*
                     }
+                    ModelConfig::Mamba2(config) => {
+                        $(model_options!(@when mamba2 $family {
+                            let may_set: bool = $may_set;
+                            if let (true, Some($v)) = (may_set || !from_checkpoint, self.$name) {
+                                let $cfg = &mut *config;
+                                $apply;
+                            }
+                        });)*
+                    }
                     ModelConfig::Transformer(config) => {
                         $(model_options!(@when transformer $family {
                             let may_set: bool = $may_set;
@@ -170,35 +203,35 @@ impl ModelEntry {
 model_options! {
     /// Tokens of the embedding and LM head; a recall task sets its own.
     vocab_size: i64 {
-        family: both,
+        family: all,
         checkpoint_may_set: false,
         check: |c, at, v| c.at_least(at, Some(v), 2),
         apply: |cfg, v| cfg.vocab_size = v,
     }
     /// ε of the RMS norms.
     norm_eps: f64 {
-        family: both,
+        family: all,
         checkpoint_may_set: false,
         check: |c, at, v| c.above_zero(at, Some(v)),
         apply: |cfg, v| cfg.norm_eps = v,
     }
-    /// N, the SSM state size per channel.
+    /// N, the SSM state size per channel (Mamba) or per head channel (Mamba-2).
     d_state: i64 {
-        family: mamba,
+        family: ssm,
         checkpoint_may_set: false,
         check: |c, at, v| c.at_least(at, Some(v), 1),
         apply: |cfg, v| cfg.d_state = v,
     }
     /// Width of the depthwise causal convolution.
     d_conv: i64 {
-        family: mamba,
+        family: ssm,
         checkpoint_may_set: false,
         check: |c, at, v| c.at_least(at, Some(v), 1),
         apply: |cfg, v| cfg.d_conv = v,
     }
     /// E: d_inner = E · d_model.
     expand: i64 {
-        family: mamba,
+        family: ssm,
         checkpoint_may_set: false,
         check: |c, at, v| c.at_least(at, Some(v), 1),
         apply: |cfg, v| cfg.expand = v,
@@ -215,6 +248,36 @@ model_options! {
         family: mamba,
         checkpoint_may_set: true,
         apply: |cfg, v| cfg.scan = v,
+    }
+    /// P, the channels of one Mamba-2 head; d_inner must be a multiple of it.
+    headdim: i64 {
+        family: mamba2,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.headdim = v,
+    }
+    /// Groups of Mamba-2 heads that share B and C; it must divide the heads.
+    ngroups: i64 {
+        family: mamba2,
+        checkpoint_may_set: false,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.ngroups = v,
+    }
+    /// Steps per chunk of the SSD algorithm: the cost changes, the result does not.
+    chunk_size: i64 {
+        family: mamba2,
+        checkpoint_may_set: true,
+        check: |c, at, v| c.at_least(at, Some(v), 1),
+        apply: |cfg, v| cfg.chunk_size = v,
+    }
+    /// Clamp Mamba-2's Δ into [low, high] after the softplus (HF `time_step_limit`).
+    dt_limit: [f64; 2] {
+        family: mamba2,
+        checkpoint_may_set: false,
+        check: |c, at, v| if !(v[0] >= 0.0 && v[0] < v[1]) {
+            c.fail(at, format!("[{}, {}] is not allowed; expected [low, high] with 0 ≤ low < high", v[0], v[1]))
+        },
+        apply: |cfg, v| cfg.dt_limit = Some(v),
     }
     /// Width of one attention head; d_model must be a multiple of it.
     head_dim: i64 {

@@ -3,7 +3,7 @@
 
 use super::checker::{is_file_name, Checker};
 use super::recall::check_recall;
-use crate::models::{transformer, Component, Family};
+use crate::models::{transformer, Component, Family, ModelConfig};
 use crate::spec::{ExperimentKind, Pass};
 use crate::suite::grid;
 use crate::suite::schema::{Experiment, ModelEntry, Suite};
@@ -211,6 +211,36 @@ fn check_grid(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment) {
         .filter(|(_, e)| e.checkpoint.is_none())
     {
         check_widths(c, i, model, &grid.d_model);
+        check_mamba2_heads(c, i, exp.component(), model, &grid.d_model);
+    }
+}
+
+/// A Mamba-2 block's d_inner (the core op's d_model) must split into whole heads, and its
+/// heads into whole groups.
+fn check_mamba2_heads(
+    c: &mut Checker,
+    i: usize,
+    component: Component,
+    (name, entry): (&String, &ModelEntry),
+    widths: &[i64],
+) {
+    if entry.family != Family::Mamba2 {
+        return;
+    }
+    for (j, d_model) in widths.iter().enumerate().filter(|(_, d)| **d >= 1) {
+        let ModelConfig::Mamba2(cfg) = grid::resolve(entry, *d_model, 1) else {
+            continue;
+        };
+        let why = match component {
+            Component::Core => cfg.invalid_heads(*d_model, "d_model"),
+            _ => cfg.invalid_heads(cfg.d_inner(), "d_inner = expand · d_model"),
+        };
+        if let Some(why) = why {
+            c.fail(
+                format!("experiments[{i}].grid.d_model[{j}]"),
+                format!("model `{name}` at d_model {d_model}: {why}"),
+            );
+        }
     }
 }
 

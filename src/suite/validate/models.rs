@@ -6,7 +6,7 @@
 use super::checker::{is_file_name, Checker};
 use crate::models::Family;
 use crate::suite::grid;
-use crate::suite::model_options::{Belongs, ModelOption};
+use crate::suite::model_options::ModelOption;
 use crate::suite::schema::ModelEntry;
 
 pub(super) fn check_model(c: &mut Checker, name: &str, m: &ModelEntry) {
@@ -60,17 +60,17 @@ fn check_checkpoint_model(c: &mut Checker, name: &str, m: &ModelEntry) {
     }
 }
 
-/// `option`, set on model `name` of `family`, belongs to the other family.
+/// `option`, set on model `name` of `family`, belongs to other families only.
 fn other_family(c: &mut Checker, name: &str, family: Family, option: &ModelOption) {
-    let Belongs::Only(owner) = option.belongs else {
-        return; // an option of both families belongs to every model
-    };
+    if option.belongs.includes(family) {
+        return;
+    }
     c.fail(
         format!("models.{name}.{}", option.name),
         format!(
-            "`{}` is a {} option, but this model has `family: {}`",
+            "`{}` is an option of {} models, but this model has `family: {}`",
             option.name,
-            owner.name(),
+            option.belongs.names(),
             family.name()
         ),
     );
