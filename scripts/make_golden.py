@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the golden checkpoints that tests/checkpoints.rs loads: tiny random HF
-`MambaForCausalLM` and `LlamaForCausalLM` models saved with `save_pretrained`, each with the
+`MambaForCausalLM`, `Mamba2ForCausalLM` and `LlamaForCausalLM` models saved with `save_pretrained`, each with the
 logits transformers computes for fixed ids and its greedy continuation.
 
 Every fixture is a folder under tests/data/hf/ holding what `save_pretrained` wrote
@@ -11,7 +11,7 @@ tests/data/golden/<fixture>.safetensors with:
     generated  int64   (GENERATED,)        greedy continuation of `ids` (transformers' generate)
 
 The variants cover what loading must honour: tied and untied heads, biases, an explicit
-time_step_rank and conv width, grouped-query attention with an explicit head_dim, a RoPE base
+time_step_rank and conv width, Mamba-2 with one and two groups and a clamped Δ, grouped-query attention with an explicit head_dim, a RoPE base
 other than the default, and sharded weights. Weights are the HF initialisation plus seeded noise,
 so that norms, A_log and D differ from their constant initial values and every tensor matters.
 
@@ -39,10 +39,14 @@ SHARD = "20KB"
 
 
 def variants():
-    from transformers import LlamaConfig, MambaConfig
+    from transformers import LlamaConfig, Mamba2Config, MambaConfig
 
     mamba = dict(vocab_size=VOCAB, hidden_size=16, state_size=4, num_hidden_layers=2,
                  pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    # 8 heads of 8 over d_inner 64, in SSD chunks of 4 so that 12 tokens cross chunk edges.
+    mamba2 = dict(vocab_size=VOCAB, hidden_size=32, num_heads=8, head_dim=8, state_size=8,
+                  num_hidden_layers=2, chunk_size=4, pad_token_id=0, bos_token_id=0,
+                  eos_token_id=0)
     llama = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                  num_attention_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return [
@@ -58,6 +62,12 @@ def variants():
                      mlp_bias=True, rms_norm_eps=1e-5, tie_word_embeddings=False,
                      rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
          SHARD),
+        # Appended, so that the fixtures above keep their seeds.
+        ("mamba2-tied", Mamba2Config(**mamba2, n_groups=1, tie_word_embeddings=True), None),
+        ("mamba2-groups2-untied-biases",
+         Mamba2Config(**mamba2, n_groups=2, use_bias=True, conv_kernel=3, layer_norm_epsilon=1e-3,
+                      time_step_limit=(0.005, 0.05), tie_word_embeddings=False),
+         None),
     ]
 
 

@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
-const FIXTURES: [&str; 4] = [
+const FIXTURES: [&str; 6] = [
     "mamba-tied",
     "mamba-untied-biases-sharded",
     "llama-mha-tied",
     "llama-gqa-untied-biases-sharded",
+    "mamba2-tied",
+    "mamba2-groups2-untied-biases",
 ];
 
 /// The parity bound for fp32 logits against transformers: max |Δ| ≤ 1e-4.
@@ -52,7 +54,7 @@ fn golden(name: &str) -> Golden {
 }
 
 #[test]
-fn logits_match_transformers_in_both_modes() {
+fn logits_match_transformers_in_every_mode() {
     for name in FIXTURES {
         let checkpoint = Checkpoint::load(&fixture(name), Device::Cpu, Kind::Float)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -62,6 +64,15 @@ fn logits_match_transformers_in_both_modes() {
             let logits = tch::no_grad(|| checkpoint.model.logits(&ids, mode)).squeeze_dim(0);
             PARITY.assert_close(&format!("{name} {}", mode.name()), &logits, &golden.logits);
         }
+        // Chunked: a prefill of 5 tokens, then chunks of 4 and 3 from the state.
+        let chunked = tch::no_grad(|| {
+            let model = &checkpoint.model;
+            let (first, mut state) = model.prefill(&ids.narrow(1, 0, 5));
+            let second = model.extend(&ids.narrow(1, 5, 4), &mut state);
+            let third = model.extend(&ids.narrow(1, 9, 3), &mut state);
+            Tensor::cat(&[first, second, third], 1).squeeze_dim(0)
+        });
+        PARITY.assert_close(&format!("{name} chunked"), &chunked, &golden.logits);
     }
 }
 
@@ -101,7 +112,7 @@ fn check_reduced_precision(device: Device, kind: Kind) {
     for name in FIXTURES {
         let checkpoint = Checkpoint::load(&fixture(name), device, kind).unwrap();
         for (var, tensor) in checkpoint.vars.variables() {
-            let fp32 = var.ends_with("A_log") || var.ends_with(".D");
+            let fp32 = ["A_log", ".D", "dt_bias"].iter().any(|s| var.ends_with(s));
             let want = if fp32 { Kind::Float } else { kind };
             assert_eq!(tensor.kind(), want, "{name}: {var}");
         }
@@ -317,7 +328,7 @@ fn unsupported_config_values_are_named_with_what_is_allowed() {
         (
             "mamba-tied",
             |c| c["model_type"] = "gpt2".into(),
-            &["`model_type`", "\"mamba\" or \"llama\""],
+            &["`model_type`", "\"mamba\", \"mamba2\" or \"llama\""],
         ),
         (
             "llama-mha-tied",

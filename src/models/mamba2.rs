@@ -29,8 +29,6 @@ const DT_INIT_FLOOR: f64 = 1e-4;
 /// A = −U(A_INIT_LOW, A_INIT_HIGH) per head (mamba2.py's `A_init_range`).
 const A_INIT_LOW: f64 = 1.0;
 const A_INIT_HIGH: f64 = 16.0;
-/// The gated norm's ε, fixed in mamba2.py.
-const GATED_NORM_EPS: f64 = 1e-5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +59,7 @@ pub struct Config {
     /// default (0, ∞), which clamps nothing.
     #[serde(default)]
     pub dt_limit: Option<[f64; 2]>,
+    /// ε of the block norms and of the gated norm.
     #[serde(default = "defaults::norm_eps")]
     pub norm_eps: f64,
     /// Biases on `in_proj` and `out_proj` (HF `use_bias`).
@@ -333,7 +332,9 @@ impl Mixer {
         let a = Tensor::rand([h], f32_on) * (A_INIT_HIGH - A_INIT_LOW) + A_INIT_LOW;
         let a_log = p.var_copy("A_log", &a.log());
         let d_skip = p.var("D", &[h], nn::Init::Const(1.0));
-        let norm = GatedRmsNorm::new(&p / "norm", di, cfg.ngroups, GATED_NORM_EPS);
+        // HF's gated norm takes `layer_norm_epsilon`, as the block norms do; mamba2.py fixes
+        // it at 1e-5, the default of both.
+        let norm = GatedRmsNorm::new(&p / "norm", di, cfg.ngroups, cfg.norm_eps);
         let out_proj = nn::linear(&p / "out_proj", di, d, proj(di));
         // mamba_ssm's `rescale_prenorm_residual`, as for Mamba-1.
         tch::no_grad(|| {

@@ -1,5 +1,5 @@
-//! `config.json` of HF transformers' `MambaForCausalLM` and `LlamaForCausalLM`, read into our
-//! model configs.
+//! `config.json` of HF transformers' `MambaForCausalLM`, `Mamba2ForCausalLM` and
+//! `LlamaForCausalLM`, read into our model configs.
 //!
 //! Every field that changes the math is honoured or refused; none falls back silently. Absent
 //! fields take the defaults of transformers' `MambaConfig` and `LlamaConfig`, because that is
@@ -8,7 +8,7 @@
 //! is an error: a field we do not know might change the model.
 
 use super::CheckpointError;
-use crate::models::{mamba, transformer, ModelConfig};
+use crate::models::{mamba, mamba2, transformer, ModelConfig};
 use crate::scan::ScanImpl;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -47,6 +47,19 @@ const MAMBA_INIT_AND_KERNEL_FIELDS: &[&str] = &[
     "pad_vocab_size_multiple",
 ];
 
+/// Mamba-2 fields that only shape the random initialisation, or that HF's `Mamba2Mixer` never
+/// reads.
+const MAMBA2_INERT_FIELDS: &[&str] = &[
+    "time_step_min",
+    "time_step_max",
+    "time_step_floor",
+    "rescale_prenorm_residual",
+    // A Mamba-1 leftover: Mamba-2 has no low-rank Δ projection.
+    "time_step_rank",
+    // Stored, but the mixer applies its gated RMSNorm whatever it says.
+    "rms_norm",
+];
+
 /// Llama fields without effect on a forward pass in eval mode with unscaled RoPE.
 const LLAMA_INERT_FIELDS: &[&str] = &[
     // Only scaled RoPE variants read it.
@@ -69,7 +82,8 @@ pub fn read(dir: &Path) -> Result<ModelConfig, CheckpointError> {
 
 /// Parses the text of a `config.json`; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<ModelConfig, CheckpointError> {
-    let value: Value = serde_json::from_str(text).map_err(|source| CheckpointError::Json {
+    let text = quote_non_finite(text);
+    let value: Value = serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
         path: path.to_owned(),
         source,
     })?;
@@ -91,6 +105,10 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelConfig, CheckpointError> {
             fields.check_architecture("MambaForCausalLM")?;
             ModelConfig::Mamba(mamba_config(&mut fields)?)
         }
+        "mamba2" => {
+            fields.check_architecture("Mamba2ForCausalLM")?;
+            ModelConfig::Mamba2(mamba2_config(&mut fields)?)
+        }
         "llama" => {
             fields.check_architecture("LlamaForCausalLM")?;
             ModelConfig::Transformer(llama_config(&mut fields)?)
@@ -99,7 +117,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ModelConfig, CheckpointError> {
             return Err(fields.unsupported(
                 "model_type",
                 &Value::String(other.to_owned()),
-                "\"mamba\" or \"llama\"",
+                "\"mamba\", \"mamba2\" or \"llama\"",
             ))
         }
     };
@@ -157,6 +175,80 @@ fn mamba_config(f: &mut Fields) -> Result<mamba::Config, CheckpointError> {
         tie_embeddings: f.bool_or("tie_word_embeddings", true)?,
         scan: ScanImpl::Auto,
     })
+}
+
+/// transformers' `Mamba2Config`, with its defaults (those of Mamba-Codestral-7B: note
+/// `n_groups` 8 and untied embeddings).
+fn mamba2_config(f: &mut Fields) -> Result<mamba2::Config, CheckpointError> {
+    let d_model = f.int_or("hidden_size", 4096)?;
+    let expand = f.int_or("expand", 2)?;
+    let heads = f.int_or("num_heads", 128)?;
+    let headdim = f.int_or("head_dim", 64)?;
+    if heads * headdim != expand * d_model {
+        return Err(f.unsupported_value(
+            "num_heads",
+            heads.to_string(),
+            &format!(
+                "hidden_size · expand / head_dim = {} (num_heads · head_dim must equal the inner width)",
+                expand * d_model / headdim.max(1)
+            ),
+        ));
+    }
+    let ngroups = f.int_or("n_groups", 8)?;
+    if heads % ngroups != 0 {
+        return Err(f.unsupported_value(
+            "n_groups",
+            ngroups.to_string(),
+            &format!("a divisor of num_heads ({heads})"),
+        ));
+    }
+    f.silu_only("hidden_act")?;
+    let dt_limit = time_step_limit(f)?;
+    // The conversion script's ad-hoc attribute; the modeling code always gates before the norm.
+    if let Some(value) = f.take("norm_before_gate") {
+        if value != Value::Bool(false) {
+            return Err(f.unsupported(
+                "norm_before_gate",
+                &value,
+                "false (Mamba-2 gates before its norm)",
+            ));
+        }
+    }
+    f.ignore(MAMBA2_INERT_FIELDS);
+    Ok(mamba2::Config {
+        d_model,
+        n_layers: f.int_or("num_hidden_layers", 64)?,
+        vocab_size: f.int_or("vocab_size", 32768)?,
+        d_state: f.int_or("state_size", 128)?,
+        d_conv: f.int_or("conv_kernel", 4)?,
+        expand,
+        headdim,
+        ngroups,
+        chunk_size: f.int_or("chunk_size", 256)?,
+        dt_limit,
+        norm_eps: f.float_or("layer_norm_epsilon", 1e-5)?,
+        proj_bias: f.bool_or("use_bias", false)?,
+        conv_bias: f.bool_or("use_conv_bias", true)?,
+        residual_in_fp32: f.bool_or("residual_in_fp32", true)?,
+        tie_embeddings: f.bool_or("tie_word_embeddings", false)?,
+    })
+}
+
+/// `time_step_limit`: [low, high] that Δ is clamped into, HF's default (0, ∞) meaning none
+/// (written `[0.0, {"__float__": "Infinity"}]` by transformers 5, `[0.0, Infinity]` by 4).
+fn time_step_limit(f: &mut Fields) -> Result<Option<[f64; 2]>, CheckpointError> {
+    let Some(value) = f.take("time_step_limit") else {
+        return Ok(None);
+    };
+    let pair = value
+        .as_array()
+        .filter(|a| a.len() == 2)
+        .and_then(|a| Some([as_float(&a[0])?, as_float(&a[1])?]));
+    match pair {
+        Some([low, high]) if low == 0.0 && high == f64::INFINITY => Ok(None),
+        Some([low, high]) if low >= 0.0 && low < high => Ok(Some([low, high])),
+        _ => Err(f.unsupported("time_step_limit", &value, "[low, high] with 0 ≤ low < high")),
+    }
 }
 
 /// transformers' `LlamaConfig` (4.x and 5.x spellings of the RoPE parameters).
@@ -220,6 +312,48 @@ fn rope_theta(f: &mut Fields) -> Result<f64, CheckpointError> {
         }
     }
     Ok(theta)
+}
+
+/// Python's `json` writes ∞ and NaN as the bare words `Infinity`, `-Infinity` and `NaN`, which
+/// are not JSON (HF's Mamba2 `time_step_limit` is `[0.0, Infinity]` by default). They become
+/// strings here, outside string literals, for the fields that accept them to read.
+fn quote_non_finite(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(ch) = rest.chars().next() {
+        if !in_string {
+            if let Some(word) = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|w| rest.starts_with(w))
+            {
+                out.push('"');
+                out.push_str(word);
+                out.push('"');
+                rest = &rest[word.len()..];
+                continue;
+            }
+        }
+        match ch {
+            '"' if !escaped => in_string = !in_string,
+            _ => {}
+        }
+        escaped = in_string && ch == '\\' && !escaped;
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
+/// A number of a config: a JSON number, one of the words [`quote_non_finite`] quoted, or
+/// transformers 5's `{"__float__": "Infinity"}`.
+fn as_float(value: &Value) -> Option<f64> {
+    match value {
+        Value::String(word) if word == "Infinity" => Some(f64::INFINITY),
+        Value::String(word) if word == "-Infinity" => Some(f64::NEG_INFINITY),
+        Value::Object(map) if map.len() == 1 => as_float(map.get("__float__")?),
+        other => other.as_f64(),
+    }
 }
 
 fn ceil_div(a: i64, b: i64) -> i64 {
@@ -361,5 +495,75 @@ impl Fields {
             path: self.path,
             fields: self.map.keys().cloned().collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mamba2(json: &str) -> Result<mamba2::Config, CheckpointError> {
+        match parse(json, Path::new("config.json"))? {
+            ModelConfig::Mamba2(cfg) => Ok(cfg),
+            other => panic!("not a Mamba-2 config: {other:?}"),
+        }
+    }
+
+    const TINY: &str = r#"{"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"],
+        "hidden_size": 32, "num_heads": 8, "head_dim": 8, "n_groups": 2, "state_size": 16,
+        "num_hidden_layers": 2, "vocab_size": 100, "time_step_limit": [0.0, Infinity],
+        "time_step_min": 0.001, "rms_norm": true, "tie_word_embeddings": true}"#;
+
+    #[test]
+    fn a_mamba2_config_reads_with_hf_defaults_and_python_infinity() {
+        let cfg = mamba2(TINY).unwrap();
+        assert_eq!(
+            (
+                cfg.d_model,
+                cfg.nheads(),
+                cfg.headdim,
+                cfg.ngroups,
+                cfg.d_state
+            ),
+            (32, 8, 8, 2, 16)
+        );
+        assert_eq!((cfg.chunk_size, cfg.d_conv, cfg.dt_limit), (256, 4, None));
+        assert!(cfg.tie_embeddings && cfg.conv_bias && !cfg.proj_bias);
+        let v5 = TINY.replace("Infinity]", r#"{"__float__": "Infinity"}]"#);
+        assert_eq!(mamba2(&v5).unwrap().dt_limit, None);
+        let limited = TINY.replace("[0.0, Infinity]", "[0.001, 0.2]");
+        assert_eq!(mamba2(&limited).unwrap().dt_limit, Some([0.001, 0.2]));
+        // Absent, HF's defaults: 8 groups and an untied head.
+        let bare = r#"{"model_type": "mamba2", "hidden_size": 64, "num_heads": 16, "head_dim": 8}"#;
+        let cfg = mamba2(bare).unwrap();
+        assert_eq!((cfg.ngroups, cfg.tie_embeddings), (8, false));
+    }
+
+    #[test]
+    fn mamba2_fields_that_change_the_model_are_refused_by_name() {
+        for (from, to, field) in [
+            (r#""num_heads": 8"#, r#""num_heads": 6"#, "num_heads"),
+            (r#""n_groups": 2"#, r#""n_groups": 3"#, "n_groups"),
+            ("[0.0, Infinity]", "[0.5, 0.1]", "time_step_limit"),
+        ] {
+            match mamba2(&TINY.replace(from, to)) {
+                Err(CheckpointError::Unsupported { field: named, .. }) => assert_eq!(named, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let unknown = TINY.replace(r#""rms_norm": true"#, r#""d_mlp": 64"#);
+        assert!(matches!(
+            mamba2(&unknown),
+            Err(CheckpointError::UnknownFields { .. })
+        ));
+    }
+
+    #[test]
+    fn only_bare_non_finite_words_are_quoted() {
+        let text = r#"{"a": [Infinity, -Infinity, NaN], "b": "Infinity \" NaN"}"#;
+        assert_eq!(
+            quote_non_finite(text),
+            r#"{"a": ["Infinity", "-Infinity", "NaN"], "b": "Infinity \" NaN"}"#
+        );
     }
 }
