@@ -107,9 +107,10 @@ fn an_old_folder_without_run_specs_falls_back_to_its_suite_or_says_why_not() {
 
 /// The table's columns: those from before rows were typed (typing must not change them), and
 /// the columns added since: `calls_per_sample` by iteration scaling, the paired columns,
-/// `processes`, and the recall columns `seed`, `steps_to_target` and the accuracy interval.
+/// `processes`, the recall columns `seed`, `steps_to_target` and the accuracy interval, and
+/// the model columns `d_state`, `headdim`, `ngroups` and `pattern` of Mamba-2 and hybrids.
 const COLUMNS: &str = "suite,experiment,kind,run_id,model,family,component,pass,device,dtype,\
-batch,seq_len,d_model,n_layers,params,matched_to,new_tokens,scan,threads,status,\
+batch,seq_len,d_model,n_layers,d_state,headdim,ngroups,pattern,params,matched_to,new_tokens,scan,threads,status,\
 latency_median_s,latency_p10_s,latency_p90_s,latency_min_s,latency_max_s,samples,outliers,\
 calls_per_sample,paired_with,ratio_median,ratio_ci_low,ratio_ci_high,rounds,stopped_by,\
 processes,tokens_per_s,peak_mem_bytes,reserved_mem_bytes,flops,core_flops,core_bytes,\
@@ -252,4 +253,41 @@ fn a_run_finished_in_another_folder_with_the_same_spec_is_adopted_not_run() {
         2,
         "{curves}"
     );
+}
+
+/// Rows say what was compared: the state size, heads and groups of each family's model.
+#[test]
+fn rows_carry_each_familys_shape_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let suite = "\
+name: shapes
+device: cpu
+threads: 1
+models:
+  m1: { family: mamba, d_state: 4 }
+  m2: { family: mamba2, d_state: 8, headdim: 8, ngroups: 2 }
+  t: { family: transformer, head_dim: 8 }
+experiments:
+  - name: blocks
+    kind: speed
+    pass: forward
+    component: block
+    models: [m1, m2, t]
+    grid: { d_model: [16], seq_len: [8] }
+    warmup: 1
+    repeats: 1
+";
+    std::fs::write(dir.join("s.yaml"), suite).unwrap();
+    let out = mvt(&["run", "s.yaml", "--out", "r"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = read_rows(&dir.join("r")).unwrap();
+    let shape = |model: &str| {
+        let row = rows.iter().find(|r| r.model == model).expect(model);
+        (row.d_state, row.headdim, row.ngroups, row.pattern.clone())
+    };
+    assert_eq!(shape("m1"), (Some(4), None, None, None));
+    assert_eq!(shape("m2"), (Some(8), Some(8), Some(2), None));
+    assert_eq!(shape("t"), (None, Some(8), None, None));
+    assert!(rows.iter().all(|r| r.status.name() == "ok"), "{rows:?}");
 }

@@ -167,6 +167,33 @@ impl ModelConfig {
         cfg
     }
 
+    /// N, the state size, for the SSM families.
+    pub fn d_state(&self) -> Option<i64> {
+        match self {
+            ModelConfig::Mamba(cfg) => Some(cfg.d_state),
+            ModelConfig::Mamba2(cfg) => Some(cfg.d_state),
+            ModelConfig::Transformer(_) => None,
+        }
+    }
+
+    /// Channels per head: Mamba-2's headdim or the Transformer's head_dim (Mamba-1 has no
+    /// heads).
+    pub fn headdim(&self) -> Option<i64> {
+        match self {
+            ModelConfig::Mamba(_) => None,
+            ModelConfig::Mamba2(cfg) => Some(cfg.headdim),
+            ModelConfig::Transformer(cfg) => Some(cfg.head_dim),
+        }
+    }
+
+    /// Mamba-2's groups of heads sharing B and C.
+    pub fn ngroups(&self) -> Option<i64> {
+        match self {
+            ModelConfig::Mamba2(cfg) => Some(cfg.ngroups),
+            ModelConfig::Mamba(_) | ModelConfig::Transformer(_) => None,
+        }
+    }
+
     /// Whether the LM head reuses the embedding matrix.
     pub fn tie_embeddings(&self) -> bool {
         match self {

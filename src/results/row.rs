@@ -51,6 +51,19 @@ pub struct Row {
     pub seq_len: i64,
     pub d_model: i64,
     pub n_layers: i64,
+    /// N, the state size of an SSM family (per channel for Mamba, per head channel for
+    /// Mamba-2); empty for the Transformer.
+    #[serde(default)]
+    pub d_state: Option<i64>,
+    /// Channels per head: Mamba-2's headdim, the Transformer's head_dim; empty for Mamba.
+    #[serde(default)]
+    pub headdim: Option<i64>,
+    /// Mamba-2's groups of heads sharing B and C; empty for the other families.
+    #[serde(default)]
+    pub ngroups: Option<i64>,
+    /// A hybrid's layer pattern; empty for the single-family models.
+    #[serde(default)]
+    pub pattern: Option<String>,
     pub params: i64,
     /// The model whose parameter count this one's depth was chosen to match (`match_params`).
     pub matched_to: Option<String>,
