@@ -151,12 +151,10 @@ impl Config {
 
     /// Why the sizes cannot make a block, or `None` when they can.
     pub fn invalid(&self) -> Option<String> {
-        if let Some([low, high]) = self.dt_limit {
-            if !(low >= 0.0 && low < high) {
-                return Some(format!(
-                    "dt_limit [{low}, {high}] is not an interval of steps ≥ 0"
-                ));
-            }
+        if let Some([low, high]) = self.dt_limit.filter(|limit| !is_dt_limit(*limit)) {
+            return Some(format!(
+                "dt_limit [{low}, {high}] is not an interval of steps ≥ 0"
+            ));
         }
         self.invalid_heads(self.d_inner(), "d_inner = expand · d_model")
     }
@@ -204,6 +202,11 @@ impl Config {
         let head = if self.tie_embeddings { 0 } else { embeddings };
         embeddings + self.n_layers * self.block_params() + self.d_model + head
     }
+}
+
+/// Whether [low, high] can bound Δ: 0 ≤ low < high (high may be ∞).
+pub fn is_dt_limit([low, high]: [f64; 2]) -> bool {
+    low >= 0.0 && low < high
 }
 
 /// What one mixer carries from token to token: fixed in size, whatever the context length.

@@ -274,7 +274,7 @@ model_options! {
     dt_limit: [f64; 2] {
         family: mamba2,
         checkpoint_may_set: false,
-        check: |c, at, v| if !(v[0] >= 0.0 && v[0] < v[1]) {
+        check: |c, at, v| if !crate::models::mamba2::is_dt_limit(v) {
             c.fail(at, format!("[{}, {}] is not allowed; expected [low, high] with 0 ≤ low < high", v[0], v[1]))
         },
         apply: |cfg, v| cfg.dt_limit = Some(v),

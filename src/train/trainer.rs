@@ -217,14 +217,14 @@ pub fn train(
             eval_accuracy: Some(accuracy),
         };
         report(&point);
-        let point_loss = point.loss;
+        let met = targets_met(cfg, accuracy, point.loss);
         standing.curve.push(point);
         (since, sum) = (0, 0.0);
         let reached = cfg.target_accuracy.is_some_and(|target| accuracy >= target);
         if reached && standing.steps_to_target.is_none() {
             standing.steps_to_target = Some(step);
         }
-        standing.done = targets_met(cfg, accuracy, point_loss) || step >= cfg.steps;
+        standing.done = met || step >= cfg.steps;
         let due = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_every_s;
         if let Some(dir) = checkpoint.filter(|_| due || standing.done) {
             standing.wall_s = prior_wall_s + started.elapsed().as_secs_f64();

@@ -246,7 +246,7 @@ fn time_step_limit(f: &mut Fields) -> Result<Option<[f64; 2]>, CheckpointError> 
         .and_then(|a| Some([as_float(&a[0])?, as_float(&a[1])?]));
     match pair {
         Some([low, high]) if low == 0.0 && high == f64::INFINITY => Ok(None),
-        Some([low, high]) if low >= 0.0 && low < high => Ok(Some([low, high])),
+        Some(limit) if mamba2::is_dt_limit(limit) => Ok(Some(limit)),
         _ => Err(f.unsupported("time_step_limit", &value, "[low, high] with 0 ≤ low < high")),
     }
 }
