@@ -5,6 +5,7 @@
 mod common;
 
 use common::seeded;
+use mamba_vs_transformer::models::hybrid::{self, HybridLm, LayerKind, Pattern};
 use mamba_vs_transformer::models::lm::chunk_by_chunk;
 use mamba_vs_transformer::models::mamba::{self, MambaLm};
 use mamba_vs_transformer::models::mamba2::{self, Mamba2Lm};
@@ -186,4 +187,60 @@ fn chunked_mode_matches_parallel_mode() {
         let (_vs, lm) = mamba2_lm(groups, chunk);
         check_chunked(&lm, &format!("mamba2 groups {groups} chunk {chunk}"));
     }
+}
+
+/// Every kind of layer, the pattern cut short on its second repetition (M 2 A F M 2), so that
+/// each layer carries its own state: an SSM state of either kind, a KV cache, or nothing.
+fn hybrid_lm() -> (nn::VarStore, HybridLm) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let pattern = Pattern::parse("M2AF").expect("a pattern");
+    let cfg = hybrid::Config {
+        n_layers: 6,
+        vocab_size: VOCAB,
+        d_state: 4,
+        headdim: 8,
+        ngroups: 2,
+        chunk_size: 4,
+        head_dim: 8,
+        n_kv_heads: Some(2),
+        ..hybrid::Config::new(16, pattern)
+    };
+    let lm = seeded(0, || HybridLm::new(vs.root(), &cfg));
+    (vs, lm)
+}
+
+#[test]
+fn hybrid_steps_and_chunks_match_parallel_mode() {
+    let (_vs, lm) = hybrid_lm();
+    for prompt in [1, 4] {
+        check(&lm, prompt, &format!("hybrid, prompt {prompt}"));
+    }
+    check_chunked(&lm, "hybrid");
+}
+
+/// In a hybrid only the attention layers' caches grow with the context.
+#[test]
+fn a_hybrids_state_grows_only_in_its_attention_layers() {
+    let (_vs, lm) = hybrid_lm();
+    let sizes = |tokens: i64| -> Vec<i64> {
+        let (_, states) = tch::no_grad(|| lm.prefill(&ids().narrow(1, 0, tokens)));
+        states
+            .iter()
+            .map(|state| match state {
+                hybrid::LayerState::Mamba(s) => (s.conv.numel() + s.ssm.numel()) as i64,
+                hybrid::LayerState::Mamba2(s) => (s.conv.numel() + s.ssm.numel()) as i64,
+                hybrid::LayerState::Attention(cache) => cache.len(),
+                hybrid::LayerState::Mlp => 0,
+            })
+            .collect()
+    };
+    let (short, long) = (sizes(3), sizes(9));
+    let kinds: Vec<LayerKind> = lm.layers().iter().map(|layer| layer.kind()).collect();
+    for ((kind, short), long) in kinds.iter().zip(&short).zip(&long) {
+        match kind {
+            LayerKind::Attention => assert_eq!((*short, *long), (3, 9), "cached tokens"),
+            _ => assert_eq!(short, long, "{kind:?} grew with the context"),
+        }
+    }
+    assert_eq!(kinds[2], LayerKind::Attention);
 }

@@ -77,6 +77,7 @@ fn model_options_reach_the_configs() {
             ModelConfig::Mamba(cfg) => assert_eq!((cfg.d_state, cfg.d_conv, cfg.expand), (4, 4, 2)),
             ModelConfig::Transformer(cfg) => assert_eq!((cfg.head_dim, cfg.n_kv_heads()), (8, 2)),
             ModelConfig::Mamba2(_) => unreachable!("the suite has no Mamba-2 model"),
+            ModelConfig::Hybrid(_) => unreachable!("the suite has no hybrid model"),
         }
         assert_eq!((run.seed, run.device.to_string()), (7, "cpu".to_owned()));
     }
@@ -120,6 +121,7 @@ fn every_model_option_reaches_the_config() {
                 (300, 1e-6, 8, Some(2), 2.5, Some(40), 500_000.0)
             ),
             ModelConfig::Mamba2(_) => unreachable!("the suite has no Mamba-2 model"),
+            ModelConfig::Hybrid(_) => unreachable!("the suite has no hybrid model"),
         }
     }
 }
@@ -323,4 +325,58 @@ fn the_matched_depth_is_the_nearest_one() {
         };
         assert!(miss(n) <= miss(n + 1) && (n == 1 || miss(n) <= miss(n - 1)));
     }
+}
+
+#[test]
+fn every_hybrid_option_reaches_the_config() {
+    let text = "\
+name: g
+device: cpu
+models:
+  h: { family: hybrid, pattern: samba, d_state: 4, d_conv: 3, expand: 3, dt_rank: 5, headdim: 8, ngroups: 2, head_dim: 8, n_kv_heads: 2, intermediate_size: 40 }
+experiments:
+  - name: models
+    kind: speed
+    pass: forward
+    component: model
+    models: [h]
+    grid: { d_model: [16], seq_len: [8], n_layers: [4, 8] }
+";
+    let runs = plan(text).runs;
+    assert_eq!(runs.len(), 2);
+    for run in &runs {
+        let ModelConfig::Hybrid(c) = &run.config else {
+            panic!("a hybrid model plans hybrid runs");
+        };
+        assert_eq!(
+            (
+                c.pattern.to_string(),
+                c.d_state,
+                c.d_conv,
+                c.expand,
+                c.dt_rank,
+                c.headdim,
+                c.ngroups,
+                c.head_dim,
+                c.n_kv_heads,
+                c.intermediate_size
+            ),
+            (
+                "MFAF".to_owned(),
+                4,
+                3,
+                3,
+                Some(5),
+                8,
+                2,
+                8,
+                Some(2),
+                Some(40)
+            )
+        );
+    }
+    assert_eq!(
+        runs.iter().map(|r| r.config.n_layers()).collect::<Vec<_>>(),
+        [4, 8]
+    );
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::seeded;
 use mamba_vs_transformer::models::{
-    mamba, mamba2, transformer, BuiltModel, Component, ModelConfig,
+    hybrid, mamba, mamba2, transformer, BuiltModel, Component, ModelConfig,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -65,6 +65,7 @@ fn outputs_have_the_expected_shapes() {
             ModelConfig::Mamba(_) => &[2, 16, 7],
             ModelConfig::Transformer(_) => &[2, 2, 7, 8],
             ModelConfig::Mamba2(_) => &[2, 7, 2, 8],
+            ModelConfig::Hybrid(_) => unreachable!("a hybrid has no core op; tiny_hybrid tests it"),
         };
         assert_eq!(core.forward(&inputs).size(), want, "{cfg:?}");
     }
@@ -256,4 +257,52 @@ fn a_fresh_language_model_starts_near_the_uniform_loss() {
             "{cfg:?}: first loss {loss:.3}, uniform {uniform:.3}"
         );
     }
+}
+
+/// Every kind of layer at d 16 (N 4, Mamba-2 heads of 8 in one group, attention heads of 8,
+/// SwiGLU 64 wide), the pattern repeated once and a half.
+fn tiny_hybrid() -> hybrid::Config {
+    hybrid::Config {
+        n_layers: 6,
+        vocab_size: 32,
+        d_state: 4,
+        headdim: 8,
+        chunk_size: 4,
+        head_dim: 8,
+        ..hybrid::Config::new(16, hybrid::Pattern::parse("M2AF").expect("a pattern"))
+    }
+}
+
+#[test]
+fn hybrids_have_the_shapes_causality_and_parameters_of_their_layers() {
+    let cfg = ModelConfig::Hybrid(tiny_hybrid());
+    let layers = build(&cfg, Component::Layers);
+    let hidden = layers.random_inputs(1, 9, Kind::Float);
+    let base = layers.forward(&hidden);
+    assert_eq!(base.size(), [1, 9, 16]);
+    let perturbed = hidden[0].copy();
+    let _ = perturbed.narrow(1, 5, 1).g_add_scalar_(1.0);
+    let out = layers.forward(&[perturbed]);
+    let before = (out.narrow(1, 0, 5) - base.narrow(1, 0, 5)).abs().max();
+    assert_eq!(before.double_value(&[]), 0.0, "a hybrid leaked backwards");
+    let model = build(&cfg, Component::Model);
+    assert_eq!(
+        model
+            .forward(&model.random_inputs(2, 7, Kind::Float))
+            .size(),
+        [2, 7, 32]
+    );
+    for (built, component) in [(&layers, Component::Layers), (&model, Component::Model)] {
+        assert_eq!(built.param_count(), cfg.params(component), "{component:?}");
+    }
+    // By hand, each layer's norm (16) and what it wraps: M the Mamba mixer above (2208); 2 a
+    // Mamba-2 mixer in one group, in_proj 16·(32 + 32 + 2·4 + 4) + conv 40·4+40 + 3·4 + norm
+    // 32 + out_proj 512 = 1972; A 4·16·16 = 1024; F 3·16·64 = 3072. M2AFM2:
+    let (m, two, a, f) = (16 + 2208, 16 + 1972, 16 + 1024, 16 + 3072);
+    assert_eq!(cfg.params(Component::Layers), 2 * (m + two) + a + f);
+    // Tied embedding 32·16 and the final norm.
+    assert_eq!(
+        cfg.params(Component::Model),
+        32 * 16 + 2 * (m + two) + a + f + 16
+    );
 }

@@ -12,6 +12,7 @@
 //!   the (B, L, D, N) states (paper §3.3.2); fused attention reads Q, K, V and writes O, never
 //!   the (L, L) scores.
 
+use crate::models::hybrid::{self, LayerKind};
 use crate::models::{mamba, mamba2, transformer, Component, ModelConfig};
 use crate::spec::{DType, Pass, RunSpec};
 use serde::{Deserialize, Serialize};
@@ -244,7 +245,34 @@ fn component_forward(cfg: &ModelConfig, component: Component, shape: Shape) -> L
             let block = sum(&[norm, mamba2_mixer(c, shape), residual]);
             model(block, layers, norm, tokens, d, c.vocab_size as f64)
         }
+        (ModelConfig::Hybrid(c), Component::Layers) => hybrid_layers(c, shape, norm, residual),
+        (ModelConfig::Hybrid(c), Component::Model) => {
+            let all_layers = hybrid_layers(c, shape, norm, residual);
+            model(all_layers, 1.0, norm, tokens, d, c.vocab_size as f64)
+        }
+        (ModelConfig::Hybrid(_), Component::Core | Component::Mixer | Component::Block) => {
+            panic!("a hybrid has no single {}", component.name())
+        }
     }
+}
+
+/// A hybrid's layers, each a pre-norm residual block around the layer its pattern names.
+fn hybrid_layers(c: &hybrid::Config, shape: Shape, norm: Layer, residual: Layer) -> Layer {
+    let (mamba, mamba2, transformer) = (c.mamba(), c.mamba2(), c.transformer());
+    let blocks: Vec<Layer> = c
+        .pattern
+        .layers(c.n_layers)
+        .map(|kind| {
+            let inner = match kind {
+                LayerKind::Mamba => mamba_mixer(&mamba, shape),
+                LayerKind::Mamba2 => mamba2_mixer(&mamba2, shape),
+                LayerKind::Attention => attention_layer(&transformer, shape),
+                LayerKind::Mlp => mlp(&transformer, shape),
+            };
+            sum(&[norm, inner, residual])
+        })
+        .collect();
+    sum(&blocks)
 }
 
 /// `layers` blocks, the final norm and the LM head (the embedding is a lookup).
@@ -452,7 +480,7 @@ fn param_bytes(cfg: &ModelConfig, component: Component, elt: f64) -> f64 {
     let params = cfg.params(component) as f64;
     let fp32 = match cfg {
         ModelConfig::Mamba(c) => {
-            let per_layer = (c.d_inner() * (c.d_state + 1)) as f64;
+            let per_layer = mamba_fp32_params(c);
             match component {
                 Component::Core => params,
                 Component::Mixer | Component::Block => per_layer,
@@ -460,7 +488,7 @@ fn param_bytes(cfg: &ModelConfig, component: Component, elt: f64) -> f64 {
             }
         }
         ModelConfig::Mamba2(c) => {
-            let per_layer = (3 * c.nheads()) as f64;
+            let per_layer = mamba2_fp32_params(c);
             match component {
                 Component::Core => params,
                 Component::Mixer | Component::Block => per_layer,
@@ -468,27 +496,69 @@ fn param_bytes(cfg: &ModelConfig, component: Component, elt: f64) -> f64 {
             }
         }
         ModelConfig::Transformer(_) => 0.0,
+        ModelConfig::Hybrid(c) => {
+            let (mamba, mamba2) = (c.mamba(), c.mamba2());
+            c.pattern
+                .layers(c.n_layers)
+                .map(|kind| match kind {
+                    LayerKind::Mamba => mamba_fp32_params(&mamba),
+                    LayerKind::Mamba2 => mamba2_fp32_params(&mamba2),
+                    LayerKind::Attention | LayerKind::Mlp => 0.0,
+                })
+                .sum()
+        }
     };
     fp32 * 4.0 + (params - fp32) * elt
 }
 
-/// Decoding state at `context` tokens: Mamba's conv window (compute dtype) and fp32 SSM
-/// state per layer; the Transformer's keys and values per layer.
-fn state_bytes(cfg: &ModelConfig, batch: f64, context: f64, elt: f64) -> f64 {
+/// A Mamba-1 mixer's `A_log` and `D`.
+fn mamba_fp32_params(c: &mamba::Config) -> f64 {
+    (c.d_inner() * (c.d_state + 1)) as f64
+}
+
+/// A Mamba-2 mixer's `A_log`, `D` and `dt_bias`, one of each per head.
+fn mamba2_fp32_params(c: &mamba2::Config) -> f64 {
+    (3 * c.nheads()) as f64
+}
+
+/// Decoding state at `context` tokens: the SSM layers' conv window (compute dtype) and fp32
+/// state, fixed in size; the attention layers' keys and values, growing with the context.
+pub fn state_bytes(cfg: &ModelConfig, batch: f64, context: f64, elt: f64) -> f64 {
     match cfg {
-        ModelConfig::Mamba(c) => {
-            let e = c.d_inner() as f64;
-            c.n_layers as f64 * batch * e * (c.d_conv as f64 * elt + c.d_state as f64 * 4.0)
-        }
-        ModelConfig::Mamba2(c) => {
-            let (conv, ssm) = (c.conv_dim() * c.d_conv, c.d_inner() * c.d_state);
-            c.n_layers as f64 * batch * (conv as f64 * elt + ssm as f64 * 4.0)
-        }
-        ModelConfig::Transformer(c) => {
-            let kv = (c.n_kv_heads() * c.head_dim) as f64;
-            c.n_layers as f64 * 2.0 * batch * context * kv * elt
+        ModelConfig::Mamba(c) => c.n_layers as f64 * mamba_state(c, batch, elt),
+        ModelConfig::Mamba2(c) => c.n_layers as f64 * mamba2_state(c, batch, elt),
+        ModelConfig::Transformer(c) => c.n_layers as f64 * kv_cache(c, batch, context, elt),
+        ModelConfig::Hybrid(c) => {
+            let (mamba, mamba2, transformer) = (c.mamba(), c.mamba2(), c.transformer());
+            c.pattern
+                .layers(c.n_layers)
+                .map(|kind| match kind {
+                    LayerKind::Mamba => mamba_state(&mamba, batch, elt),
+                    LayerKind::Mamba2 => mamba2_state(&mamba2, batch, elt),
+                    LayerKind::Attention => kv_cache(&transformer, batch, context, elt),
+                    LayerKind::Mlp => 0.0,
+                })
+                .sum()
         }
     }
+}
+
+/// One Mamba-1 layer's conv window (batch, d_inner, d_conv) and state (batch, d_inner, N).
+fn mamba_state(c: &mamba::Config, batch: f64, elt: f64) -> f64 {
+    let e = c.d_inner() as f64;
+    batch * e * (c.d_conv as f64 * elt + c.d_state as f64 * 4.0)
+}
+
+/// One Mamba-2 layer's conv window (batch, conv_dim, d_conv) and state (batch, H, P, N).
+fn mamba2_state(c: &mamba2::Config, batch: f64, elt: f64) -> f64 {
+    let (conv, ssm) = (c.conv_dim() * c.d_conv, c.d_inner() * c.d_state);
+    batch * (conv as f64 * elt + ssm as f64 * 4.0)
+}
+
+/// One attention layer's keys and values at `context` tokens.
+fn kv_cache(c: &transformer::Config, batch: f64, context: f64, elt: f64) -> f64 {
+    let kv = (c.n_kv_heads() * c.head_dim) as f64;
+    2.0 * batch * context * kv * elt
 }
 
 /// The bytes `spec` holds at its peak, at least, by the analytic model: the weights, what the

@@ -43,11 +43,14 @@ pub enum CoreOp {
 }
 
 impl CoreOp {
+    /// # Panics
+    /// For a hybrid, which has no single core operation ([`super::Family::has_component`]).
     pub fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
         match cfg {
             ModelConfig::Mamba(c) => Self::scan(p, c),
             ModelConfig::Mamba2(c) => Self::ssd(p, c),
             ModelConfig::Transformer(c) => Self::attention(c),
+            ModelConfig::Hybrid(_) => panic!("a hybrid has no single core operation"),
         }
     }
 

@@ -1,7 +1,8 @@
-//! A language model of either family behind one type, with the two ways to run it: parallel
+//! A language model of any family behind one type, with the two ways to run it: parallel
 //! mode (one forward over the whole sequence) and step mode (token by token from a state).
 
-use super::mamba::{LayerState, MambaLm};
+use super::hybrid::{self, HybridLm};
+use super::mamba::{self, MambaLm};
 use super::mamba2::{self, Mamba2Lm};
 use super::transformer::{KvCache, TransformerLm};
 use super::{Decoder, ModelConfig};
@@ -38,16 +39,62 @@ impl Mode {
 /// What a [`LanguageModel`] carries between decoding steps.
 #[derive(Debug, Clone)]
 pub enum State {
-    Mamba(Vec<LayerState>),
+    Mamba(Vec<mamba::LayerState>),
     Mamba2(Vec<mamba2::LayerState>),
     Transformer(Vec<KvCache>),
+    Hybrid(Vec<hybrid::LayerState>),
 }
+
+/// A family's own decoding state, in and out of [`State`].
+trait FamilyState: Sized {
+    fn wrap(self) -> State;
+    /// # Panics
+    /// If `state` is another family's.
+    fn of(state: &mut State) -> &mut Self;
+}
+
+macro_rules! family_state {
+    ($($variant:ident: $state:ty),* $(,)?) => {$(
+        impl FamilyState for $state {
+            fn wrap(self) -> State {
+                State::$variant(self)
+            }
+
+            fn of(state: &mut State) -> &mut Self {
+                match state {
+                    State::$variant(inner) => inner,
+                    _ => panic!("a decoding state of one family was passed to a model of another"),
+                }
+            }
+        }
+    )*};
+}
+
+family_state!(
+    Mamba: Vec<mamba::LayerState>,
+    Mamba2: Vec<mamba2::LayerState>,
+    Transformer: Vec<KvCache>,
+    Hybrid: Vec<hybrid::LayerState>,
+);
 
 #[derive(Debug)]
 pub enum LanguageModel {
     Mamba(MambaLm),
     Mamba2(Mamba2Lm),
     Transformer(TransformerLm),
+    Hybrid(HybridLm),
+}
+
+/// `$body` with `$lm` bound to the model inside `$model`, whichever family it is.
+macro_rules! with_model {
+    ($model:expr, $lm:ident => $body:expr) => {
+        match $model {
+            LanguageModel::Mamba($lm) => $body,
+            LanguageModel::Mamba2($lm) => $body,
+            LanguageModel::Transformer($lm) => $body,
+            LanguageModel::Hybrid($lm) => $body,
+        }
+    };
 }
 
 impl LanguageModel {
@@ -56,78 +103,47 @@ impl LanguageModel {
             ModelConfig::Mamba(c) => LanguageModel::Mamba(MambaLm::new(p, c)),
             ModelConfig::Mamba2(c) => LanguageModel::Mamba2(Mamba2Lm::new(p, c)),
             ModelConfig::Transformer(c) => LanguageModel::Transformer(TransformerLm::new(p, c)),
+            ModelConfig::Hybrid(c) => LanguageModel::Hybrid(HybridLm::new(p, c)),
         }
     }
 
     /// Logits (batch, seq_len, vocab) for ids (batch, seq_len), computed in `mode`.
     pub fn logits(&self, ids: &Tensor, mode: Mode) -> Tensor {
-        match (self, mode) {
-            (LanguageModel::Mamba(lm), Mode::Parallel) => lm.forward(ids),
-            (LanguageModel::Mamba2(lm), Mode::Parallel) => lm.forward(ids),
-            (LanguageModel::Mamba2(lm), Mode::Step) => token_by_token(lm, ids),
-            (LanguageModel::Mamba2(lm), Mode::Chunked) => chunk_by_chunk(lm, ids, CHUNK_TOKENS),
-            (LanguageModel::Transformer(lm), Mode::Parallel) => lm.forward(ids),
-            (LanguageModel::Mamba(lm), Mode::Step) => token_by_token(lm, ids),
-            (LanguageModel::Transformer(lm), Mode::Step) => token_by_token(lm, ids),
-            (LanguageModel::Mamba(lm), Mode::Chunked) => chunk_by_chunk(lm, ids, CHUNK_TOKENS),
-            (LanguageModel::Transformer(lm), Mode::Chunked) => {
-                chunk_by_chunk(lm, ids, CHUNK_TOKENS)
-            }
-        }
+        with_model!(self, lm => match mode {
+            Mode::Parallel => lm.forward(ids),
+            Mode::Step => token_by_token(lm, ids),
+            Mode::Chunked => chunk_by_chunk(lm, ids, CHUNK_TOKENS),
+        })
     }
 
     /// Logits of a chunk (batch, len) that follows `state`, advancing it.
     ///
     /// # Panics
-    /// If `state` came from a model of the other family.
+    /// If `state` came from a model of another family.
     pub fn extend(&self, ids: &Tensor, state: &mut State) -> Tensor {
-        match (self, state) {
-            (LanguageModel::Mamba(lm), State::Mamba(s)) => lm.extend(ids, s),
-            (LanguageModel::Mamba2(lm), State::Mamba2(s)) => lm.extend(ids, s),
-            (LanguageModel::Transformer(lm), State::Transformer(s)) => lm.extend(ids, s),
-            _ => panic!("a decoding state of one family was passed to a model of another"),
-        }
+        with_model!(self, lm => lm.extend(ids, FamilyState::of(state)))
     }
 
     /// Logits (batch, seq_len, vocab) of a prompt (batch, seq_len), and the state after it.
     pub fn prefill(&self, ids: &Tensor) -> (Tensor, State) {
-        match self {
-            LanguageModel::Mamba(lm) => {
-                let (logits, state) = lm.prefill(ids);
-                (logits, State::Mamba(state))
-            }
-            LanguageModel::Mamba2(lm) => {
-                let (logits, state) = lm.prefill(ids);
-                (logits, State::Mamba2(state))
-            }
-            LanguageModel::Transformer(lm) => {
-                let (logits, state) = lm.prefill(ids);
-                (logits, State::Transformer(state))
-            }
-        }
+        with_model!(self, lm => {
+            let (logits, state) = lm.prefill(ids);
+            (logits, state.wrap())
+        })
     }
 
     /// Logits (batch, vocab) of the next tokens (batch,), advancing `state`.
     ///
     /// # Panics
-    /// If `state` came from a model of the other family.
+    /// If `state` came from a model of another family.
     pub fn step(&self, ids: &Tensor, state: &mut State) -> Tensor {
-        match (self, state) {
-            (LanguageModel::Mamba(lm), State::Mamba(s)) => lm.step(ids, s),
-            (LanguageModel::Mamba2(lm), State::Mamba2(s)) => lm.step(ids, s),
-            (LanguageModel::Transformer(lm), State::Transformer(s)) => lm.step(ids, s),
-            _ => panic!("a decoding state of one family was passed to a model of another"),
-        }
+        with_model!(self, lm => lm.step(ids, FamilyState::of(state)))
     }
 
     /// Greedy decoding: prefills `prompt` (batch, prompt_len), then appends `max_new` argmax
     /// tokens one step at a time. Returns the new tokens, (batch, max_new).
     pub fn generate_greedy(&self, prompt: &Tensor, max_new: i64) -> Tensor {
-        match self {
-            LanguageModel::Mamba(lm) => greedy(lm, prompt, max_new),
-            LanguageModel::Mamba2(lm) => greedy(lm, prompt, max_new),
-            LanguageModel::Transformer(lm) => greedy(lm, prompt, max_new),
-        }
+        with_model!(self, lm => greedy(lm, prompt, max_new))
     }
 }
 

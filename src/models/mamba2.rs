@@ -15,8 +15,9 @@
 //! U(1, 16) per head. HF initialises A_log from log(1, …, H) instead, a choice that only
 //! matters before training; a loaded checkpoint overwrites either.
 
-use super::norm::RmsNorm;
-use super::{token_embedding, untied_lm_head, Decoder};
+use super::backbone::{Backbone, BackboneShape, SSM_NAMES};
+use super::layer::Layer;
+use super::residual::{PreNorm, MIXER_BLOCK};
 use crate::causal_conv;
 use crate::ssd::{self, SsdInputs};
 use serde::{Deserialize, Serialize};
@@ -76,7 +77,7 @@ pub struct Config {
     pub tie_embeddings: bool,
 }
 
-mod defaults {
+pub(super) mod defaults {
     pub fn n_layers() -> i64 {
         2
     }
@@ -195,12 +196,22 @@ impl Config {
         self.d_model + self.mixer_params()
     }
 
+    /// The sizes the language model around the blocks takes.
+    pub fn backbone_shape(&self) -> BackboneShape {
+        BackboneShape {
+            d_model: self.d_model,
+            vocab_size: self.vocab_size,
+            n_layers: self.n_layers,
+            norm_eps: self.norm_eps,
+            tie_embeddings: self.tie_embeddings,
+        }
+    }
+
     /// Parameters of the language model: embedding, blocks, final norm and, when untied, the
     /// LM head.
     pub fn model_params(&self) -> i64 {
-        let embeddings = self.vocab_size * self.d_model;
-        let head = if self.tie_embeddings { 0 } else { embeddings };
-        embeddings + self.n_layers * self.block_params() + self.d_model + head
+        self.backbone_shape()
+            .model_params(self.n_layers * self.block_params())
     }
 }
 
@@ -464,15 +475,19 @@ impl Mixer {
         });
         (self.output(&out.y, &x, &z), state)
     }
+}
+
+impl Layer for Mixer {
+    type State = LayerState;
 
     /// Prefill: the parallel pass over a prompt, and the state after its last token.
-    pub fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
+    fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
         let (out, state) = self.parallel(hidden, None, true);
         (out, state.expect("asked for the state"))
     }
 
     /// The parallel pass over a chunk that follows `state`, which it advances past the chunk.
-    pub fn extend(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
+    fn extend(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
         let (out, next) = self.parallel(hidden, Some(state), true);
         *state = next.expect("asked for the state");
         out
@@ -480,7 +495,7 @@ impl Mixer {
 
     /// One token, (batch, d_model) → (batch, d_model): the SSD recurrence (the module docs of
     /// `crate::ssd`) advanced by one step.
-    pub fn step(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
+    fn step(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
         let kind = hidden.kind();
         let (z, xbc, dt_raw) = self.split_projection(&self.in_proj.forward(hidden));
         let d_conv = state.conv.size()[2];
@@ -515,133 +530,28 @@ impl Module for Mixer {
 
 /// Pre-norm residual block: h + Mixer(RMSNorm(h)), with no MLP (mamba_ssm's `Block` with
 /// `d_intermediate = 0`, as every Mamba-2 language model has it; HF's `Mamba2Block`).
-#[derive(Debug)]
-pub struct ResidualBlock {
-    norm: RmsNorm,
-    mixer: Mixer,
-    residual_in_fp32: bool,
-}
+pub type ResidualBlock = PreNorm<Mixer>;
 
 impl ResidualBlock {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
-        Self {
-            norm: RmsNorm::new(&p / "norm", cfg.d_model, cfg.norm_eps),
-            mixer: Mixer::new(&p / "mixer", cfg),
-            residual_in_fp32: cfg.residual_in_fp32,
-        }
-    }
-
-    fn norm_and_residual(&self, hidden: &Tensor) -> (Tensor, Tensor) {
-        let normed = self.norm.forward(&hidden.to_kind(self.norm.kind()));
-        let residual = if self.residual_in_fp32 {
-            hidden.to_kind(Kind::Float)
-        } else {
-            hidden.shallow_clone()
-        };
-        (normed, residual)
-    }
-
-    pub fn prefill(&self, hidden: &Tensor) -> (Tensor, LayerState) {
-        let (normed, residual) = self.norm_and_residual(hidden);
-        let (mixed, state) = self.mixer.prefill(&normed);
-        (residual + mixed, state)
-    }
-
-    /// One token: (batch, d_model) → (batch, d_model).
-    pub fn step(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
-        let (normed, residual) = self.norm_and_residual(hidden);
-        residual + self.mixer.step(&normed, state)
-    }
-
-    /// A chunk that follows `state`: (batch, len, d_model) → (batch, len, d_model).
-    pub fn extend(&self, hidden: &Tensor, state: &mut LayerState) -> Tensor {
-        let (normed, residual) = self.norm_and_residual(hidden);
-        residual + self.mixer.extend(&normed, state)
-    }
-}
-
-impl Module for ResidualBlock {
-    fn forward(&self, hidden: &Tensor) -> Tensor {
-        let (normed, residual) = self.norm_and_residual(hidden);
-        residual + self.mixer.forward(&normed)
+        PreNorm::build(
+            &p,
+            MIXER_BLOCK,
+            cfg.d_model,
+            cfg.norm_eps,
+            cfg.residual_in_fp32,
+            |p| Mixer::new(p, cfg),
+        )
     }
 }
 
 /// The Mamba-2 language model (`Mamba2ForCausalLM`).
-#[derive(Debug)]
-pub struct Mamba2Lm {
-    embeddings: nn::Embedding,
-    layers: Vec<ResidualBlock>,
-    norm_f: RmsNorm,
-    /// (vocab_size, d_model); `None` when tied to the embedding.
-    lm_head: Option<Tensor>,
-}
+pub type Mamba2Lm = Backbone<ResidualBlock>;
 
 impl Mamba2Lm {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
-        let backbone = &p / "backbone";
-        let embeddings = token_embedding(&backbone / "embeddings", cfg.vocab_size, cfg.d_model);
-        let layers = (0..cfg.n_layers)
-            .map(|i| ResidualBlock::new(&backbone / "layers" / i, cfg))
-            .collect();
-        let norm_f = RmsNorm::new(&backbone / "norm_f", cfg.d_model, cfg.norm_eps);
-        let lm_head =
-            (!cfg.tie_embeddings).then(|| untied_lm_head(&p, cfg.d_model, cfg.vocab_size));
-        Self {
-            embeddings,
-            layers,
-            norm_f,
-            lm_head,
-        }
-    }
-
-    fn logits(&self, hidden: &Tensor) -> Tensor {
-        let head = self.lm_head.as_ref().unwrap_or(&self.embeddings.ws);
-        self.norm_f
-            .forward(hidden)
-            .to_kind(head.kind())
-            .matmul(&head.tr())
-    }
-}
-
-impl Module for Mamba2Lm {
-    /// Token ids (batch, seq_len) → logits (batch, seq_len, vocab_size).
-    fn forward(&self, ids: &Tensor) -> Tensor {
-        let hidden = self
-            .layers
-            .iter()
-            .fold(self.embeddings.forward(ids), |h, layer| layer.forward(&h));
-        self.logits(&hidden)
-    }
-}
-
-impl Decoder for Mamba2Lm {
-    type State = Vec<LayerState>;
-
-    fn prefill(&self, ids: &Tensor) -> (Tensor, Self::State) {
-        let mut hidden = self.embeddings.forward(ids);
-        let mut states = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            let (out, state) = layer.prefill(&hidden);
-            hidden = out;
-            states.push(state);
-        }
-        (self.logits(&hidden), states)
-    }
-
-    fn step(&self, ids: &Tensor, states: &mut Self::State) -> Tensor {
-        let mut hidden = self.embeddings.forward(ids);
-        for (layer, state) in self.layers.iter().zip(states.iter_mut()) {
-            hidden = layer.step(&hidden, state);
-        }
-        self.logits(&hidden)
-    }
-
-    fn extend(&self, ids: &Tensor, states: &mut Self::State) -> Tensor {
-        let mut hidden = self.embeddings.forward(ids);
-        for (layer, state) in self.layers.iter().zip(states.iter_mut()) {
-            hidden = layer.extend(&hidden, state);
-        }
-        self.logits(&hidden)
+        Backbone::build(&p, SSM_NAMES, cfg.backbone_shape(), |p, _| {
+            ResidualBlock::new(p, cfg)
+        })
     }
 }

@@ -5,12 +5,16 @@
 //! two Mamba blocks standing in for one Transformer layer (attention + MLP), because a Mamba
 //! block (≈ 3·E·d² = 6d² weights) is about half a Llama layer (4d² attention + 8d² SwiGLU).
 //! Depth moves the count in steps of one block, so a match is the depth whose count is nearest.
+//! A hybrid is matched at any depth of at least one repetition of its pattern.
 
 use super::{Component, Family, ModelConfig};
 
 /// Parameter counts must agree within this fraction of the reference's, unless an experiment
 /// says otherwise (`match_tolerance`).
 pub const TOLERANCE: f64 = 0.05;
+
+/// The deepest model a match considers.
+const MAX_LAYERS: i64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
@@ -45,15 +49,28 @@ pub fn match_depth(
     tolerance: f64,
 ) -> Result<ModelConfig, NoMatchingDepth> {
     let params = |layers: i64| cfg.with_n_layers(layers).params(component);
-    // The count is affine in depth: one block per layer, plus, for a whole model, the
-    // embedding, final norm and head.
-    let per_layer = params(2) - params(1);
-    let fixed = params(1) - per_layer;
-    let estimate = ((target - fixed) as f64 / per_layer as f64).round() as i64;
-    let best = (estimate - 1..=estimate + 1)
-        .filter(|&layers| layers >= 1)
+    // The count grows with depth, by one block per layer (a hybrid's blocks differ from layer
+    // to layer): the nearest depth is the first whose count reaches the target, or the one
+    // before it.
+    let shallowest = cfg.min_layers();
+    let mut deep_enough = shallowest;
+    while params(deep_enough) < target && deep_enough < MAX_LAYERS {
+        deep_enough = (deep_enough * 2).min(MAX_LAYERS);
+    }
+    let (mut below, mut reaches) = (shallowest, deep_enough);
+    while below < reaches {
+        let middle = below + (reaches - below) / 2;
+        if params(middle) < target {
+            below = middle + 1;
+        } else {
+            reaches = middle;
+        }
+    }
+    let best = [reaches - 1, reaches]
+        .into_iter()
+        .filter(|&layers| layers >= shallowest)
         .min_by_key(|&layers| (params(layers) - target).abs())
-        .unwrap_or(1);
+        .unwrap_or(shallowest);
     if relative_error(params(best), target).abs() > tolerance {
         return Err(NoMatchingDepth {
             tolerance,

@@ -1,12 +1,16 @@
 //! The two model families and what the runner needs to build either one uniformly.
 
+pub mod backbone;
 pub mod checkpoint;
 pub mod core_op;
+pub mod hybrid;
+pub mod layer;
 pub mod lm;
 pub mod mamba;
 pub mod mamba2;
 pub mod matching;
 pub mod norm;
+pub mod residual;
 pub mod stack;
 pub mod transformer;
 
@@ -41,17 +45,37 @@ pub enum Family {
     Mamba,
     Mamba2,
     Transformer,
+    /// A stack whose layers follow a pattern over the others' layers.
+    Hybrid,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Mamba, Family::Mamba2, Family::Transformer];
+    pub const ALL: [Family; 4] = [
+        Family::Mamba,
+        Family::Mamba2,
+        Family::Transformer,
+        Family::Hybrid,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Mamba => "mamba",
             Family::Mamba2 => "mamba2",
             Family::Transformer => "transformer",
+            Family::Hybrid => "hybrid",
         }
+    }
+
+    /// Whether the family's models are built on a state-space model, with attention at most
+    /// in some layers: the contenders the Transformer is compared with.
+    pub fn is_ssm(self) -> bool {
+        self != Family::Transformer
+    }
+
+    /// Whether the family's models can be measured at `component`. A hybrid has no single
+    /// core operation, mixer or block: only its stack of layers and its whole model.
+    pub fn has_component(self, component: Component) -> bool {
+        self != Family::Hybrid || component.has_depth()
     }
 }
 
@@ -110,6 +134,7 @@ pub enum ModelConfig {
     Mamba(mamba::Config),
     Mamba2(mamba2::Config),
     Transformer(transformer::Config),
+    Hybrid(hybrid::Config),
 }
 
 impl ModelConfig {
@@ -118,6 +143,7 @@ impl ModelConfig {
             ModelConfig::Mamba(_) => Family::Mamba,
             ModelConfig::Mamba2(_) => Family::Mamba2,
             ModelConfig::Transformer(_) => Family::Transformer,
+            ModelConfig::Hybrid(_) => Family::Hybrid,
         }
     }
 
@@ -126,6 +152,7 @@ impl ModelConfig {
             ModelConfig::Mamba(cfg) => cfg.d_model,
             ModelConfig::Mamba2(cfg) => cfg.d_model,
             ModelConfig::Transformer(cfg) => cfg.d_model,
+            ModelConfig::Hybrid(cfg) => cfg.d_model,
         }
     }
 
@@ -134,6 +161,7 @@ impl ModelConfig {
             ModelConfig::Mamba(cfg) => cfg.n_layers,
             ModelConfig::Mamba2(cfg) => cfg.n_layers,
             ModelConfig::Transformer(cfg) => cfg.n_layers,
+            ModelConfig::Hybrid(cfg) => cfg.n_layers,
         }
     }
 
@@ -142,6 +170,16 @@ impl ModelConfig {
             ModelConfig::Mamba(cfg) => cfg.vocab_size,
             ModelConfig::Mamba2(cfg) => cfg.vocab_size,
             ModelConfig::Transformer(cfg) => cfg.vocab_size,
+            ModelConfig::Hybrid(cfg) => cfg.vocab_size,
+        }
+    }
+
+    /// The shallowest model of this configuration: one layer, or one repetition of a
+    /// hybrid's pattern.
+    pub fn min_layers(&self) -> i64 {
+        match self {
+            ModelConfig::Hybrid(cfg) => cfg.pattern.len() as i64,
+            _ => 1,
         }
     }
 
@@ -152,6 +190,7 @@ impl ModelConfig {
             ModelConfig::Mamba(c) => c.n_layers = n_layers,
             ModelConfig::Mamba2(c) => c.n_layers = n_layers,
             ModelConfig::Transformer(c) => c.n_layers = n_layers,
+            ModelConfig::Hybrid(c) => c.n_layers = n_layers,
         }
         cfg
     }
@@ -163,26 +202,39 @@ impl ModelConfig {
             ModelConfig::Mamba(c) => c.vocab_size = vocab_size,
             ModelConfig::Mamba2(c) => c.vocab_size = vocab_size,
             ModelConfig::Transformer(c) => c.vocab_size = vocab_size,
+            ModelConfig::Hybrid(c) => c.vocab_size = vocab_size,
         }
         cfg
     }
 
-    /// N, the state size, for the SSM families.
+    /// N, the state size, for the SSM families and the SSM layers of a hybrid.
     pub fn d_state(&self) -> Option<i64> {
         match self {
             ModelConfig::Mamba(cfg) => Some(cfg.d_state),
             ModelConfig::Mamba2(cfg) => Some(cfg.d_state),
             ModelConfig::Transformer(_) => None,
+            ModelConfig::Hybrid(cfg) => {
+                let ssm = cfg.has(hybrid::LayerKind::Mamba) || cfg.has(hybrid::LayerKind::Mamba2);
+                ssm.then_some(cfg.d_state)
+            }
         }
     }
 
     /// Channels per head: Mamba-2's headdim or the Transformer's head_dim (Mamba-1 has no
-    /// heads).
+    /// heads); a hybrid's Mamba-2 layers', else its attention layers'.
     pub fn headdim(&self) -> Option<i64> {
         match self {
             ModelConfig::Mamba(_) => None,
             ModelConfig::Mamba2(cfg) => Some(cfg.headdim),
             ModelConfig::Transformer(cfg) => Some(cfg.head_dim),
+            ModelConfig::Hybrid(cfg) => {
+                if cfg.has(hybrid::LayerKind::Mamba2) {
+                    Some(cfg.headdim)
+                } else {
+                    cfg.has(hybrid::LayerKind::Attention)
+                        .then_some(cfg.head_dim)
+                }
+            }
         }
     }
 
@@ -190,7 +242,16 @@ impl ModelConfig {
     pub fn ngroups(&self) -> Option<i64> {
         match self {
             ModelConfig::Mamba2(cfg) => Some(cfg.ngroups),
+            ModelConfig::Hybrid(cfg) => cfg.has(hybrid::LayerKind::Mamba2).then_some(cfg.ngroups),
             ModelConfig::Mamba(_) | ModelConfig::Transformer(_) => None,
+        }
+    }
+
+    /// A hybrid's layer pattern, one repetition.
+    pub fn pattern(&self) -> Option<&hybrid::Pattern> {
+        match self {
+            ModelConfig::Hybrid(cfg) => Some(&cfg.pattern),
+            _ => None,
         }
     }
 
@@ -200,6 +261,7 @@ impl ModelConfig {
             ModelConfig::Mamba(cfg) => cfg.tie_embeddings,
             ModelConfig::Mamba2(cfg) => cfg.tie_embeddings,
             ModelConfig::Transformer(cfg) => cfg.tie_embeddings,
+            ModelConfig::Hybrid(cfg) => cfg.tie_embeddings,
         }
     }
 
@@ -223,6 +285,11 @@ impl ModelConfig {
             (ModelConfig::Transformer(cfg), Component::Block) => cfg.block_params(),
             (ModelConfig::Transformer(cfg), Component::Layers) => cfg.n_layers * cfg.block_params(),
             (ModelConfig::Transformer(cfg), Component::Model) => cfg.model_params(),
+            (ModelConfig::Hybrid(cfg), Component::Layers) => cfg.layers_params(),
+            (ModelConfig::Hybrid(cfg), Component::Model) => cfg.model_params(),
+            (ModelConfig::Hybrid(_), Component::Core | Component::Mixer | Component::Block) => {
+                panic!("a hybrid has no single {}", component.name())
+            }
         }
     }
 }
@@ -249,6 +316,10 @@ pub struct BuiltModel {
 impl BuiltModel {
     /// Builds `component` of `cfg` with freshly initialised weights on `device` in `kind`.
     /// Parameters that mamba_ssm keeps in fp32 (`A_log`, `D`) stay fp32 whatever `kind` is.
+    ///
+    /// # Panics
+    /// If the family has no such component ([`Family::has_component`]); suites refuse those
+    /// before they run.
     pub fn new(cfg: &ModelConfig, component: Component, device: Device, kind: Kind) -> Self {
         let vars = nn::VarStore::new(device);
         let root = vars.root();
@@ -287,6 +358,14 @@ impl BuiltModel {
                 Network::Layer(Box::new(Stack::new(c.n_layers, |i| {
                     transformer::DecoderBlock::new(&root / "layers" / i, c)
                 })))
+            }
+            (ModelConfig::Hybrid(c), Component::Layers) => {
+                Network::Layer(Box::new(Stack::new(c.n_layers, |i| {
+                    hybrid::HybridLayer::new(&root / "layers" / i, c, i)
+                })))
+            }
+            (ModelConfig::Hybrid(_), Component::Mixer | Component::Block) => {
+                panic!("a hybrid has no single {}", component.name())
             }
         };
         if kind != Kind::Float {

@@ -7,8 +7,9 @@
 //! mirror. Attention is libtorch's fused `scaled_dot_product_attention` (FlashAttention-2 or
 //! memory-efficient kernels on CUDA, a fused flash kernel on CPU).
 
-use super::norm::RmsNorm;
-use super::{token_embedding, untied_lm_head, Decoder};
+use super::backbone::{Backbone, BackboneShape, LLAMA_NAMES};
+use super::layer::Layer;
+use super::residual::{BlockNames, PreNorm};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
 
@@ -57,7 +58,7 @@ pub struct Config {
     pub tie_embeddings: bool,
 }
 
-mod defaults {
+pub(super) mod defaults {
     pub fn n_layers() -> i64 {
         2
     }
@@ -152,9 +153,19 @@ impl Config {
     /// Parameters of the language model: embedding, blocks, final norm and, when untied, the
     /// LM head.
     pub fn model_params(&self) -> i64 {
-        let embeddings = self.vocab_size * self.d_model;
-        let head = if self.tie_embeddings { 0 } else { embeddings };
-        embeddings + self.n_layers * self.block_params() + self.d_model + head
+        self.backbone_shape()
+            .model_params(self.n_layers * self.block_params())
+    }
+
+    /// The sizes the language model around the blocks takes.
+    pub fn backbone_shape(&self) -> BackboneShape {
+        BackboneShape {
+            d_model: self.d_model,
+            vocab_size: self.vocab_size,
+            n_layers: self.n_layers,
+            norm_eps: self.norm_eps,
+            tie_embeddings: self.tie_embeddings,
+        }
     }
 }
 
@@ -293,6 +304,24 @@ impl Module for Attention {
     }
 }
 
+impl Layer for Attention {
+    type State = KvCache;
+
+    fn prefill(&self, hidden: &Tensor) -> (Tensor, KvCache) {
+        let mut cache = KvCache::default();
+        (self.forward_cached(hidden, &mut cache), cache)
+    }
+
+    fn extend(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_cached(hidden, cache)
+    }
+
+    fn step(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.forward_cached(&hidden.unsqueeze(1), cache)
+            .squeeze_dim(1)
+    }
+}
+
 impl Attention {
     /// Attends from `hidden` (batch, seq_len, d_model), whose first token comes right after the
     /// cached ones, to the cache and itself; appends its keys and values to `cache`.
@@ -357,114 +386,84 @@ impl Module for Mlp {
     }
 }
 
+/// Position-wise: nothing to carry, and a token or a chunk is computed as in parallel.
+impl Layer for Mlp {
+    type State = ();
+
+    fn prefill(&self, hidden: &Tensor) -> (Tensor, ()) {
+        (self.forward(hidden), ())
+    }
+
+    fn extend(&self, hidden: &Tensor, _: &mut ()) -> Tensor {
+        self.forward(hidden)
+    }
+
+    fn step(&self, hidden: &Tensor, _: &mut ()) -> Tensor {
+        self.forward(hidden)
+    }
+}
+
 /// Pre-norm decoder block: h += Attn(RMSNorm(h)); h += MLP(RMSNorm(h)).
 #[derive(Debug)]
 pub struct DecoderBlock {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+    attention: PreNorm<Attention>,
+    mlp: PreNorm<Mlp>,
 }
+
+/// HF Llama's names for the two halves of a layer.
+const ATTENTION_HALF: BlockNames = BlockNames {
+    norm: "input_layernorm",
+    inner: "self_attn",
+};
+const MLP_HALF: BlockNames = BlockNames {
+    norm: "post_attention_layernorm",
+    inner: "mlp",
+};
 
 impl DecoderBlock {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
+        // Llama keeps its residual stream in the compute dtype.
         Self {
-            input_layernorm: RmsNorm::new(&p / "input_layernorm", cfg.d_model, cfg.norm_eps),
-            self_attn: Attention::new(&p / "self_attn", cfg),
-            post_attention_layernorm: RmsNorm::new(
-                &p / "post_attention_layernorm",
-                cfg.d_model,
-                cfg.norm_eps,
-            ),
-            mlp: Mlp::new(&p / "mlp", cfg),
+            attention: PreNorm::build(&p, ATTENTION_HALF, cfg.d_model, cfg.norm_eps, false, |p| {
+                Attention::new(p, cfg)
+            }),
+            mlp: PreNorm::build(&p, MLP_HALF, cfg.d_model, cfg.norm_eps, false, |p| {
+                Mlp::new(p, cfg)
+            }),
         }
     }
 }
 
 impl Module for DecoderBlock {
     fn forward(&self, hidden: &Tensor) -> Tensor {
-        self.forward_cached(hidden, &mut KvCache::default())
+        self.mlp.forward(&self.attention.forward(hidden))
     }
 }
 
-impl DecoderBlock {
-    pub fn forward_cached(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
-        let attended = self
-            .self_attn
-            .forward_cached(&self.input_layernorm.forward(hidden), cache);
-        let hidden = hidden + attended;
-        &hidden
-            + self
-                .mlp
-                .forward(&self.post_attention_layernorm.forward(&hidden))
+impl Layer for DecoderBlock {
+    type State = KvCache;
+
+    fn prefill(&self, hidden: &Tensor) -> (Tensor, KvCache) {
+        let (attended, cache) = self.attention.prefill(hidden);
+        (self.mlp.forward(&attended), cache)
+    }
+
+    fn extend(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.mlp.forward(&self.attention.extend(hidden, cache))
+    }
+
+    fn step(&self, hidden: &Tensor, cache: &mut KvCache) -> Tensor {
+        self.mlp.forward(&self.attention.step(hidden, cache))
     }
 }
 
 /// The Transformer language model (`LlamaForCausalLM`).
-#[derive(Debug)]
-pub struct TransformerLm {
-    embed_tokens: nn::Embedding,
-    layers: Vec<DecoderBlock>,
-    norm: RmsNorm,
-    /// (vocab_size, d_model); `None` when tied to the embedding.
-    lm_head: Option<Tensor>,
-}
+pub type TransformerLm = Backbone<DecoderBlock>;
 
 impl TransformerLm {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
-        let model = &p / "model";
-        let embed_tokens = token_embedding(&model / "embed_tokens", cfg.vocab_size, cfg.d_model);
-        let layers = (0..cfg.n_layers)
-            .map(|i| DecoderBlock::new(&model / "layers" / i, cfg))
-            .collect();
-        let norm = RmsNorm::new(&model / "norm", cfg.d_model, cfg.norm_eps);
-        let lm_head =
-            (!cfg.tie_embeddings).then(|| untied_lm_head(&p, cfg.d_model, cfg.vocab_size));
-        Self {
-            embed_tokens,
-            layers,
-            norm,
-            lm_head,
-        }
-    }
-}
-
-impl Module for TransformerLm {
-    /// Token ids (batch, seq_len) → logits (batch, seq_len, vocab_size).
-    fn forward(&self, ids: &Tensor) -> Tensor {
-        self.forward_cached(ids, &mut self.empty_caches())
-    }
-}
-
-impl TransformerLm {
-    fn empty_caches(&self) -> Vec<KvCache> {
-        self.layers.iter().map(|_| KvCache::default()).collect()
-    }
-
-    fn forward_cached(&self, ids: &Tensor, caches: &mut [KvCache]) -> Tensor {
-        let mut hidden = self.embed_tokens.forward(ids);
-        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            hidden = layer.forward_cached(&hidden, cache);
-        }
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens.ws);
-        self.norm.forward(&hidden).matmul(&head.tr())
-    }
-}
-
-impl Decoder for TransformerLm {
-    type State = Vec<KvCache>;
-
-    fn prefill(&self, ids: &Tensor) -> (Tensor, Self::State) {
-        let mut caches = self.empty_caches();
-        (self.forward_cached(ids, &mut caches), caches)
-    }
-
-    fn step(&self, ids: &Tensor, caches: &mut Self::State) -> Tensor {
-        self.forward_cached(&ids.unsqueeze(1), caches)
-            .squeeze_dim(1)
-    }
-
-    fn extend(&self, ids: &Tensor, caches: &mut Self::State) -> Tensor {
-        self.forward_cached(ids, caches)
+        Backbone::build(&p, LLAMA_NAMES, cfg.backbone_shape(), |p, _| {
+            DecoderBlock::new(p, cfg)
+        })
     }
 }

@@ -63,11 +63,12 @@ pub fn family_color(family: crate::models::Family) -> usize {
         crate::models::Family::Mamba => 0,
         crate::models::Family::Transformer => 1,
         crate::models::Family::Mamba2 => 2,
+        crate::models::Family::Hybrid => 3,
     }
 }
 
 /// The first colour index no family takes.
-pub const FIRST_FREE_COLOR: usize = 3;
+pub const FIRST_FREE_COLOR: usize = 4;
 
 /// The shade of the `rank`-th of `count` lines of one hue: from darker (−0.35) to lighter
 /// (+0.45), evenly; a lone line keeps the pure hue.

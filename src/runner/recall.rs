@@ -15,9 +15,10 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Device};
 
-/// From this length on, Mamba evaluates in chunked mode: its fixed-size state carried from
-/// chunk to chunk keeps memory O(1) in the length, where parallel mode would hold
-/// (batch, L, d_inner) activations.
+/// From this length on, the SSM families and hybrids evaluate in chunked mode: a fixed-size
+/// state carried from chunk to chunk keeps memory O(1) in the length, where parallel mode
+/// would hold (batch, L, d_inner) activations (a hybrid's attention layers still keep their
+/// KV cache).
 pub const MAMBA_CHUNKED_FROM: i64 = 8192;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +133,9 @@ pub fn run(
     let mut ran_over: Option<i64> = None;
     for seq_len in lengths {
         let mode = match spec.config.family() {
-            Family::Mamba | Family::Mamba2 if seq_len >= MAMBA_CHUNKED_FROM => Mode::Chunked,
+            Family::Mamba | Family::Mamba2 | Family::Hybrid if seq_len >= MAMBA_CHUNKED_FROM => {
+                Mode::Chunked
+            }
             _ => Mode::Parallel,
         };
         let start = Instant::now();

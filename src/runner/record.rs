@@ -3,6 +3,7 @@
 
 use super::execute::Outcome;
 use crate::measure::analytic::costs;
+use crate::models::hybrid::LayerKind;
 use crate::models::lm::Mode;
 use crate::models::ModelConfig;
 use crate::results::{Row, Status};
@@ -153,7 +154,7 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
         d_state: spec.config.d_state(),
         headdim: spec.config.headdim(),
         ngroups: spec.config.ngroups(),
-        pattern: None,
+        pattern: spec.config.pattern().map(ToString::to_string),
         params: spec.config.params(spec.component),
         matched_to: spec.matched_to.clone(),
         new_tokens: spec.new_tokens,
@@ -211,6 +212,9 @@ fn identity(spec: &RunSpec, wall_s: f64, threads: i64) -> Row {
 fn scan_kernel(spec: &RunSpec, needs_grad: bool, from_state: bool) -> Option<Kernel> {
     match &spec.config {
         ModelConfig::Mamba(cfg) => Some(cfg.scan.kernel(spec.device.tch(), needs_grad, from_state)),
-        ModelConfig::Mamba2(_) | ModelConfig::Transformer(_) => None,
+        ModelConfig::Hybrid(cfg) if cfg.has(LayerKind::Mamba) => {
+            Some(cfg.scan.kernel(spec.device.tch(), needs_grad, from_state))
+        }
+        ModelConfig::Mamba2(_) | ModelConfig::Transformer(_) | ModelConfig::Hybrid(_) => None,
     }
 }

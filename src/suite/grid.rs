@@ -3,7 +3,7 @@
 use super::schema::{Experiment, ModelEntry, Suite, DEFAULT_NEW_TOKENS};
 use crate::models::checkpoint::{hf_config, CheckpointError};
 use crate::models::matching::{match_depth, NoMatchingDepth};
-use crate::models::{mamba, mamba2, transformer, Component, Family, ModelConfig};
+use crate::models::{hybrid, mamba, mamba2, transformer, Component, Family, ModelConfig};
 use crate::spec::{
     default_max_time_s, DeviceId, ExperimentKind, Pairing, Pass, RecallSpec, RunSpec,
     DEFAULT_PROCESSES, DEFAULT_TARGET_REL_CI,
@@ -260,6 +260,17 @@ pub fn resolve(entry: &ModelEntry, d_model: i64, n_layers: i64) -> ModelConfig {
             n_layers,
             ..transformer::Config::new(d_model, transformer::DEFAULT_HEAD_DIM)
         }),
+        // The pattern comes first: the SSM layers' default state size depends on it.
+        Family::Hybrid => {
+            let pattern = entry
+                .pattern
+                .clone()
+                .expect("validation requires a hybrid entry's pattern");
+            ModelConfig::Hybrid(hybrid::Config {
+                n_layers,
+                ..hybrid::Config::new(d_model, pattern)
+            })
+        }
     };
     entry.apply_options(&mut config);
     config

@@ -19,12 +19,14 @@ use crate::scan::ScanImpl;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The families whose models take an option.
+/// The families whose models take an option. A hybrid takes the options of every kind of
+/// layer it may hold, and its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Belongs {
     All,
-    /// Mamba and Mamba-2: the options of a state-space block.
+    /// Mamba and Mamba-2 (and hybrids): the options of a state-space block.
     Ssm,
+    /// One family's (and hybrids', whose layers may be of that family).
     Only(Family),
 }
 
@@ -32,8 +34,8 @@ impl Belongs {
     pub fn includes(self, family: Family) -> bool {
         match self {
             Belongs::All => true,
-            Belongs::Ssm => matches!(family, Family::Mamba | Family::Mamba2),
-            Belongs::Only(own) => own == family,
+            Belongs::Ssm => family.is_ssm(),
+            Belongs::Only(own) => own == family || family == Family::Hybrid,
         }
     }
 
@@ -77,11 +79,16 @@ macro_rules! model_options {
     (@when transformer mamba $body:block) => {};
     (@when transformer mamba2 $body:block) => {};
     (@when transformer transformer $body:block) => { $body };
+    (@when mamba hybrid $body:block) => {};
+    (@when mamba2 hybrid $body:block) => {};
+    (@when transformer hybrid $body:block) => {};
+    (@when hybrid $any:ident $body:block) => { $body };
     (@belongs all) => { Belongs::All };
     (@belongs ssm) => { Belongs::Ssm };
     (@belongs mamba) => { Belongs::Only(Family::Mamba) };
     (@belongs mamba2) => { Belongs::Only(Family::Mamba2) };
     (@belongs transformer) => { Belongs::Only(Family::Transformer) };
+    (@belongs hybrid) => { Belongs::Only(Family::Hybrid) };
     (
         $(
             $(#[$doc:meta])*
@@ -175,6 +182,15 @@ macro_rules! model_options {
                         $(model_options!(@when transformer $family {
                             let may_set: bool = $may_set;
                             if let (true, Some($v)) = (may_set || !from_checkpoint, self.$name) {
+                                let $cfg = &mut *config;
+                                $apply;
+                            }
+                        });)*
+                    }
+                    ModelConfig::Hybrid(config) => {
+                        $(model_options!(@when hybrid $family {
+                            let may_set: bool = $may_set;
+                            if let (true, Some($v)) = (may_set || !from_checkpoint, self.$name.as_ref().cloned()) {
                                 let $cfg = &mut *config;
                                 $apply;
                             }
@@ -322,5 +338,12 @@ model_options! {
         checkpoint_may_set: false,
         check: |c, at, v| c.above_zero(at, Some(v)),
         apply: |cfg, v| cfg.rope_theta = v,
+    }
+    /// A hybrid's layers, one repetition: letters from `M` (Mamba-1), `2` (Mamba-2), `A`
+    /// (attention) and `F` (MLP), or `jamba`, `nemotron_h` or `samba`; repeated to n_layers.
+    pattern: crate::models::hybrid::Pattern {
+        family: hybrid,
+        checkpoint_may_set: false,
+        apply: |cfg, v| cfg.pattern = v,
     }
 }

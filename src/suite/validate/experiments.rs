@@ -212,6 +212,7 @@ fn check_grid(c: &mut Checker, suite: &Suite, i: usize, exp: &Experiment) {
     {
         check_widths(c, i, model, &grid.d_model);
         check_mamba2_heads(c, i, exp.component(), model, &grid.d_model);
+        check_hybrid(c, i, exp, model);
     }
 }
 
@@ -240,6 +241,59 @@ fn check_mamba2_heads(
                 format!("experiments[{i}].grid.d_model[{j}]"),
                 format!("model `{name}` at d_model {d_model}: {why}"),
             );
+        }
+    }
+}
+
+/// A hybrid is measured as a stack or a whole model, at least one repetition of its pattern
+/// deep, with every kind of layer it holds buildable at each width.
+fn check_hybrid(
+    c: &mut Checker,
+    i: usize,
+    exp: &Experiment,
+    (name, entry): (&String, &ModelEntry),
+) {
+    if entry.family != Family::Hybrid || entry.pattern.is_none() {
+        return;
+    }
+    if !Family::Hybrid.has_component(exp.component()) {
+        c.fail(
+            format!("experiments[{i}].component"),
+            format!(
+                "model `{name}` is a hybrid, which has no single {}; use `component: layers` or `model`",
+                exp.component().name()
+            ),
+        );
+        return;
+    }
+    // Matched to another model, the hybrid takes the matched depth, never below one
+    // repetition of its pattern; otherwise the grid's.
+    let matched = exp
+        .match_params
+        .as_ref()
+        .is_some_and(|reference| reference != name);
+    let depths = match (matched, entry.pattern.as_ref()) {
+        (true, Some(pattern)) => vec![pattern.len() as i64],
+        _ => grid::layers(exp),
+    };
+    for (j, d_model) in exp
+        .grid
+        .d_model
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d >= 1)
+    {
+        for n_layers in depths.iter().filter(|n| **n >= 1) {
+            let ModelConfig::Hybrid(cfg) = grid::resolve(entry, *d_model, *n_layers) else {
+                continue;
+            };
+            if let Some(why) = cfg.invalid() {
+                c.fail(
+                    format!("experiments[{i}].grid.d_model[{j}]"),
+                    format!("model `{name}` at d_model {d_model}, {n_layers} layers: {why}"),
+                );
+                return;
+            }
         }
     }
 }

@@ -25,6 +25,12 @@ pub(super) fn check_model(c: &mut Checker, name: &str, m: &ModelEntry) {
             other_family(c, name, m.family, option);
         }
     }
+    if m.family == Family::Hybrid && m.pattern.is_none() {
+        c.fail(
+            format!("models.{name}.pattern"),
+            "a hybrid needs its layer pattern: letters from M (Mamba-1), 2 (Mamba-2), A (attention) and F (MLP), e.g. `pattern: \"2222A2222F\"`, or jamba, nemotron_h or samba",
+        );
+    }
     m.check_values(c, name);
 }
 
