@@ -43,8 +43,9 @@ fn crossing(
         component: Component::Mixer,
         d_model,
         batch: 1,
-        mamba: "m".into(),
-        transformer: "t".into(),
+        family: Family::Mamba,
+        model: "m".into(),
+        baseline: "t".into(),
         finding,
         measured: measured.map(|m| m.0),
         measured_low: measured.map(|m| m.1),
@@ -85,7 +86,7 @@ fn crossover_claims_are_judged_per_width() {
             Some((100.0, 80.0, 150.0)),
             (64, 4096),
         ),
-        crossing(512, Crossing::MambaFasterThroughout, None, (64, 4096)),
+        crossing(512, Crossing::ModelFasterThroughout, None, (64, 4096)),
     ];
     assert_eq!(judged(&refuted).verdict, Verdict::Refuted);
 
@@ -162,7 +163,7 @@ fn a_crossover_claim_is_judged_per_level_with_matched_layers_as_the_headline() {
         "the headline is matched layers"
     );
     assert!(
-        j.summary.starts_with("matched layers") && j.summary.contains("core ops"),
+        j.summary.starts_with("Mamba-1, matched layers") && j.summary.contains("core ops"),
         "the summary names the headline level and those beside it: {}",
         j.summary
     );
@@ -173,6 +174,59 @@ fn a_crossover_claim_is_judged_per_level_with_matched_layers_as_the_headline() {
     assert_eq!(
         (j.levels[0].level, j.verdict),
         (Component::Mixer, Verdict::Mixed)
+    );
+}
+
+#[test]
+fn a_crossover_claim_is_headlined_by_mamba_1_with_the_other_families_beside_it() {
+    let c = claim(ClaimKind::CrossoverVsWidth, &["e"]);
+    let of = |family: Family, component: Component, crossover: Crossover| Crossover {
+        family,
+        model: family.name().to_owned(),
+        component,
+        ..crossover
+    };
+    let supported = crossing(64, Crossing::NoneInRange, None, (64, 4096));
+    let refuted = crossing(512, Crossing::ModelFasterThroughout, None, (64, 4096));
+    let crossovers = [
+        of(Family::Mamba2, Component::Layers, refuted.clone()),
+        of(Family::Mamba, Component::Mixer, supported.clone()),
+        of(Family::Mamba, Component::Core, refuted.clone()),
+        of(Family::Mamba2, Component::Core, refuted),
+    ];
+    let j = judge(&c, &[], &crossovers);
+    let levels: Vec<(Family, Component, Verdict)> = j
+        .levels
+        .iter()
+        .map(|l| (l.family, l.level, l.verdict))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            (Family::Mamba, Component::Mixer, Verdict::Supported),
+            (Family::Mamba, Component::Core, Verdict::Refuted),
+            (Family::Mamba2, Component::Layers, Verdict::Refuted),
+            (Family::Mamba2, Component::Core, Verdict::Refuted),
+        ],
+        "Mamba-1 first, even where Mamba-2 has the more complete level"
+    );
+    assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
+    assert!(
+        j.summary.starts_with("Mamba-1, mixers") && j.summary.contains("Mamba-2, matched layers"),
+        "{}",
+        j.summary
+    );
+    assert!(
+        j.findings[0].at.contains("mamba2 vs t"),
+        "a finding names its pair: {}",
+        j.findings[0].at
+    );
+
+    // With Mamba-2 alone, its most complete level is the headline.
+    let j = judge(&c, &[], &crossovers[..1]);
+    assert_eq!(
+        (j.levels[0].family, j.verdict),
+        (Family::Mamba2, Verdict::Refuted)
     );
 }
 

@@ -1,10 +1,11 @@
-//! Crossover lengths: the sequence length L* from which Mamba's median latency stays at most
-//! the Transformer's, per (experiment, device, dtype, pass, component, d_model, batch)
-//! and pair of models, measured and predicted. This is the forum claim "below a length equal
-//! to the width, attention is cheaper" put as a number per width.
+//! Crossover lengths: the sequence length L* from which an SSM-family model's (Mamba, Mamba-2
+//! or a hybrid) median latency stays at most its baseline's (a Transformer), per (experiment,
+//! device, dtype, pass, component, d_model, batch) and pair of models, measured and predicted.
+//! This is the forum claim "below a length equal to the width, attention is cheaper" put as a
+//! number per width.
 //!
-//! Measured L* interpolates log(t_mamba / t_transformer) linearly in log L between the last
-//! grid length where Mamba is slower and the next one. For paired runs the ratio is the median
+//! Measured L* interpolates log(t_model / t_baseline) linearly in log L between the last
+//! grid length where the model is slower and the next one. For paired runs the ratio is the median
 //! of the processes' median per-round ratios, and the bounds are where its 95% interval's ends cross 1; for
 //! unpaired ones it is the ratio of the medians, and the bounds repeat the interpolation with
 //! the pessimistic and optimistic ratios of the sample spreads (p90/p10 and p10/p90).
@@ -23,11 +24,11 @@ pub const CROSSOVER_FILE: &str = "crossover.csv";
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CrossoverOutcome {
-    /// Mamba is slower at some shorter length and not slower from L* to the longest.
+    /// The model is slower at some shorter length and not slower from L* to the longest.
     Crossed,
-    /// Mamba is at most as slow already at the shortest length measured.
-    MambaFasterThroughout,
-    /// Mamba is slower at every length measured.
+    /// The model is at most as slow already at the shortest length measured.
+    ModelFasterThroughout,
+    /// The model is slower at every length measured.
     NoneInRange,
     /// Fewer than two lengths where both models succeeded.
     InsufficientData,
@@ -37,7 +38,7 @@ impl CrossoverOutcome {
     pub fn name(self) -> &'static str {
         match self {
             CrossoverOutcome::Crossed => "crossed",
-            CrossoverOutcome::MambaFasterThroughout => "mamba faster throughout",
+            CrossoverOutcome::ModelFasterThroughout => "model faster throughout",
             CrossoverOutcome::NoneInRange => "none in range",
             CrossoverOutcome::InsufficientData => "insufficient data",
         }
@@ -54,18 +55,20 @@ pub struct Crossover {
     pub component: Component,
     pub d_model: i64,
     pub batch: i64,
-    pub mamba: String,
-    pub transformer: String,
+    /// The SSM-family model's family and name, and the Transformer it is divided by.
+    pub family: Family,
+    pub model: String,
+    pub baseline: String,
     pub finding: CrossoverOutcome,
     /// Interpolated L*, when `finding` is `crossed`.
     pub measured: Option<f64>,
-    /// L* with the spreads against Mamba and for it; absent where that ratio does not cross.
+    /// L* with the spreads against the model and for it; absent where that ratio does not cross.
     pub measured_low: Option<f64>,
     pub measured_high: Option<f64>,
     /// The lengths where both models succeeded.
     pub min_len: Option<i64>,
     pub max_len: Option<i64>,
-    /// Mamba's median over the Transformer's at the longest common length.
+    /// The model's median over the baseline's at the longest common length.
     pub ratio_at_max_len: Option<f64>,
     /// The longest run of consecutive measured lengths where the ratio's bounds hold 1 (the
     /// paired 95% interval; for unpaired runs, the spreads' bounds): the models are level
@@ -73,7 +76,7 @@ pub struct Crossover {
     /// that range than as a point.
     pub level_from: Option<i64>,
     pub level_to: Option<i64>,
-    /// L* where Mamba's FLOPs fall to the Transformer's (analytic model, any length).
+    /// L* where the model's FLOPs fall to the baseline's (analytic model, any length).
     pub flops_crossover: Option<Predicted>,
     /// L* of the fitted device model (FLOPs and bytes at the fitted rates).
     pub predicted_crossover: Option<Predicted>,
@@ -84,9 +87,9 @@ pub struct Crossover {
 #[serde(rename_all = "snake_case")]
 pub enum Predicted {
     At(f64),
-    /// Mamba is predicted cheaper already at the shortest length searched.
+    /// The model is predicted cheaper already at the shortest length searched.
     Below,
-    /// Mamba is predicted dearer at every length searched.
+    /// The model is predicted dearer at every length searched.
     Never,
 }
 
@@ -148,7 +151,11 @@ pub fn analyze(
                 .filter(move |((f, _), _)| *f == family)
                 .map(|((_, name), rows)| (name, rows))
         };
-        for (mamba_name, mamba_rows) in of_family(Family::Mamba) {
+        let contenders = models
+            .iter()
+            .filter(|((family, _), _)| family.is_ssm())
+            .map(|((family, name), rows)| (*family, name, rows));
+        for (family, mamba_name, mamba_rows) in contenders {
             for (transformer_name, transformer_rows) in of_family(Family::Transformer) {
                 let (experiment, device, dtype, pass, component, d_model, batch) = key.clone();
                 let mut c = measured(mamba_rows, transformer_rows);
@@ -159,8 +166,9 @@ pub fn analyze(
                 c.component = component;
                 c.d_model = d_model;
                 c.batch = batch;
-                c.mamba = mamba_name.clone();
-                c.transformer = transformer_name.clone();
+                c.family = family;
+                c.model = mamba_name.clone();
+                c.baseline = transformer_name.clone();
                 let pair = (
                     mamba_rows
                         .iter()
@@ -187,7 +195,7 @@ pub fn analyze(
 }
 
 /// The measured crossover of two series of rows at the same widths. Where the rows were
-/// paired (Mamba's row carries its ratio to this Transformer row), the ratio is the paired
+/// paired (the model's row carries its ratio to this baseline row), the ratio is the paired
 /// median (over processes, of per-round ratios) and its bounds the 95% interval; otherwise the ratio of the medians,
 /// bounded by the ratios of the spreads (p10 over p90 and p90 over p10).
 fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
@@ -210,8 +218,9 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
         component: Component::Core,
         d_model: 0,
         batch: 0,
-        mamba: String::new(),
-        transformer: String::new(),
+        family: Family::Mamba,
+        model: String::new(),
+        baseline: String::new(),
         finding: CrossoverOutcome::InsufficientData,
         measured: None,
         measured_low: None,
@@ -236,17 +245,17 @@ fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
             c.measured = Some(l);
             CrossoverOutcome::Crossed
         }
-        Crossing::Before => CrossoverOutcome::MambaFasterThroughout,
+        Crossing::Before => CrossoverOutcome::ModelFasterThroughout,
         Crossing::Never => CrossoverOutcome::NoneInRange,
     };
     (c.level_from, c.level_to) = longest_level_run(&common);
-    // The optimistic ratio (Mamba's p10 over the Transformer's p90) crosses earliest.
+    // The optimistic ratio (the model's p10 over the baseline's p90) crosses earliest.
     c.measured_low = first_crossing(&curve(|r| r.1)).length();
     c.measured_high = first_crossing(&curve(|r| r.2)).length();
     c
 }
 
-/// (ratio, optimistic bound, pessimistic bound) of Mamba's row `m` over the Transformer's `t`.
+/// (ratio, optimistic bound, pessimistic bound) of the model's row `m` over the baseline's `t`.
 fn ratio(m: &Row, t: &Row) -> Option<(f64, f64, f64)> {
     if m.paired_with.as_deref() == Some(t.run_id.as_str()) {
         if let (Some(r), Some(low), Some(high)) = (m.ratio_median, m.ratio_ci_low, m.ratio_ci_high)
@@ -296,7 +305,7 @@ impl Crossing {
 }
 
 /// The L from which `ratio` stays ≤ 1 up to the longest length, interpolated log-log between
-/// the last length where Mamba is slower and the next; `points` ascend in L. A dip below 1
+/// the last length where the model is slower and the next; `points` ascend in L. A dip below 1
 /// that does not last (noise at short lengths) is not a crossover.
 fn first_crossing(points: &[(f64, f64)]) -> Crossing {
     let Some(last_above) = points.iter().rposition(|(_, r)| *r > 1.0) else {
@@ -315,8 +324,7 @@ fn first_crossing(points: &[(f64, f64)]) -> Crossing {
     Crossing::At(x.exp())
 }
 
-/// The smallest L in [SEARCH_MIN, SEARCH_MAX] with cost(mamba at L) ≤ cost(transformer at
-/// L), found on a power-of-√2 grid, then by bisection on log L.
+/// The smallest L in [SEARCH_MIN, SEARCH_MAX] with cost(model at L) ≤ cost(baseline at L), found on a power-of-√2 grid, then by bisection on log L.
 fn predicted(
     mamba: &RunSpec,
     transformer: &RunSpec,
@@ -351,7 +359,7 @@ fn predicted(
 /// `crossover.csv`: one line per crossover, with empty cells for absent values.
 pub fn to_csv(crossovers: &[Crossover]) -> String {
     let mut csv = String::from(
-        "experiment,device,dtype,pass,component,d_model,batch,mamba,transformer,finding,\
+        "experiment,device,dtype,pass,component,d_model,batch,family,model,baseline,finding,\
          measured,measured_low,measured_high,min_len,max_len,ratio_at_max_len,\
          level_from,level_to,flops_crossover,predicted_crossover\n",
     );
@@ -359,7 +367,7 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
     let int = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
     for c in crossovers {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             c.experiment,
             c.device,
             c.dtype.name(),
@@ -367,8 +375,9 @@ pub fn to_csv(crossovers: &[Crossover]) -> String {
             c.component.name(),
             c.d_model,
             c.batch,
-            c.mamba,
-            c.transformer,
+            c.family.name(),
+            c.model,
+            c.baseline,
             c.finding.name(),
             num(c.measured),
             num(c.measured_low),

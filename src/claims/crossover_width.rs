@@ -12,31 +12,41 @@
 //! The FLOP model's L* is quoted beside each measured one, marked as predicted.
 //!
 //! The claim is judged at each level its experiments measure (the core ops, the mixers, stacks
-//! of layers matched in parameters), and the verdict is the most complete level's: a forum
-//! comparing Llama with Mamba means models of equal size, not a 6d² mixer against a 4d²
-//! attention layer.
+//! of layers matched in parameters) and for each SSM family measured (Mamba-1, Mamba-2,
+//! hybrids), and the verdict is Mamba-1's most complete level's: the forum's Mamba is Mamba-1,
+//! and a forum comparing Llama with Mamba means models of equal size, not a 6d² mixer against a
+//! 4d² attention layer. The other families' levels stand beside it.
 
 use super::{Finding, Verdict};
 use crate::analysis::crossover::{Crossover, CrossoverOutcome as Crossing};
-use crate::models::Component;
+use crate::models::{Component, Family};
 
-/// The findings at each width, with the level (component) each was measured at.
-pub fn judge(crossovers: &[&Crossover], factor: f64) -> Vec<(Component, Finding)> {
+/// The findings at each width, with the family and level (component) each was measured at.
+pub fn judge(crossovers: &[&Crossover], factor: f64) -> Vec<(Family, Component, Finding)> {
     crossovers
         .iter()
-        .map(|c| (c.component, finding(c, factor)))
+        .map(|c| (c.family, c.component, finding(c, factor)))
         .collect()
 }
 
-/// How a verdict names its level.
-pub fn level_name(component: Component) -> &'static str {
-    match component {
-        Component::Core => "core ops (selective scan vs causal SDPA)",
-        Component::Mixer => "mixers (Mamba mixer vs attention layer)",
-        Component::Block => "one block each",
-        Component::Layers => "matched layers (Llama layer vs Mamba blocks of equal parameters)",
-        Component::Model => "whole models",
-    }
+/// How a verdict names the level of one family.
+pub fn level_name(family: Family, component: Component) -> String {
+    let (who, core) = match family {
+        Family::Mamba => ("Mamba-1", "selective scan"),
+        Family::Mamba2 => ("Mamba-2", "chunked SSD"),
+        Family::Hybrid => ("hybrid", "core op"),
+        Family::Transformer => ("Transformer", "attention"),
+    };
+    let level = match component {
+        Component::Core => format!("core ops ({core} vs causal SDPA)"),
+        Component::Mixer => format!("mixers ({who} mixer vs attention layer)"),
+        Component::Block => "one block each".to_owned(),
+        Component::Layers => {
+            format!("matched layers (Llama layer vs {who} layers of equal parameters)")
+        }
+        Component::Model => "whole models".to_owned(),
+    };
+    format!("{who}, {level}")
 }
 
 fn finding(c: &Crossover, factor: f64) -> Finding {
@@ -84,7 +94,7 @@ fn finding(c: &Crossover, factor: f64) -> Finding {
                 format!("Mamba slower up to L = {}, but nothing was measured up to {bound:.0}", max.unwrap_or(0)),
             ),
         },
-        Crossing::MambaFasterThroughout => match c.min_len {
+        Crossing::ModelFasterThroughout => match c.min_len {
             Some(min) if (min as f64) < bound => (
                 Verdict::Refuted,
                 format!("Mamba already as fast at the shortest length, {min} < {bound:.0}"),
@@ -101,8 +111,10 @@ fn finding(c: &Crossover, factor: f64) -> Finding {
     };
     Finding {
         at: format!(
-            "d={} ({} {} {}, batch {})",
+            "d={} ({} vs {}, {} {} {}, batch {})",
             c.d_model,
+            c.model,
+            c.baseline,
             c.experiment,
             c.pass.name(),
             c.component.name(),

@@ -7,7 +7,7 @@ pub mod crossover_width;
 pub mod recall_distance;
 
 use crate::analysis::crossover::Crossover;
-use crate::models::Component;
+use crate::models::{Component, Family};
 use crate::results::Row;
 use crate::suite::claim::{Claim, ClaimKind, Rule};
 use serde::Serialize;
@@ -76,11 +76,12 @@ pub struct Judgement {
     pub levels: Vec<LevelVerdict>,
 }
 
-/// A speed claim's verdict at one level of the model (see [`crossover_width`]).
+/// A speed claim's verdict at one level of one family's models (see [`crossover_width`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LevelVerdict {
+    pub family: Family,
     pub level: Component,
-    pub name: &'static str,
+    pub name: String,
     pub verdict: Verdict,
     pub summary: String,
 }
@@ -139,23 +140,31 @@ impl Judgement {
     }
 }
 
-/// A claim judged per level: each level's verdict combines its own findings, and the claim's
-/// verdict is the most complete level's (matched layers before mixers before core ops).
-fn by_level(claim: &Claim, findings: Vec<(Component, Finding)>) -> Judgement {
-    let mut components: Vec<Component> = findings.iter().map(|(c, _)| *c).collect();
-    components.sort_unstable_by(|a, b| b.cmp(a));
-    components.dedup();
-    let levels: Vec<LevelVerdict> = components
+/// A claim judged per family and level: each level's verdict combines its own findings, and
+/// the claim's verdict is the headline's: Mamba-1's (the forum's Mamba) where it was measured,
+/// at its most complete level (matched layers before mixers before core ops).
+fn by_level(claim: &Claim, findings: Vec<(Family, Component, Finding)>) -> Judgement {
+    let mut levels: Vec<(Family, Component)> = findings.iter().map(|(f, c, _)| (*f, *c)).collect();
+    levels.sort_unstable_by_key(|&(family, component)| {
+        (
+            family != Family::Mamba,
+            family,
+            std::cmp::Reverse(component),
+        )
+    });
+    levels.dedup();
+    let levels: Vec<LevelVerdict> = levels
         .iter()
-        .map(|&level| {
+        .map(|&(family, level)| {
             let mine: Vec<Finding> = findings
                 .iter()
-                .filter(|(c, _)| *c == level)
-                .map(|(_, f)| f.clone())
+                .filter(|(f, c, _)| (*f, *c) == (family, level))
+                .map(|(_, _, f)| f.clone())
                 .collect();
             LevelVerdict {
+                family,
                 level,
-                name: crossover_width::level_name(level),
+                name: crossover_width::level_name(family, level),
                 verdict: Verdict::combine(mine.iter().map(|f| f.verdict)),
                 summary: summarize(&mine),
             }
@@ -180,7 +189,7 @@ fn by_level(claim: &Claim, findings: Vec<(Component, Finding)>) -> Judgement {
             )
         }
     };
-    let findings = findings.into_iter().map(|(_, f)| f).collect();
+    let findings = findings.into_iter().map(|(_, _, f)| f).collect();
     Judgement::of(claim, verdict, summary, findings, levels)
 }
 

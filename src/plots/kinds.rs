@@ -313,6 +313,66 @@ pub fn ratio_vs_seq_len(rows: &[Row], experiment: &str) -> Panels {
     }
 }
 
+/// The core op's median time against the state size N (the Mamba-2 paper's Fig. 10 axis):
+/// one line per SSM model and width, and a grey level for each model without a state (SDPA),
+/// whose cost N does not change. One panel per sequence length when the experiment has several.
+pub fn latency_vs_d_state(rows: &[Row], experiment: &str) -> Figure {
+    let mine: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.experiment == experiment)
+        .cloned()
+        .collect();
+    let mut lengths: Vec<i64> = mine.iter().map(|r| r.seq_len).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let chart = |at_length: &[Row], title: String| {
+        let with_state: Vec<Row> = at_length
+            .iter()
+            .filter(|r| r.d_state.is_some())
+            .cloned()
+            .collect();
+        let (lines, failures) = lines(
+            &with_state,
+            experiment,
+            model_width(&with_state, experiment),
+            |r| r.d_state.unwrap_or_default() as f64,
+            |r| r.latency_median_s,
+        );
+        let references = at_length
+            .iter()
+            .filter(|r| r.d_state.is_none() && r.status == Status::Ok)
+            .filter_map(|r| {
+                let label = format!("{} d={} (no state)", r.model, r.d_model);
+                r.latency_median_s.map(|t| Reference::Horizontal(label, t))
+            })
+            .collect();
+        LineChart {
+            title,
+            x_desc: "state size N (d_state, log scale)".into(),
+            y_desc: "median latency (log scale)".into(),
+            x_axis: Axis::Log2,
+            y_axis: Axis::Log10(format_seconds),
+            lines,
+            failures,
+            references,
+        }
+    };
+    let title = format!("{experiment}: median latency of the core op vs state size");
+    match lengths[..] {
+        [] | [_] => Figure::Single(chart(&mine, title)),
+        _ => Figure::Panels(Panels {
+            title: format!("{title}, one panel per length"),
+            panels: lengths
+                .iter()
+                .map(|&l| {
+                    let at: Vec<Row> = mine.iter().filter(|r| r.seq_len == l).cloned().collect();
+                    chart(&at, format!("L = {l}"))
+                })
+                .collect(),
+        }),
+    }
+}
+
 /// One decoding step against the context it attends to (or, for Mamba, does not).
 pub fn decode_vs_context(rows: &[Row], experiment: &str) -> LineChart {
     let mut chart = latency_chart(
@@ -451,7 +511,14 @@ pub fn crossover_vs_width(crossovers: &[Crossover], experiment: &str) -> LineCha
         .collect();
     let mut grouped: BTreeMap<String, (Line, Line)> = BTreeMap::new();
     for c in &mine {
-        let key = format!("{} {} b={}", c.pass.name(), c.component.name(), c.batch);
+        let key = format!(
+            "{} vs {}, {} {} b={}",
+            c.model,
+            c.baseline,
+            c.pass.name(),
+            c.component.name(),
+            c.batch
+        );
         let index = grouped.len();
         let (measured, flops) = grouped.entry(key.clone()).or_insert_with(|| {
             (

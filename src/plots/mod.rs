@@ -60,6 +60,7 @@ pub fn render(
             draw(&stem, &kinds::crossover_vs_width(crossovers, experiment))
         }
         PlotKind::RatioVsSeqLen => draw(&stem, &kinds::ratio_vs_seq_len(rows, experiment)),
+        PlotKind::LatencyVsDState => draw(&stem, &kinds::latency_vs_d_state(rows, experiment)),
     }
 }
 

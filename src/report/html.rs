@@ -67,7 +67,7 @@ pub fn render(report: &Report) -> String {
                 let _ = write!(
                     h,
                     "<li><b>{}</b>{headline}: <span class=\"{lv}\">{lv}</span> — {}</li>",
-                    esc(level.name),
+                    esc(&level.name),
                     esc(&level.summary)
                 );
             }

@@ -279,6 +279,9 @@ pub enum PlotKind {
     /// Mamba's time over the baseline's against length, one panel per width, with the 95%
     /// interval as a band, parity, L = d_model and the FLOP model's ratio (claim (a)).
     RatioVsSeqLen,
+    /// The core op's latency against the state size N, one line per SSM model, SDPA as a
+    /// level (the Mamba-2 paper's Fig. 10 axis).
+    LatencyVsDState,
     /// Recall: accuracy against d_model, best over learning rates, one chart per training
     /// length (zoology's Fig. 2).
     AccuracyVsWidth,
@@ -296,6 +299,7 @@ impl PlotKind {
             PlotKind::AttentionShareVsSeqLen => "attention_share_vs_seq_len",
             PlotKind::CrossoverVsWidth => "crossover_vs_width",
             PlotKind::RatioVsSeqLen => "ratio_vs_seq_len",
+            PlotKind::LatencyVsDState => "latency_vs_d_state",
             PlotKind::AccuracyVsWidth => "accuracy_vs_width",
             PlotKind::AccuracyVsEvalLen => "accuracy_vs_eval_len",
         }
