@@ -14,7 +14,8 @@
 #               and 4096, forward, then forward+backward
 #   memory      experiments/gpu_check/memory.yaml: peak memory of a training pass, d 2048
 #   generation  experiments/gpu_check/generation.yaml: Fig. 8 (right) at about 130M parameters
-#   Any other experiments/gpu_check/NAME.yaml (a Mamba-2 suite, say) runs after these as NAME.
+#   Any other experiments/gpu_check/NAME.yaml runs after these as NAME: hybrid (a Jamba block's
+#               decoding against a Transformer's) and ssd_vs_scan (Mamba-2's SSD against the scan).
 # Each step runs under `timeout`: on the GPU selfcheck 100 s, fig8_left 75 s, crossover 100 s,
 # memory 35 s, generation 40 s (others 40 s), the suites about 4 minutes in all, and every step
 # within --deadline (390 s from the start). Rows are saved as each run ends, so a step stopped

@@ -123,7 +123,10 @@ fn gpu_check_suites_are_valid_on_a_gpu_and_their_dry_runs_on_this_cpu() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 4);
+    assert_eq!(
+        checked, 6,
+        "crossover, fig8_left, generation, hybrid, memory, ssd_vs_scan"
+    );
 }
 
 #[test]
@@ -300,7 +303,10 @@ fn option_of_the_other_family_is_rejected() {
             "{ family: mamba, head_dim: 8 }",
         ),
         5,
-        &["models.mamba.head_dim", "an option of `transformer` models"],
+        &[
+            "models.mamba.head_dim",
+            "an option of `transformer` and `hybrid` models",
+        ],
     );
 }
 
@@ -911,5 +917,109 @@ fn a_scan_kernel_for_another_device_is_an_error() {
         &text,
         4,
         &["models.m.scan", "`cuda_fused` runs on CUDA", "use `auto`"],
+    );
+}
+
+/// GOOD with a hybrid entry after the Transformer's (line 7).
+fn with_hybrid(entry: &str) -> String {
+    edit(
+        "  transformer: { family: transformer, head_dim: 16 }\n",
+        &format!("  transformer: {{ family: transformer, head_dim: 16 }}\n  hybrid: {entry}\n"),
+    )
+}
+
+#[test]
+fn a_hybrid_needs_a_pattern_of_known_letters() {
+    assert_one(
+        &with_hybrid("{ family: hybrid }"),
+        7,
+        &[
+            "models.hybrid.pattern",
+            "a hybrid needs its layer pattern",
+            "nemotron_h",
+        ],
+    );
+    let found = issues(&with_hybrid("{ family: hybrid, pattern: \"22X2\" }"));
+    let shown = format!("{found:?}");
+    for part in ["'X'", "position 2", "M (Mamba-1)", "jamba"] {
+        assert!(shown.contains(part), "{shown} lacks {part}");
+    }
+    assert_one(
+        &with_hybrid("{ family: hybrid, pattern: FF }"),
+        7,
+        &["no sequence mixer"],
+    );
+}
+
+#[test]
+fn a_hybrid_runs_as_a_stack_at_least_one_pattern_deep() {
+    let hybrid_in = |component: &str, grid: &str| {
+        with_hybrid("{ family: hybrid, pattern: samba, head_dim: 16 }")
+            .replace("models: [mamba, transformer]", "models: [hybrid]")
+            .replace("component: block", &format!("component: {component}"))
+            .replace("grid: { d_model: [32, 64], seq_len: [16, 32, 64] }", grid)
+    };
+    assert_one(
+        &hybrid_in("block", "grid: { d_model: [32], seq_len: [16] }"),
+        12,
+        &[
+            "experiments[0].component",
+            "no single block",
+            "component: layers",
+        ],
+    );
+    assert_one(
+        &hybrid_in(
+            "layers",
+            "grid: { d_model: [32], seq_len: [16], n_layers: [2] }",
+        ),
+        14,
+        &[
+            "experiments[0].grid.d_model[0]",
+            "n_layers 2 is shorter than one repetition of the pattern MFAF",
+        ],
+    );
+    let plan = Plan::parse(
+        &hybrid_in(
+            "layers",
+            "grid: { d_model: [32], seq_len: [16], n_layers: [4, 8] }",
+        ),
+        CPU_ONLY,
+    )
+    .expect("valid");
+    let depths: Vec<i64> = plan.runs.iter().map(|r| r.config.n_layers()).collect();
+    assert_eq!(depths, [4, 8]);
+    assert_eq!(
+        plan.runs[0]
+            .config
+            .pattern()
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("MFAF")
+    );
+}
+
+#[test]
+fn a_hybrid_is_matched_to_a_transformers_parameters_at_a_whole_pattern_or_more() {
+    let text = "\
+name: matched
+device: cpu
+models:
+  llama: { family: transformer, head_dim: 16 }
+  nemotron: { family: hybrid, pattern: nemotron_h, d_state: 16, headdim: 16, head_dim: 16 }
+experiments:
+  - { name: e, kind: speed, pass: forward, component: layers, models: [llama, nemotron], grid: { d_model: [64], seq_len: [16], n_layers: [12] }, match_params: llama, match_tolerance: 0.1 }
+";
+    let plan = Plan::parse(text, CPU_ONLY).expect("valid");
+    let (llama, hybrid) = (&plan.runs[0].config, &plan.runs[1].config);
+    assert_eq!(hybrid.family(), Family::Hybrid);
+    assert!(hybrid.n_layers() >= 13, "{}", hybrid.n_layers());
+    let (target, got) = (
+        llama.params(Component::Layers),
+        hybrid.params(Component::Layers),
+    );
+    assert!(
+        relative_error(got, target).abs() <= 0.1,
+        "{got} vs {target}"
     );
 }
