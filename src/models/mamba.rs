@@ -6,6 +6,7 @@
 //! Parameter names mirror HF transformers' `MambaForCausalLM`, so checkpoints load unrenamed.
 
 use super::backbone::{Backbone, BackboneShape, SSM_NAMES};
+use super::init::drawn;
 use super::layer::Layer;
 use super::residual::{PreNorm, MIXER_BLOCK};
 use crate::causal_conv;
@@ -189,10 +190,10 @@ impl Mixer {
         // gain, U(±√(6/fan_in))) is √6 times wider, which widens Δ, B and C at the start.
         let torch_default = |fan_in: i64| {
             let bound = 1.0 / (fan_in as f64).sqrt();
-            nn::Init::Uniform {
+            drawn(nn::Init::Uniform {
                 lo: -bound,
                 up: bound,
-            }
+            })
         };
         let x_proj_cfg = nn::LinearConfig {
             ws_init: torch_default(di),
@@ -220,10 +221,10 @@ impl Mixer {
         // [DT_MIN, DT_MAX], so that softplus(bias) starts in that range.
         let dt_std = (r as f64).powf(-0.5);
         let dt_cfg = nn::LinearConfig {
-            ws_init: nn::Init::Uniform {
+            ws_init: drawn(nn::Init::Uniform {
                 lo: -dt_std,
                 up: dt_std,
-            },
+            }),
             ..Default::default()
         };
         let dt_proj = nn::linear(&p / "dt_proj", r, di, dt_cfg);

@@ -16,6 +16,7 @@
 //! matters before training; a loaded checkpoint overwrites either.
 
 use super::backbone::{Backbone, BackboneShape, SSM_NAMES};
+use super::init::drawn;
 use super::layer::Layer;
 use super::residual::{PreNorm, MIXER_BLOCK};
 use crate::causal_conv;
@@ -312,10 +313,10 @@ impl Mixer {
         // for weights and biases alike (tch's own default is √6 times wider).
         let torch_default = |fan_in: i64| {
             let bound = 1.0 / (fan_in as f64).sqrt();
-            nn::Init::Uniform {
+            drawn(nn::Init::Uniform {
                 lo: -bound,
                 up: bound,
-            }
+            })
         };
         let proj = |fan_in| nn::LinearConfig {
             ws_init: torch_default(fan_in),

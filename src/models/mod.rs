@@ -4,6 +4,7 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod core_op;
 pub mod hybrid;
+pub mod init;
 pub mod layer;
 pub mod lm;
 pub mod mamba;
@@ -439,10 +440,10 @@ impl BuiltModel {
 /// √d_model, and the loss far above ln(vocab_size).
 fn token_embedding(p: nn::Path, vocab_size: i64, d_model: i64) -> nn::Embedding {
     let config = nn::EmbeddingConfig {
-        ws_init: nn::Init::Randn {
+        ws_init: init::drawn(nn::Init::Randn {
             mean: 0.0,
             stdev: 0.02,
-        },
+        }),
         ..Default::default()
     };
     nn::embedding(p, vocab_size, d_model, config)
@@ -452,6 +453,7 @@ fn token_embedding(p: nn::Path, vocab_size: i64, d_model: i64) -> nn::Embedding 
 /// (vocab_size, d_model), no bias.
 fn untied_lm_head(p: &nn::Path, d_model: i64, vocab_size: i64) -> Tensor {
     let no_bias = nn::LinearConfig {
+        ws_init: init::drawn(nn::LinearConfig::default().ws_init),
         bias: false,
         ..Default::default()
     };

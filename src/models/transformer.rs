@@ -8,6 +8,7 @@
 //! memory-efficient kernels on CUDA, a fused flash kernel on CPU).
 
 use super::backbone::{Backbone, BackboneShape, LLAMA_NAMES};
+use super::init::drawn;
 use super::layer::Layer;
 use super::residual::{BlockNames, PreNorm};
 use serde::{Deserialize, Serialize};
@@ -259,10 +260,10 @@ pub struct Attention {
 /// random outputs would drown the token signal in the residual stream at the start.
 fn llama_linear() -> nn::LinearConfig {
     nn::LinearConfig {
-        ws_init: nn::Init::Randn {
+        ws_init: drawn(nn::Init::Randn {
             mean: 0.0,
             stdev: 0.02,
-        },
+        }),
         bs_init: Some(nn::Init::Const(0.0)),
         bias: true,
     }

@@ -8,6 +8,7 @@ mod weights;
 
 pub use error::CheckpointError;
 
+use super::init;
 use super::lm::LanguageModel;
 use super::{cast_except_fp32_params, ModelConfig};
 use std::path::Path;
@@ -32,7 +33,9 @@ impl Checkpoint {
         let config = hf_config::read(dir)?;
         let tensors = weights::read(dir)?;
         let vars = nn::VarStore::new(device);
-        let model = tch::no_grad(|| LanguageModel::new(vars.root(), &config));
+        // Every variable is overwritten below, so none is drawn first.
+        let model =
+            tch::no_grad(|| init::skipping_draws(|| LanguageModel::new(vars.root(), &config)));
         if kind != Kind::Float {
             cast_except_fp32_params(&vars, kind);
         }
