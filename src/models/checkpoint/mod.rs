@@ -40,7 +40,7 @@ impl Checkpoint {
             cast_except_fp32_params(&vars, kind);
         }
         let tied = config.tie_embeddings();
-        weights::copy_into(&vars, tensors, |name| {
+        weights::copy_into(&vars, &tensors, |name| {
             // A tied head is the embedding, whatever a file says; RoPE frequencies are
             // recomputed from rope_theta.
             (tied && name == "lm_head.weight") || name.ends_with("rotary_emb.inv_freq")
