@@ -145,20 +145,15 @@ pub fn analyze(
     // Generation sweeps batch at one prompt length: there is no length to cross at.
     series.retain(|key, _| key.3 != Pass::GenerateThroughput);
     for (key, models) in series {
-        let of_family = |family: Family| {
+        let of = |wanted: fn(Family) -> bool| {
             models
                 .iter()
-                .filter(move |((f, _), _)| *f == family)
-                .map(|((_, name), rows)| (name, rows))
+                .filter(move |((family, _), _)| wanted(*family))
         };
-        let contenders = models
-            .iter()
-            .filter(|((family, _), _)| family.is_ssm())
-            .map(|((family, name), rows)| (*family, name, rows));
-        for (family, mamba_name, mamba_rows) in contenders {
-            for (transformer_name, transformer_rows) in of_family(Family::Transformer) {
+        for ((family, model_name), model_rows) in of(Family::is_ssm) {
+            for ((_, baseline_name), baseline_rows) in of(|f| f == Family::Transformer) {
                 let (experiment, device, dtype, pass, component, d_model, batch) = key.clone();
-                let mut c = measured(mamba_rows, transformer_rows);
+                let mut c = measured(model_rows, baseline_rows);
                 c.experiment = experiment;
                 c.device = device;
                 c.dtype = dtype;
@@ -166,20 +161,20 @@ pub fn analyze(
                 c.component = component;
                 c.d_model = d_model;
                 c.batch = batch;
-                c.family = family;
-                c.model = mamba_name.clone();
-                c.baseline = transformer_name.clone();
+                c.family = *family;
+                c.model = model_name.clone();
+                c.baseline = baseline_name.clone();
                 let pair = (
-                    mamba_rows
+                    model_rows
                         .iter()
                         .find_map(|r| spec_of.get(r.run_id.as_str())),
-                    transformer_rows
+                    baseline_rows
                         .iter()
                         .find_map(|r| spec_of.get(r.run_id.as_str())),
                 );
                 if let (Some(m), Some(t)) = pair {
                     c.flops_crossover = predicted(m, t, |s| costs(s).flops);
-                    let machine = (c.device, c.dtype, mamba_rows[0].threads);
+                    let machine = (c.device, c.dtype, model_rows[0].threads);
                     c.predicted_crossover = fits.get(&machine).and_then(|fit| {
                         predicted(m, t, |s| {
                             let k = costs(s);
@@ -198,14 +193,14 @@ pub fn analyze(
 /// paired (the model's row carries its ratio to this baseline row), the ratio is the paired
 /// median (over processes, of per-round ratios) and its bounds the 95% interval; otherwise the ratio of the medians,
 /// bounded by the ratios of the spreads (p10 over p90 and p90 over p10).
-fn measured(mamba: &[&Row], transformer: &[&Row]) -> Crossover {
+fn measured(model: &[&Row], baseline: &[&Row]) -> Crossover {
     let ok = |rows: &[&Row]| -> BTreeMap<i64, Row> {
         rows.iter()
             .filter(|r| r.status == Status::Ok && r.latency_median_s.is_some())
             .map(|r| (r.seq_len, (*r).clone()))
             .collect()
     };
-    let (m, t) = (ok(mamba), ok(transformer));
+    let (m, t) = (ok(model), ok(baseline));
     let common: Vec<(f64, (f64, f64, f64))> = m
         .iter()
         .filter_map(|(l, a)| Some((*l as f64, ratio(a, t.get(l)?)?)))
@@ -324,10 +319,11 @@ fn first_crossing(points: &[(f64, f64)]) -> Crossing {
     Crossing::At(x.exp())
 }
 
-/// The smallest L in [SEARCH_MIN, SEARCH_MAX] with cost(model at L) ≤ cost(baseline at L), found on a power-of-√2 grid, then by bisection on log L.
+/// The smallest L in [SEARCH_MIN, SEARCH_MAX] with cost(model at L) ≤ cost(baseline at L),
+/// found on a power-of-√2 grid, then by bisection on log L.
 fn predicted(
-    mamba: &RunSpec,
-    transformer: &RunSpec,
+    model: &RunSpec,
+    baseline: &RunSpec,
     cost: impl Fn(&RunSpec) -> f64,
 ) -> Option<Predicted> {
     let at = |spec: &RunSpec, len: f64| {
@@ -335,7 +331,7 @@ fn predicted(
         s.seq_len = len.round().max(1.0) as i64;
         cost(&s)
     };
-    let ratio = |len: f64| at(mamba, len) / at(transformer, len);
+    let ratio = |len: f64| at(model, len) / at(baseline, len);
     let steps = 2 * (SEARCH_MAX as f64).log2() as i64;
     let grid: Vec<f64> = (2..=steps).map(|i| 2f64.powf(i as f64 / 2.0)).collect();
     let Some(first) = grid.iter().position(|l| ratio(*l) <= 1.0) else {
