@@ -6,7 +6,9 @@
 mod common;
 
 use common::{mvt, text};
-use mamba_vs_transformer::results::store::{read_frame, read_rows, to_frame, ROWS_FILE};
+use mamba_vs_transformer::results::store::{
+    read_frame, read_rows, to_frame, write_rows, ROWS_FILE,
+};
 use polars::prelude::*;
 use std::path::Path;
 
@@ -253,6 +255,100 @@ fn a_run_finished_in_another_folder_with_the_same_spec_is_adopted_not_run() {
         2,
         "{curves}"
     );
+}
+
+/// A paired speed suite in two spellings: another suite, experiment and model names, the
+/// same comparison points at `seq_lens`.
+fn paired_suite(suite: &str, experiment: &str, ssm: &str, seq_lens: &str) -> String {
+    format!(
+        "\
+name: {suite}
+device: cpu
+threads: 1
+timeout_s: 60
+models:
+  {ssm}: {{ family: mamba, d_state: 4 }}
+  attention: {{ family: transformer, head_dim: 8 }}
+experiments:
+  - name: {experiment}
+    kind: speed
+    pass: forward
+    component: block
+    models: [{ssm}, attention]
+    grid: {{ d_model: [8], seq_len: {seq_lens} }}
+    warmup: 1
+    max_time_s: 0.1
+    processes: 1
+"
+    )
+}
+
+#[test]
+fn a_paired_point_is_adopted_whole_with_its_pairing_renamed_or_measured_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("a.yaml"), paired_suite("a", "fwd", "m", "[4, 8]")).unwrap();
+    let out = mvt(&["run", "a.yaml", "--out", "a"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = read_rows(&dir.join("a")).unwrap();
+
+    // L 12 is new; L 4 and 8 were timed, paired, in `a`.
+    let b = paired_suite("b", "claims-fwd", "mamba-small", "[4, 8, 12]");
+    std::fs::write(dir.join("b.yaml"), b).unwrap();
+    let out = mvt(&["run", "b.yaml", "--out", "b", "--reuse", "a"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(": 2 ran,"),
+        "one point of two: {}",
+        text(&out)
+    );
+    let b = read_rows(&dir.join("b")).unwrap();
+    assert_eq!(b.len(), 6);
+    for seq_len in [4, 8] {
+        let at = |rows: &[mamba_vs_transformer::results::Row], model: &str| {
+            rows.iter()
+                .find(|r| r.seq_len == seq_len && r.model == model)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {model} row at L {seq_len}: {rows:#?}"))
+        };
+        let (ssm, baseline) = (at(&b, "mamba-small"), at(&b, "attention"));
+        assert!(ssm.run_id.starts_with("claims-fwd.mamba-small."), "{ssm:?}");
+        assert_eq!(ssm.paired_with.as_deref(), Some(baseline.run_id.as_str()));
+        let source = at(&a, "m");
+        assert!(source.ratio_median.is_some(), "{source:?}");
+        assert_eq!(
+            (ssm.ratio_median, ssm.latency_median_s),
+            (source.ratio_median, source.latency_median_s)
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("b/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["reused"][0]["runs"].as_array().unwrap().len(), 4);
+
+    // Half a point is not adopted: with the baseline's row at L 8 gone from `a`, that point
+    // is timed again here, both of its runs side by side.
+    let half: Vec<_> = a
+        .into_iter()
+        .filter(|r| !(r.seq_len == 8 && r.model == "attention"))
+        .collect();
+    write_rows(&dir.join("a"), &half).unwrap();
+    let c = paired_suite("c", "fwd", "m", "[4, 8]");
+    std::fs::write(dir.join("c.yaml"), c).unwrap();
+    let out = mvt(&["run", "c.yaml", "--out", "c", "--reuse", "a"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(": 2 ran,"),
+        "the half point: {}",
+        text(&out)
+    );
+    let c = read_rows(&dir.join("c")).unwrap();
+    let ssm = c.iter().find(|r| r.seq_len == 8 && r.model == "m").unwrap();
+    let baseline = c
+        .iter()
+        .find(|r| r.seq_len == 8 && r.model == "attention")
+        .unwrap();
+    assert_eq!(ssm.paired_with.as_deref(), Some(baseline.run_id.as_str()));
 }
 
 /// Rows say what was compared: the state size, heads and groups of each family's model.

@@ -109,17 +109,18 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
         Vec::new()
     };
     // Runs another folder finished with the same spec are adopted, not run (`--reuse`); a
-    // paired point is never adopted in part, so only runs timed or trained alone qualify.
+    // paired point is adopted whole or not at all, and only where none of it was resumed.
+    let units = units(&plan.runs);
     let adopted = {
         let resumed: HashSet<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
-        let alone: Vec<&RunSpec> = plan
-            .runs
+        let untouched: Vec<&[RunSpec]> = units
             .iter()
-            .filter(|s| s.paired.is_none() && !resumed.contains(s.run_id.as_str()))
+            .filter(|unit| unit.iter().all(|s| !resumed.contains(s.run_id.as_str())))
+            .map(Vec::as_slice)
             .collect();
         match options.reuse.is_empty() {
             true => reuse::Adopted::default(),
-            false => reuse::adopt(&alone, &options.reuse)?,
+            false => reuse::adopt(&untouched, &options.reuse)?,
         }
     };
     if !adopted.records.is_empty() {
@@ -131,7 +132,6 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     let finished: HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
     // A paired comparison point is one unit: sharded, resumed and measured whole, so that no
     // sweep ever times half a pair.
-    let units = units(&plan.runs);
     let mine: Vec<Vec<RunSpec>> = match options.shard {
         Some(shard) => shard.select(&units, |unit| unit.iter().map(analytic::total_flops).sum()),
         None => units,

@@ -1,12 +1,17 @@
 //! `mvt run --reuse DIR`: a run that another results folder already finished with the same
 //! spec is not run again; its rows (and training curve) are adopted under this suite's names.
 //! The claims suite judges claim (b) on the induction experiment's trained models this way,
-//! instead of training the same models twice.
+//! instead of training the same models twice, and adopts the crossover suite's timings for
+//! claim (a) instead of timing them again.
 //!
 //! Two runs are the same when their specs are equal once what only names them (suite,
-//! experiment, model entry, run id) is set aside, and, for a recall run, its thread count, which changes
-//! its numbers by rounding only. Only runs that ended `ok` at every row are adopted; anything
-//! else is run here.
+//! experiment, model entry, run id, paired point) is set aside, and, for a recall run, its
+//! thread count, which changes its numbers by rounding only. Only runs that ended `ok` at every
+//! row are adopted; anything else is run here.
+//!
+//! A paired comparison point is adopted whole or not at all, and from one folder: its ratios
+//! were measured in the same processes, so half a point from one folder beside half from
+//! another (or from this sweep) would pair timings that never ran side by side.
 
 use crate::results::curves::read_curves;
 use crate::results::folder::{FolderError, ResultsFolder};
@@ -32,54 +37,100 @@ fn identity(spec: &RunSpec) -> String {
     spec.experiment.clear();
     spec.run_id.clear();
     spec.model.clear();
+    if let Some(paired) = spec.paired.as_mut() {
+        paired.point.clear();
+    }
     if spec.recall.is_some() {
         spec.threads = None;
     }
     serde_json::to_string(&spec).expect("run specs serialise")
 }
 
-/// Adopts, from `folders`, every run of `pending` that one of them finished `ok`; the first
-/// folder that has a run wins.
-pub fn adopt(pending: &[&RunSpec], folders: &[PathBuf]) -> Result<Adopted, FolderError> {
+/// Adopts, from `folders`, every unit of `pending` (a run timed or trained alone, or the runs
+/// of one paired point) whose runs one of them finished `ok`; the first folder that has the
+/// whole unit wins.
+pub fn adopt(pending: &[&[RunSpec]], folders: &[PathBuf]) -> Result<Adopted, FolderError> {
     let mut adopted = Adopted::default();
-    let mut wanted: HashMap<String, &RunSpec> =
-        pending.iter().map(|spec| (identity(spec), *spec)).collect();
+    let mut open: Vec<&[RunSpec]> = pending.to_vec();
     for dir in folders {
         let folder = ResultsFolder::open(dir)?;
         let curves: HashMap<String, Vec<CurvePoint>> = read_curves(dir).into_iter().collect();
+        let mut rows_of: HashMap<&str, Vec<&Row>> = HashMap::new();
+        for row in &folder.rows {
+            rows_of.entry(row.run_id.as_str()).or_default().push(row);
+        }
+        let finished: HashMap<String, &RunSpec> = folder
+            .runs
+            .iter()
+            .filter(|source| {
+                rows_of.get(source.run_id.as_str()).is_some_and(|rows| {
+                    !rows.is_empty() && rows.iter().all(|r| r.status == Status::Ok)
+                })
+            })
+            .map(|source| (identity(source), source))
+            .collect();
         let mut record = ReuseRecord {
             folder: dir.display().to_string(),
             git_commit: folder.manifest.git_commit.clone(),
             git_dirty: folder.manifest.git_dirty,
             runs: Vec::new(),
         };
-        for source in &folder.runs {
-            let rows: Vec<&Row> = folder
-                .rows
+        open.retain(|unit| {
+            let sources: Option<Vec<&RunSpec>> = unit
                 .iter()
-                .filter(|r| r.run_id == source.run_id)
+                .map(|spec| finished.get(&identity(spec)).copied())
                 .collect();
-            if rows.is_empty() || rows.iter().any(|r| r.status != Status::Ok) {
-                continue;
-            }
-            let Some(spec) = wanted.remove(&identity(source)) else {
-                continue;
+            let Some(sources) = sources else {
+                return true;
             };
-            adopted.rows.extend(rows.into_iter().map(|row| Row {
-                suite: spec.suite.clone(),
-                experiment: spec.experiment.clone(),
-                run_id: spec.run_id.clone(),
-                model: spec.model.clone(),
-                ..row.clone()
-            }));
-            if let Some(curve) = curves.get(&source.run_id) {
-                adopted.curves.push((spec.run_id.clone(), curve.clone()));
+            if !one_point(&sources) {
+                return true;
             }
-            record.runs.push(spec.run_id.clone());
-        }
+            // A paired row names its baseline's run, which is renamed with the rest.
+            let renamed: HashMap<&str, &str> = sources
+                .iter()
+                .zip(unit.iter())
+                .map(|(source, spec)| (source.run_id.as_str(), spec.run_id.as_str()))
+                .collect();
+            for (source, spec) in sources.iter().zip(unit.iter()) {
+                let rows = rows_of.get(source.run_id.as_str()).into_iter().flatten();
+                adopted.rows.extend(rows.map(|row| {
+                    Row {
+                        suite: spec.suite.clone(),
+                        experiment: spec.experiment.clone(),
+                        run_id: spec.run_id.clone(),
+                        model: spec.model.clone(),
+                        paired_with: row
+                            .paired_with
+                            .as_deref()
+                            .map(|id| renamed.get(id).map_or(id, |to| *to).to_owned()),
+                        ..(*row).clone()
+                    }
+                }));
+                if let Some(curve) = curves.get(&source.run_id) {
+                    adopted.curves.push((spec.run_id.clone(), curve.clone()));
+                }
+                record.runs.push(spec.run_id.clone());
+            }
+            false
+        });
         if !record.runs.is_empty() {
             adopted.records.push(record);
         }
     }
     Ok(adopted)
+}
+
+/// Whether `sources`, found for one unit of the plan, are distinct runs of one paired point
+/// of their folder (or one run): two experiments of a folder can hold the same spec, and a
+/// point must not be put together from both.
+fn one_point(sources: &[&RunSpec]) -> bool {
+    let [first, rest @ ..] = sources else {
+        return false;
+    };
+    let point = |spec: &RunSpec| spec.paired.as_ref().map(|p| p.point.clone());
+    let mut ids: Vec<&str> = sources.iter().map(|s| s.run_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len() == sources.len() && rest.iter().all(|s| point(s) == point(first))
 }
