@@ -9,6 +9,7 @@ use common::{mvt, text};
 use mamba_vs_transformer::results::store::{
     read_frame, read_rows, to_frame, write_rows, ROWS_FILE,
 };
+use mamba_vs_transformer::results::Row;
 use polars::prelude::*;
 use std::path::Path;
 
@@ -258,8 +259,24 @@ fn a_run_finished_in_another_folder_with_the_same_spec_is_adopted_not_run() {
 }
 
 /// A paired speed suite in two spellings: another suite, experiment and model names, the
-/// same comparison points at `seq_lens`.
+/// same comparison points at `seq_lens`. Its second experiment times the same baseline
+/// against another SSM, as crossover_cpu times Llama beside Mamba-1 and beside Mamba-2: the
+/// baseline's runs of the two are the same spec.
 fn paired_suite(suite: &str, experiment: &str, ssm: &str, seq_lens: &str) -> String {
+    let speed = |name: &str, model: &str| {
+        format!(
+            "  - name: {name}
+    kind: speed
+    pass: forward
+    component: block
+    models: [{model}, attention]
+    grid: {{ d_model: [8], seq_len: {seq_lens} }}
+    warmup: 1
+    max_time_s: 0.1
+    processes: 1
+"
+        )
+    };
     format!(
         "\
 name: {suite}
@@ -268,19 +285,20 @@ threads: 1
 timeout_s: 60
 models:
   {ssm}: {{ family: mamba, d_state: 4 }}
+  {ssm}-wide: {{ family: mamba, d_state: 8 }}
   attention: {{ family: transformer, head_dim: 8 }}
 experiments:
-  - name: {experiment}
-    kind: speed
-    pass: forward
-    component: block
-    models: [{ssm}, attention]
-    grid: {{ d_model: [8], seq_len: {seq_lens} }}
-    warmup: 1
-    max_time_s: 0.1
-    processes: 1
-"
+{}{}",
+        speed(experiment, ssm),
+        speed(&format!("{experiment}-wide"), &format!("{ssm}-wide")),
     )
+}
+
+/// The row of `model` at `seq_len` in `experiment`.
+fn row_at<'a>(rows: &'a [Row], experiment: &str, model: &str, seq_len: i64) -> &'a Row {
+    rows.iter()
+        .find(|r| r.experiment == experiment && r.model == model && r.seq_len == seq_len)
+        .unwrap_or_else(|| panic!("no {experiment} row of {model} at L {seq_len}: {rows:#?}"))
 }
 
 #[test]
@@ -292,45 +310,51 @@ fn a_paired_point_is_adopted_whole_with_its_pairing_renamed_or_measured_again() 
     assert!(out.status.success(), "{}", text(&out));
     let a = read_rows(&dir.join("a")).unwrap();
 
-    // L 12 is new; L 4 and 8 were timed, paired, in `a`.
+    // L 12 is new in both experiments; L 4 and 8 were timed, paired, in `a`.
     let b = paired_suite("b", "claims-fwd", "mamba-small", "[4, 8, 12]");
     std::fs::write(dir.join("b.yaml"), b).unwrap();
     let out = mvt(&["run", "b.yaml", "--out", "b", "--reuse", "a"], dir);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains(": 2 ran,"),
-        "one point of two: {}",
+        text(&out).contains(": 4 ran,"),
+        "the new points: {}",
         text(&out)
     );
     let b = read_rows(&dir.join("b")).unwrap();
-    assert_eq!(b.len(), 6);
+    assert_eq!(b.len(), 12);
     for seq_len in [4, 8] {
-        let at = |rows: &[mamba_vs_transformer::results::Row], model: &str| {
-            rows.iter()
-                .find(|r| r.seq_len == seq_len && r.model == model)
-                .cloned()
-                .unwrap_or_else(|| panic!("no {model} row at L {seq_len}: {rows:#?}"))
-        };
-        let (ssm, baseline) = (at(&b, "mamba-small"), at(&b, "attention"));
-        assert!(ssm.run_id.starts_with("claims-fwd.mamba-small."), "{ssm:?}");
-        assert_eq!(ssm.paired_with.as_deref(), Some(baseline.run_id.as_str()));
-        let source = at(&a, "m");
-        assert!(source.ratio_median.is_some(), "{source:?}");
-        assert_eq!(
-            (ssm.ratio_median, ssm.latency_median_s),
-            (source.ratio_median, source.latency_median_s)
-        );
+        for (from, to, ssm) in [
+            ("fwd", "claims-fwd", "mamba-small"),
+            ("fwd-wide", "claims-fwd-wide", "mamba-small-wide"),
+        ] {
+            let (model, baseline) = (
+                row_at(&b, to, ssm, seq_len),
+                row_at(&b, to, "attention", seq_len),
+            );
+            assert!(
+                model.run_id.starts_with(&format!("{to}.{ssm}.")),
+                "{model:?}"
+            );
+            assert_eq!(model.paired_with.as_deref(), Some(baseline.run_id.as_str()));
+            let source = row_at(&a, from, ssm.replace("mamba-small", "m").as_str(), seq_len);
+            assert!(source.ratio_median.is_some(), "{source:?}");
+            assert_eq!(
+                (model.ratio_median, model.latency_median_s),
+                (source.ratio_median, source.latency_median_s)
+            );
+        }
     }
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("b/manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(manifest["reused"][0]["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(manifest["reused"][0]["runs"].as_array().unwrap().len(), 8);
 
-    // Half a point is not adopted: with the baseline's row at L 8 gone from `a`, that point
-    // is timed again here, both of its runs side by side.
-    let half: Vec<_> = a
+    // Half a point is not adopted, nor made whole with the other experiment's run of the same
+    // baseline: with the first experiment's baseline row at L 8 gone from `a`, that point is
+    // timed again here, both of its runs side by side.
+    let half: Vec<Row> = a
         .into_iter()
-        .filter(|r| !(r.seq_len == 8 && r.model == "attention"))
+        .filter(|r| !(r.experiment == "fwd" && r.model == "attention" && r.seq_len == 8))
         .collect();
     write_rows(&dir.join("a"), &half).unwrap();
     let c = paired_suite("c", "fwd", "m", "[4, 8]");
@@ -343,12 +367,13 @@ fn a_paired_point_is_adopted_whole_with_its_pairing_renamed_or_measured_again() 
         text(&out)
     );
     let c = read_rows(&dir.join("c")).unwrap();
-    let ssm = c.iter().find(|r| r.seq_len == 8 && r.model == "m").unwrap();
-    let baseline = c
-        .iter()
-        .find(|r| r.seq_len == 8 && r.model == "attention")
-        .unwrap();
-    assert_eq!(ssm.paired_with.as_deref(), Some(baseline.run_id.as_str()));
+    let (model, baseline) = (row_at(&c, "fwd", "m", 8), row_at(&c, "fwd", "attention", 8));
+    assert_eq!(model.paired_with.as_deref(), Some(baseline.run_id.as_str()));
+    let reused = row_at(&half, "fwd", "m", 8);
+    assert_ne!(
+        model.latency_median_s, reused.latency_median_s,
+        "timed again"
+    );
 }
 
 /// Rows say what was compared: the state size, heads and groups of each family's model.

@@ -59,16 +59,15 @@ pub fn adopt(pending: &[&[RunSpec]], folders: &[PathBuf]) -> Result<Adopted, Fol
         for row in &folder.rows {
             rows_of.entry(row.run_id.as_str()).or_default().push(row);
         }
-        let finished: HashMap<String, &RunSpec> = folder
-            .runs
-            .iter()
-            .filter(|source| {
-                rows_of.get(source.run_id.as_str()).is_some_and(|rows| {
-                    !rows.is_empty() && rows.iter().all(|r| r.status == Status::Ok)
-                })
-            })
-            .map(|source| (identity(source), source))
-            .collect();
+        let mut finished: HashMap<String, Vec<&RunSpec>> = HashMap::new();
+        for source in &folder.runs {
+            let ok = rows_of.get(source.run_id.as_str()).is_some_and(|rows| {
+                !rows.is_empty() && rows.iter().all(|r| r.status == Status::Ok)
+            });
+            if ok {
+                finished.entry(identity(source)).or_default().push(source);
+            }
+        }
         let mut record = ReuseRecord {
             folder: dir.display().to_string(),
             git_commit: folder.manifest.git_commit.clone(),
@@ -76,16 +75,9 @@ pub fn adopt(pending: &[&[RunSpec]], folders: &[PathBuf]) -> Result<Adopted, Fol
             runs: Vec::new(),
         };
         open.retain(|unit| {
-            let sources: Option<Vec<&RunSpec>> = unit
-                .iter()
-                .map(|spec| finished.get(&identity(spec)).copied())
-                .collect();
-            let Some(sources) = sources else {
+            let Some(sources) = sources_of(unit, &finished) else {
                 return true;
             };
-            if !one_point(&sources) {
-                return true;
-            }
             // A paired row names its baseline's run, which is renamed with the rest.
             let renamed: HashMap<&str, &str> = sources
                 .iter()
@@ -121,16 +113,23 @@ pub fn adopt(pending: &[&[RunSpec]], folders: &[PathBuf]) -> Result<Adopted, Fol
     Ok(adopted)
 }
 
-/// Whether `sources`, found for one unit of the plan, are distinct runs of one paired point
-/// of their folder (or one run): two experiments of a folder can hold the same spec, and a
-/// point must not be put together from both.
-fn one_point(sources: &[&RunSpec]) -> bool {
-    let [first, rest @ ..] = sources else {
-        return false;
-    };
+/// The runs of one folder that measured `unit`: for a paired point, runs of one point of
+/// that folder. Two experiments of a folder can hold the same spec (one baseline beside
+/// Mamba-1 and beside Mamba-2, say), and a point must not be put together from both.
+fn sources_of<'a>(
+    unit: &[RunSpec],
+    finished: &HashMap<String, Vec<&'a RunSpec>>,
+) -> Option<Vec<&'a RunSpec>> {
     let point = |spec: &RunSpec| spec.paired.as_ref().map(|p| p.point.clone());
-    let mut ids: Vec<&str> = sources.iter().map(|s| s.run_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.len() == sources.len() && rest.iter().all(|s| point(s) == point(first))
+    let (first, rest) = unit.split_first()?;
+    finished.get(&identity(first))?.iter().find_map(|lead| {
+        let mut sources = vec![*lead];
+        for spec in rest {
+            let source = finished.get(&identity(spec))?.iter().find(|source| {
+                point(source) == point(lead) && sources.iter().all(|s| s.run_id != source.run_id)
+            })?;
+            sources.push(*source);
+        }
+        Some(sources)
+    })
 }
