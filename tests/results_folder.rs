@@ -320,6 +320,11 @@ fn a_paired_point_is_adopted_whole_with_its_pairing_renamed_or_measured_again() 
         "the new points: {}",
         text(&out)
     );
+    assert!(
+        text(&out).contains("adopted 8 run(s) from a ("),
+        "{}",
+        text(&out)
+    );
     let b = read_rows(&dir.join("b")).unwrap();
     assert_eq!(b.len(), 12);
     for seq_len in [4, 8] {

@@ -158,6 +158,7 @@ pub fn run(plan: &Plan, options: &Options) -> Result<Summary, RunError> {
     manifest.reused = adopted.records;
     manifest.write(out)?;
     write_runs(out, &plan.runs)?;
+    progress::adopted(&manifest.reused);
     let mut progress = Progress::new(planned, summary.skipped);
     if !options.resume {
         point::forget_processes(&work_dir);

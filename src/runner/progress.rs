@@ -2,6 +2,7 @@
 //! logs and pipes get one readable line per run instead of escape codes).
 
 use crate::measure::timing::format_seconds;
+use crate::results::manifest::ReuseRecord;
 use crate::results::Row;
 use crate::spec::RunSpec;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,6 +24,26 @@ pub fn describe(spec: &RunSpec) -> String {
         spec.seq_len,
         spec.batch
     )
+}
+
+/// Says which folders `--reuse` adopted runs from, before the sweep's progress begins.
+pub fn adopted(records: &[ReuseRecord]) {
+    for record in records {
+        let commit = match record.git_commit.as_deref() {
+            Some(hash) => format!("commit {}", hash.get(..10).unwrap_or(hash)),
+            None => "unknown commit".to_owned(),
+        };
+        eprintln!(
+            "adopted {} run(s) from {} ({commit}{})",
+            record.runs.len(),
+            record.folder,
+            if record.git_dirty == Some(true) {
+                ", dirty"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 impl Progress {
