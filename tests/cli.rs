@@ -131,6 +131,53 @@ fn run_writes_rows_tables_manifest_and_charts() {
     );
 }
 
+/// The Mamba-2 paper's Fig. 10 axis as suites write it: one model entry per state size.
+const STATE_SIZES: &str = "\
+name: state-sizes
+device: cpu
+threads: 1
+models:
+  m4: { family: mamba, d_state: 4 }
+  m8: { family: mamba, d_state: 8 }
+  s4: { family: mamba2, d_state: 4, headdim: 8, chunk_size: 4 }
+  s8: { family: mamba2, d_state: 8, headdim: 8, chunk_size: 4 }
+  s8-long-chunks: { family: mamba2, d_state: 8, headdim: 8, chunk_size: 8 }
+  sdpa: { family: transformer, head_dim: 8 }
+experiments:
+  - name: core
+    kind: speed
+    pass: forward
+    component: core
+    models: [m4, m8, s4, s8, s8-long-chunks, sdpa]
+    grid: { d_model: [16], seq_len: [8] }
+    paired: false
+    warmup: 1
+    repeats: 2
+plots:
+  - { kind: latency_vs_d_state, experiment: core }
+";
+
+#[test]
+fn latency_vs_d_state_draws_one_line_per_family_over_its_models() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.yaml"), STATE_SIZES).unwrap();
+    let out = mvt(&["run", "s.yaml", "--out", "r"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let svg =
+        std::fs::read_to_string(dir.path().join("r/plots/latency_vs_d_state_core.svg")).unwrap();
+    // Mamba's two entries are one line; Mamba-2's differ in their chunks, which the labels say
+    // (each label is a text element of its own line).
+    for label in [
+        "\nmamba d=16\n",
+        "\nmamba2 d=16 chunk_size=4\n",
+        "\nmamba2 d=16 chunk_size=8\n",
+        "sdpa d=16 (no state)",
+    ] {
+        assert!(svg.contains(label), "`{label}` in the chart: {svg}");
+    }
+    assert!(!svg.contains("m4 d=16"), "a line per model entry: {svg}");
+}
+
 #[test]
 fn invalid_suite_exits_2_with_a_located_message() {
     let dir = tempfile::tempdir().unwrap();

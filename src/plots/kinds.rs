@@ -6,8 +6,8 @@ use super::style::{family_color, shade_of, FIRST_FREE_COLOR};
 use crate::analysis::crossover::Crossover;
 use crate::measure::timing::format_seconds;
 use crate::results::{Row, Status};
-use crate::spec::{Component, ExperimentKind, Family};
-use std::collections::BTreeMap;
+use crate::spec::{Component, ExperimentKind, Family, RunSpec};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn bytes(b: f64) -> String {
     match b {
@@ -314,9 +314,10 @@ pub fn ratio_vs_seq_len(rows: &[Row], experiment: &str) -> Panels {
 }
 
 /// The core op's median time against the state size N (the Mamba-2 paper's Fig. 10 axis):
-/// one line per SSM model and width, and a grey level for each model without a state (SDPA),
-/// whose cost N does not change. One panel per sequence length when the experiment has several.
-pub fn latency_vs_d_state(rows: &[Row], experiment: &str) -> Figure {
+/// one line per SSM family and width (see [`family_over_d_state`]), and a grey level for each
+/// model without a state (SDPA), whose cost N does not change. One panel per sequence length
+/// when the experiment has several.
+pub fn latency_vs_d_state(rows: &[Row], runs: &[RunSpec], experiment: &str) -> Figure {
     let mine: Vec<Row> = rows
         .iter()
         .filter(|r| r.experiment == experiment)
@@ -334,7 +335,7 @@ pub fn latency_vs_d_state(rows: &[Row], experiment: &str) -> Figure {
         let (lines, failures) = lines(
             &with_state,
             experiment,
-            model_width(&with_state, experiment),
+            family_over_d_state(runs, experiment),
             |r| r.d_state.unwrap_or_default() as f64,
             |r| r.latency_median_s,
         );
@@ -370,6 +371,54 @@ pub fn latency_vs_d_state(rows: &[Row], experiment: &str) -> Figure {
                 })
                 .collect(),
         }),
+    }
+}
+
+/// A line's label over N: the family and width, and the settings other than `d_state` in
+/// which that family's models in `experiment` differ (`mamba2 d=1536 chunk_size=256` beside
+/// `chunk_size=64`), so that a suite with one model entry per state size still draws one line
+/// per family. Settings come from the run specs; a row without one is labelled by its model.
+fn family_over_d_state(runs: &[RunSpec], experiment: &str) -> impl Fn(&Row) -> String {
+    let settings: HashMap<String, (Family, BTreeMap<String, String>)> = runs
+        .iter()
+        .filter(|spec| spec.experiment == experiment)
+        .map(|spec| {
+            let mut config = match serde_json::to_value(&spec.config) {
+                Ok(serde_json::Value::Object(config)) => config,
+                _ => Default::default(),
+            };
+            for shared in ["family", "d_state", "d_model"] {
+                config.remove(shared);
+            }
+            let config = config
+                .into_iter()
+                .map(|(key, value)| (key, value.to_string()))
+                .collect();
+            (spec.run_id.clone(), (spec.config.family(), config))
+        })
+        .collect();
+    let mut varying: HashMap<Family, BTreeSet<String>> = HashMap::new();
+    for (family, config) in settings.values() {
+        for (key, value) in config {
+            let differs = settings
+                .values()
+                .any(|(other, theirs)| other == family && theirs.get(key) != Some(value));
+            if differs {
+                varying.entry(*family).or_default().insert(key.clone());
+            }
+        }
+    }
+    move |r: &Row| match settings.get(&r.run_id) {
+        Some((family, config)) => {
+            let shown: String = varying
+                .get(family)
+                .into_iter()
+                .flatten()
+                .map(|key| format!(" {key}={}", config[key]))
+                .collect();
+            format!("{} d={}{shown}", family.name(), r.d_model)
+        }
+        None => format!("{} d={}", r.model, r.d_model),
     }
 }
 

@@ -10,6 +10,7 @@ mod style;
 
 use crate::analysis::crossover::Crossover;
 use crate::results::Row;
+use crate::spec::RunSpec;
 use crate::suite::schema::{PlotEntry, PlotKind};
 use polars::prelude::PolarsError;
 use std::path::{Path, PathBuf};
@@ -28,11 +29,12 @@ pub enum PlotError {
     },
 }
 
-/// Draws `plot` from `rows` (and their `crossovers`) into `dir`, returning the files written
-/// (none when the experiment has nothing to show).
+/// Draws `plot` from `rows` (with their `runs` and `crossovers`) into `dir`, returning the
+/// files written (none when the experiment has nothing to show).
 pub fn render(
     plot: &PlotEntry,
     rows: &[Row],
+    runs: &[RunSpec],
     crossovers: &[Crossover],
     dir: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
@@ -60,7 +62,9 @@ pub fn render(
             draw(&stem, &kinds::crossover_vs_width(crossovers, experiment))
         }
         PlotKind::RatioVsSeqLen => draw(&stem, &kinds::ratio_vs_seq_len(rows, experiment)),
-        PlotKind::LatencyVsDState => draw(&stem, &kinds::latency_vs_d_state(rows, experiment)),
+        PlotKind::LatencyVsDState => {
+            draw(&stem, &kinds::latency_vs_d_state(rows, runs, experiment))
+        }
     }
 }
 

@@ -303,7 +303,13 @@ pub fn write_analysis(
     }
     let mut files = Vec::new();
     for plot in plots {
-        files.extend(plots::render(plot, rows, &crossovers, &out.join("plots"))?);
+        files.extend(plots::render(
+            plot,
+            rows,
+            runs,
+            &crossovers,
+            &out.join("plots"),
+        )?);
     }
     Ok(files)
 }
