@@ -1,6 +1,8 @@
-//! Every pass runs end to end on tiny models, the models of each point paired in one process
-//! (and once unpaired, each in its own), and reports what it measures: tokens per second per
-//! pass, the ratio to the Transformer, sample statistics, and peak memory where unpaired.
+//! Every pass runs end to end on tiny models of every family, the models of each point paired
+//! in one process (and once unpaired, each in its own), and reports what it measures: tokens
+//! per second per pass, the ratio to the Transformer, sample statistics, and peak memory where
+//! unpaired. A hybrid has no one core op or mixer, so it runs the whole-model passes, at 4
+//! layers: one repetition of its pattern.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,16 +13,18 @@ device: cpu
 threads: 1
 models:
   m: { family: mamba, d_state: 4, vocab_size: 32 }
+  m2: { family: mamba2, d_state: 4, headdim: 8, chunk_size: 4, vocab_size: 32 }
+  h: { family: hybrid, pattern: \"2AMF\", d_state: 4, headdim: 8, chunk_size: 4, head_dim: 8, vocab_size: 32 }
   t: { family: transformer, head_dim: 8, vocab_size: 32 }
 experiments:
-  - { name: core-fwd, kind: speed, pass: forward, component: core, models: [m, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
-  - { name: core-bwd, kind: speed, pass: forward_backward, component: core, models: [m, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
-  - { name: mixer-bwd, kind: speed, pass: forward_backward, component: mixer, models: [m, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
-  - { name: train, kind: speed, pass: train_step, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
-  - { name: prefill, kind: speed, pass: prefill, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
-  - { name: decode, kind: speed, pass: decode, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8], batch: [2] }, warmup: 1, repeats: 3 }
-  - { name: generate, kind: speed, pass: generate_throughput, component: model, models: [m, t], grid: { d_model: [16], seq_len: [8], batch: [2] }, new_tokens: 5, warmup: 1, repeats: 3 }
-  - { name: unpaired, kind: speed, pass: forward, component: mixer, models: [m, t], grid: { d_model: [16], seq_len: [8] }, paired: false, warmup: 1, repeats: 3 }
+  - { name: core-fwd, kind: speed, pass: forward, component: core, models: [m, m2, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
+  - { name: core-bwd, kind: speed, pass: forward_backward, component: core, models: [m, m2, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
+  - { name: mixer-bwd, kind: speed, pass: forward_backward, component: mixer, models: [m, m2, t], grid: { d_model: [16], seq_len: [8] }, warmup: 1, repeats: 3 }
+  - { name: train, kind: speed, pass: train_step, component: model, models: [m, m2, h, t], grid: { d_model: [16], seq_len: [8], n_layers: [4] }, warmup: 1, repeats: 3 }
+  - { name: prefill, kind: speed, pass: prefill, component: model, models: [m, m2, h, t], grid: { d_model: [16], seq_len: [8], n_layers: [4] }, warmup: 1, repeats: 3 }
+  - { name: decode, kind: speed, pass: decode, component: model, models: [m, m2, h, t], grid: { d_model: [16], seq_len: [8], n_layers: [4], batch: [2] }, warmup: 1, repeats: 3 }
+  - { name: generate, kind: speed, pass: generate_throughput, component: model, models: [m, m2, h, t], grid: { d_model: [16], seq_len: [8], n_layers: [4], batch: [2] }, new_tokens: 5, warmup: 1, repeats: 3 }
+  - { name: unpaired, kind: speed, pass: forward, component: mixer, models: [m, m2, t], grid: { d_model: [16], seq_len: [8] }, paired: false, warmup: 1, repeats: 3 }
 ";
 
 #[test]
@@ -43,7 +47,8 @@ fn every_pass_runs_and_reports_its_throughput() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 16);
+    // 4 experiments of 3 models (core and mixer), 4 of 4 (whole models).
+    assert_eq!(rows.len(), 28);
     for row in &rows {
         assert_eq!(row["status"], "ok", "{row}");
         if row["experiment"] == "unpaired" {
@@ -60,7 +65,7 @@ fn every_pass_runs_and_reports_its_throughput() {
                 .expect("a paired row says its rounds");
             assert!(rounds >= 3 && row["samples"] == rounds, "{row}");
             assert!(row["peak_mem_bytes"].is_null(), "{row}");
-            if row["model"] == "m" {
+            if row["model"] != "t" {
                 let t_run = rows
                     .iter()
                     .find(|r| r["model"] == "t" && r["experiment"] == row["experiment"])

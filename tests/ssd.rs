@@ -1,6 +1,6 @@
 //! The chunked SSD against the step-by-step recurrence, with mamba_ssm's tolerances: outputs,
 //! final states and every gradient, at lengths that are not a multiple of the chunk, chunk 1,
-//! several groups, bf16 inputs and an initial state; and the guards mamba_ssm and transformers
+//! several groups, bf16 inputs (outputs and gradients) and an initial state; and the guards mamba_ssm and transformers
 //! users needed: causality, and chunked = recurrent at chunk sizes 1, 7 and 256.
 
 mod common;
@@ -243,6 +243,39 @@ fn bf16_inputs_stay_within_bf16_tolerance_of_the_fp32_recurrence() {
         &want.last_state,
         Tolerance::FP32,
     );
+}
+
+/// Gradients through bf16 inputs against the fp32 recurrence's from the same rounded inputs,
+/// with mamba_ssm's loosening for gradients: 2× the bf16 tolerance for the inputs that are
+/// bf16 (x, B, C), 5× for the fp32 ones that sum over the whole sequence (Δ, A, h0).
+#[test]
+fn bf16_gradients_stay_within_bf16_tolerance_of_the_fp32_recurrence() {
+    let d = draw(BASE, 5);
+    let low = d.in_kind(Kind::BFloat16);
+    let probe = seeded(6, || Tensor::randn(d.x.size(), (Kind::Float, Device::Cpu)));
+    let grads = |inputs: &Drawn, run: &dyn Fn(&Drawn) -> Tensor| {
+        let inputs = inputs.requiring_grad();
+        let y = run(&inputs).to_kind(Kind::Float);
+        (y * &probe).sum(Kind::Float).backward();
+        inputs.grads()
+    };
+    let want = grads(&low.in_kind(Kind::Float), &|d| {
+        reference(&d.inputs(), Some(&d.h0)).y
+    });
+    let got = grads(&low, &|d| chunked(&d.inputs(), 16, Some(&d.h0)).y);
+    for ((name, got), (_, want)) in got.iter().zip(&want) {
+        let factor = if ["x", "B", "C"].contains(name) {
+            2.0
+        } else {
+            5.0
+        };
+        assert_close(
+            &format!("bf16 ∂{name}"),
+            &got.to_kind(Kind::Float),
+            want,
+            Tolerance::BF16.times(factor),
+        );
+    }
 }
 
 /// Perturbing token t changes no output before t, to the last bit, and does change t's.

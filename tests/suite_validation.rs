@@ -1023,3 +1023,31 @@ experiments:
         "{got} vs {target}"
     );
 }
+
+#[test]
+fn mamba2_is_matched_to_a_transformers_parameters() {
+    // One Llama layer at d 256 (4d² attention, 3·d·768 SwiGLU): 851,968 weights and two norms.
+    // A Mamba-2 layer at d_state 64, headdim 64 is in_proj d·(2·2d + 2·64 + 8) plus out_proj
+    // 2d·d, 428,032 (6.5d²) and its conv and norms, so matching takes two of them.
+    let text = "\
+name: matched
+device: cpu
+models:
+  llama: { family: transformer, head_dim: 64, mlp_ratio: 2.6666667, mlp_multiple_of: 256 }
+  mamba2: { family: mamba2, d_state: 64, headdim: 64 }
+experiments:
+  - { name: e, kind: speed, pass: forward, component: layers, models: [llama, mamba2], grid: { d_model: [256], seq_len: [16], n_layers: [1] }, match_params: llama, match_tolerance: 0.1 }
+";
+    let plan = Plan::parse(text, CPU_ONLY).expect("valid");
+    let (llama, mamba2) = (&plan.runs[0].config, &plan.runs[1].config);
+    assert_eq!(mamba2.family(), Family::Mamba2);
+    assert_eq!(mamba2.n_layers(), 2);
+    let (target, got) = (
+        llama.params(Component::Layers),
+        mamba2.params(Component::Layers),
+    );
+    assert!(
+        relative_error(got, target).abs() <= 0.1,
+        "{got} vs {target}"
+    );
+}

@@ -34,6 +34,8 @@ pub enum CoreOp {
         groups: i64,
         d_state: i64,
         chunk_size: i64,
+        /// The clamp of Δ, as in [`mamba2::Mixer`], so that the op does the mixer's work.
+        dt_limit: Option<[f64; 2]>,
     },
     Attention {
         n_heads: i64,
@@ -69,6 +71,7 @@ impl CoreOp {
             groups: cfg.ngroups,
             d_state: cfg.d_state,
             chunk_size: cfg.chunk_size,
+            dt_limit: cfg.dt_limit,
         }
     }
 
@@ -169,10 +172,15 @@ impl CoreOp {
                 dt_bias,
                 heads,
                 chunk_size,
+                dt_limit,
                 ..
             } => {
                 let a = -a_log.exp();
                 let dt = (inputs[1].to_kind(Kind::Float) + dt_bias).softplus();
+                let dt = match dt_limit {
+                    Some([low, high]) => dt.clamp(*low, *high),
+                    None => dt,
+                };
                 let x = &inputs[0];
                 let y = ssd::chunked(
                     &SsdInputs {
