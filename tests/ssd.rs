@@ -1,7 +1,8 @@
 //! The chunked SSD against the step-by-step recurrence, with mamba_ssm's tolerances: outputs,
 //! final states and every gradient, at lengths that are not a multiple of the chunk, chunk 1,
-//! several groups, bf16 inputs (outputs and gradients) and an initial state; and the guards mamba_ssm and transformers
-//! users needed: causality, and chunked = recurrent at chunk sizes 1, 7 and 256.
+//! several groups, bf16 inputs (outputs and gradients) and an initial state; and the guards
+//! mamba_ssm and transformers users needed: causality, and chunked = recurrent at chunk sizes
+//! 1, 7 and 256.
 
 mod common;
 
