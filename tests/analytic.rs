@@ -65,6 +65,40 @@ fn ssd_alone_in_chunks_and_its_bytes() {
 }
 
 #[test]
+fn mamba2_mixer_forward_flops() {
+    // B 1, L 2, d 4, E 8 = 2 heads of P 4, N 2, 1 group, K 4, chunks of T 2 (one chunk):
+    // in_proj to 2E + 2N + H = 22: 2·2·4·22 = 352; conv over x, B, C (12 channels)
+    // 2·2·12·4 + SiLU 3·2·12 = 264; SSD per token 2TN + H·(4T + 2TP + 4PN + 4P + 5) = 162,
+    // · 2 tokens, and across chunks 2 heads · 2·(1 + 1)²·P·N = 128: 452; gated RMS norm
+    // 8·2·8 = 128; out_proj 2·2·8·4 = 128.
+    let spec = run(
+        "s",
+        "forward",
+        "mixer",
+        "{ d_model: [4], seq_len: [2] }",
+        "",
+    );
+    assert_eq!(costs(&spec).flops, 1324.0);
+}
+
+#[test]
+fn mamba2_weights_keep_a_log_d_and_dt_bias_in_fp32() {
+    let f32 = run(
+        "s",
+        "forward",
+        "mixer",
+        "{ d_model: [4], seq_len: [2] }",
+        "",
+    );
+    let mut bf16 = f32.clone();
+    bf16.dtype = mamba_vs_transformer::spec::DType::Bf16;
+    let params = f32.config.params(f32.component) as f64;
+    assert_eq!(costs(&f32).param_bytes, 4.0 * params);
+    // One A_log, D and dt_bias per head: 3·2 = 6 fp32 values; the rest in 2 bytes.
+    assert_eq!(costs(&bf16).param_bytes, 6.0 * 4.0 + (params - 6.0) * 2.0);
+}
+
+#[test]
 fn mamba2_decoding_state_is_fixed_in_the_context() {
     let at = |len: i64| {
         costs(&run(
