@@ -24,6 +24,7 @@ experiments:
 plots:
   - { kind: accuracy_vs_width, experiment: mqar }
   - { kind: accuracy_vs_eval_len, experiment: mqar }
+  - { kind: learning_curve, experiment: mqar }
 ";
 
 #[test]
@@ -69,6 +70,16 @@ fn recall_experiments_train_evaluate_and_chart() {
     assert!(curves.lines().count() > 4);
     assert!(results.join("plots/accuracy_vs_width_mqar.png").exists());
     assert!(results.join("plots/accuracy_vs_eval_len_mqar.svg").exists());
+    // The learning curves: a panel per model, a line per learning rate, and chance.
+    let learning = std::fs::read_to_string(results.join("plots/learning_curve_mqar.svg")).unwrap();
+    for label in [
+        "\nd=32 lr=1e-2\n",
+        "\nd=32 lr=1e-6\n",
+        "training step",
+        "chance",
+    ] {
+        assert!(learning.contains(label), "`{label}` in the learning curves");
+    }
 
     // Each trained model is kept: its weights, readable as safetensors, and the spec that says
     // which model they are.

@@ -5,8 +5,10 @@ use super::panels::{Figure, Panels};
 use super::style::{family_color, shade_of, FIRST_FREE_COLOR};
 use crate::analysis::crossover::Crossover;
 use crate::measure::timing::format_seconds;
+use crate::results::curves::Curves;
 use crate::results::{Row, Status};
 use crate::spec::{Component, ExperimentKind, Family, RunSpec};
+use crate::train::trainer::CurvePoint;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn bytes(b: f64) -> String {
@@ -823,4 +825,77 @@ pub fn accuracy_vs_eval_len(rows: &[Row], experiment: &str) -> LineChart {
         series,
         &chosen,
     )
+}
+
+/// Held-out accuracy at each evaluation during training, against the step: one panel per
+/// model, a line per run, labelled with its width, learning rate and (where the experiment
+/// has several) seed, and the chance level. Recall runs plateau (at chance, or at knowing the
+/// answer is one of a few tokens) before they learn; this shows when each left, if it did.
+pub fn learning_curve(rows: &[Row], curves: &Curves, experiment: &str) -> Panels {
+    let mut runs: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.experiment == experiment)
+        .cloned()
+        .collect();
+    // One row a run, its row at the training length first: the curve is evaluated there.
+    let off_length = |r: &Row| r.eval_seq_len.is_some_and(|len| len != r.seq_len);
+    runs.sort_by(|a, b| {
+        natural_order(&a.run_id, &b.run_id).then(off_length(a).cmp(&off_length(b)))
+    });
+    runs.dedup_by(|a, b| a.run_id == b.run_id);
+    let seeds = seed_label(&runs);
+    let curve_of: HashMap<&str, &[CurvePoint]> = curves
+        .iter()
+        .map(|(id, points)| (id.as_str(), points.as_slice()))
+        .collect();
+    let mut models: Vec<&str> = runs.iter().map(|r| r.model.as_str()).collect();
+    models.sort_by(|a, b| natural_order(a, b));
+    models.dedup();
+    let panels = models
+        .into_iter()
+        .map(|model| {
+            let mine: Vec<&Row> = runs.iter().filter(|r| r.model == model).collect();
+            let lines = mine
+                .iter()
+                .enumerate()
+                .map(|(rank, run)| Line {
+                    label: format!(
+                        "d={} lr={:e}{}",
+                        run.d_model,
+                        run.lr.unwrap_or(f64::NAN),
+                        seeds(run)
+                    ),
+                    points: curve_of
+                        .get(run.run_id.as_str())
+                        .into_iter()
+                        .flat_map(|points| points.iter())
+                        .filter_map(|p| p.eval_accuracy.map(|a| (p.step as f64, a)))
+                        .collect(),
+                    color: family_color(run.family),
+                    shade: shade_of(rank, mine.len()),
+                    ..Line::default()
+                })
+                .collect();
+            let mut chances: Vec<f64> = mine.iter().filter_map(|r| r.chance_accuracy).collect();
+            chances.dedup();
+            let references = match chances[..] {
+                [chance] => vec![Reference::Horizontal("chance".into(), chance)],
+                _ => Vec::new(),
+            };
+            LineChart {
+                title: model.to_owned(),
+                x_desc: "training step".into(),
+                y_desc: "held-out accuracy at the training length".into(),
+                x_axis: Axis::Linear(|step| format!("{step:.0}")),
+                y_axis: Axis::Fraction,
+                lines,
+                failures: Vec::new(),
+                references,
+            }
+        })
+        .collect();
+    Panels {
+        title: format!("{experiment}: held-out accuracy during training"),
+        panels,
+    }
 }

@@ -9,6 +9,7 @@ pub mod panels;
 mod style;
 
 use crate::analysis::crossover::Crossover;
+use crate::results::curves::Curves;
 use crate::results::Row;
 use crate::spec::RunSpec;
 use crate::suite::schema::{PlotEntry, PlotKind};
@@ -29,12 +30,13 @@ pub enum PlotError {
     },
 }
 
-/// Draws `plot` from `rows` (with their `runs` and `crossovers`) into `dir`, returning the
-/// files written (none when the experiment has nothing to show).
+/// Draws `plot` from `rows` (with their `runs`, training `curves` and `crossovers`) into
+/// `dir`, returning the files written (none when the experiment has nothing to show).
 pub fn render(
     plot: &PlotEntry,
     rows: &[Row],
     runs: &[RunSpec],
+    curves: &Curves,
     crossovers: &[Crossover],
     dir: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
@@ -65,6 +67,7 @@ pub fn render(
         PlotKind::LatencyVsDState => {
             draw(&stem, &kinds::latency_vs_d_state(rows, runs, experiment))
         }
+        PlotKind::LearningCurve => draw(&stem, &kinds::learning_curve(rows, curves, experiment)),
     }
 }
 

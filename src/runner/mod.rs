@@ -301,15 +301,11 @@ pub fn write_analysis(
             crossover::to_csv(&crossovers).as_bytes(),
         )?;
     }
+    let curves = read_curves(out);
     let mut files = Vec::new();
     for plot in plots {
-        files.extend(plots::render(
-            plot,
-            rows,
-            runs,
-            &crossovers,
-            &out.join("plots"),
-        )?);
+        let dir = out.join("plots");
+        files.extend(plots::render(plot, rows, runs, &curves, &crossovers, &dir)?);
     }
     Ok(files)
 }

@@ -287,6 +287,9 @@ pub enum PlotKind {
     AccuracyVsWidth,
     /// Recall: accuracy against the evaluation length (the Mamba paper's Table 2).
     AccuracyVsEvalLen,
+    /// Recall: held-out accuracy against the training step, one panel per model, a line per
+    /// run (from `curves.csv`): when a run leaves a plateau, and whether it ever does.
+    LearningCurve,
 }
 
 impl PlotKind {
@@ -302,13 +305,16 @@ impl PlotKind {
             PlotKind::LatencyVsDState => "latency_vs_d_state",
             PlotKind::AccuracyVsWidth => "accuracy_vs_width",
             PlotKind::AccuracyVsEvalLen => "accuracy_vs_eval_len",
+            PlotKind::LearningCurve => "learning_curve",
         }
     }
 
     /// The experiment kind a chart of this kind draws.
     pub fn experiment_kind(self) -> ExperimentKind {
         match self {
-            PlotKind::AccuracyVsWidth | PlotKind::AccuracyVsEvalLen => ExperimentKind::Recall,
+            PlotKind::AccuracyVsWidth | PlotKind::AccuracyVsEvalLen | PlotKind::LearningCurve => {
+                ExperimentKind::Recall
+            }
             _ => ExperimentKind::Speed,
         }
     }
