@@ -82,23 +82,6 @@ fn mamba2_mixer_forward_flops() {
 }
 
 #[test]
-fn mamba2_weights_keep_a_log_d_and_dt_bias_in_fp32() {
-    let f32 = run(
-        "s",
-        "forward",
-        "mixer",
-        "{ d_model: [4], seq_len: [2] }",
-        "",
-    );
-    let mut bf16 = f32.clone();
-    bf16.dtype = mamba_vs_transformer::spec::DType::Bf16;
-    let params = f32.config.params(f32.component) as f64;
-    assert_eq!(costs(&f32).param_bytes, 4.0 * params);
-    // One A_log, D and dt_bias per head: 3·2 = 6 fp32 values; the rest in 2 bytes.
-    assert_eq!(costs(&bf16).param_bytes, 6.0 * 4.0 + (params - 6.0) * 2.0);
-}
-
-#[test]
 fn mamba2_decoding_state_is_fixed_in_the_context() {
     let at = |len: i64| {
         costs(&run(
@@ -185,20 +168,27 @@ fn a_decoding_step_attends_over_its_context_and_mamba_state_is_fixed() {
 }
 
 #[test]
-fn weights_keep_a_log_and_d_in_fp32() {
-    let f32 = run(
-        "m",
-        "forward",
-        "mixer",
-        "{ d_model: [4], seq_len: [2] }",
-        "",
-    );
-    let mut bf16 = f32.clone();
-    bf16.dtype = mamba_vs_transformer::spec::DType::Bf16;
-    let params = f32.config.params(f32.component) as f64;
-    assert_eq!(costs(&f32).param_bytes, 4.0 * params);
-    // A_log and D: E·(N + 1) = 24 fp32 values; the rest in 2 bytes.
-    assert_eq!(costs(&bf16).param_bytes, 24.0 * 4.0 + (params - 24.0) * 2.0);
+fn weights_keep_a_log_d_and_dt_bias_in_fp32() {
+    // Mamba-1's A_log and D: E·(N + 1) = 8·3 = 24 values. Mamba-2's A_log, D and dt_bias, one
+    // of each per head: 3·2 = 6. The rest in 2 bytes.
+    for (model, fp32_values) in [("m", 24.0), ("s", 6.0)] {
+        let f32 = run(
+            model,
+            "forward",
+            "mixer",
+            "{ d_model: [4], seq_len: [2] }",
+            "",
+        );
+        let mut bf16 = f32.clone();
+        bf16.dtype = mamba_vs_transformer::spec::DType::Bf16;
+        let params = f32.config.params(f32.component) as f64;
+        assert_eq!(costs(&f32).param_bytes, 4.0 * params, "{model}");
+        assert_eq!(
+            costs(&bf16).param_bytes,
+            fp32_values * 4.0 + (params - fp32_values) * 2.0,
+            "{model}"
+        );
+    }
 }
 
 #[test]

@@ -781,13 +781,7 @@ fn accuracy_chart(
     (lines, failures): (Vec<Line>, Vec<Failure>),
     rows: &[Row],
 ) -> LineChart {
-    // The chance level, where the rows share one (one task per chart).
-    let mut chances: Vec<f64> = rows.iter().filter_map(|r| r.chance_accuracy).collect();
-    chances.dedup();
-    let references = match chances[..] {
-        [chance] => vec![Reference::Horizontal("chance".into(), chance)],
-        _ => Vec::new(),
-    };
+    let references = chance_level(rows);
     LineChart {
         title,
         x_desc: x_desc.into(),
@@ -797,6 +791,16 @@ fn accuracy_chart(
         lines,
         failures,
         references,
+    }
+}
+
+/// A grey line at the chance level, where `rows` share one (one task per chart).
+fn chance_level<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<Reference> {
+    let mut chances: Vec<f64> = rows.into_iter().filter_map(|r| r.chance_accuracy).collect();
+    chances.dedup();
+    match chances[..] {
+        [chance] => vec![Reference::Horizontal("chance".into(), chance)],
+        _ => Vec::new(),
     }
 }
 
@@ -876,12 +880,7 @@ pub fn learning_curve(rows: &[Row], curves: &Curves, experiment: &str) -> Panels
                     ..Line::default()
                 })
                 .collect();
-            let mut chances: Vec<f64> = mine.iter().filter_map(|r| r.chance_accuracy).collect();
-            chances.dedup();
-            let references = match chances[..] {
-                [chance] => vec![Reference::Horizontal("chance".into(), chance)],
-                _ => Vec::new(),
-            };
+            let references = chance_level(mine.iter().copied());
             LineChart {
                 title: model.to_owned(),
                 x_desc: "training step".into(),
