@@ -176,11 +176,7 @@ impl CoreOp {
                 ..
             } => {
                 let a = -a_log.exp();
-                let dt = (inputs[1].to_kind(Kind::Float) + dt_bias).softplus();
-                let dt = match dt_limit {
-                    Some([low, high]) => dt.clamp(*low, *high),
-                    None => dt,
-                };
+                let dt = mamba2::delta(&inputs[1], dt_bias, *dt_limit);
                 let x = &inputs[0];
                 let y = ssd::chunked(
                     &SsdInputs {

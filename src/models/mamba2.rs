@@ -216,6 +216,16 @@ impl Config {
     }
 }
 
+/// Δ = softplus(dt + dt_bias), clamped to `dt_limit` where one is set (transformers'
+/// `time_step_limit`), in fp32: the step size of every mode, and of the core op alone.
+pub fn delta(dt: &Tensor, dt_bias: &Tensor, dt_limit: Option<[f64; 2]>) -> Tensor {
+    let dt = (dt.to_kind(Kind::Float) + dt_bias).softplus();
+    match dt_limit {
+        Some([low, high]) => dt.clamp(low, high),
+        None => dt,
+    }
+}
+
 /// Whether [low, high] can bound Δ: 0 ≤ low < high (high may be ∞).
 pub fn is_dt_limit([low, high]: [f64; 2]) -> bool {
     low >= 0.0 && low < high
@@ -408,11 +418,7 @@ impl Mixer {
         let x = shaped(0, self.d_inner, [self.nheads, self.headdim]);
         let b = shaped(self.d_inner, gn, [self.ngroups, self.d_state]);
         let c = shaped(self.d_inner + gn, gn, [self.ngroups, self.d_state]);
-        let dt = (dt_raw.to_kind(Kind::Float) + &self.dt_bias).softplus();
-        let dt = match self.dt_limit {
-            Some([low, high]) => dt.clamp(low, high),
-            None => dt,
-        };
+        let dt = delta(dt_raw, &self.dt_bias, self.dt_limit);
         Selected { x, b, c, dt }
     }
 
