@@ -61,9 +61,10 @@ pub fn adopt(pending: &[&[RunSpec]], folders: &[PathBuf]) -> Result<Adopted, Fol
         }
         let mut finished: HashMap<String, Vec<&RunSpec>> = HashMap::new();
         for source in &folder.runs {
-            let ok = rows_of.get(source.run_id.as_str()).is_some_and(|rows| {
-                !rows.is_empty() && rows.iter().all(|r| r.status == Status::Ok)
-            });
+            // A run with no rows has no entry: it never finished.
+            let ok = rows_of
+                .get(source.run_id.as_str())
+                .is_some_and(|rows| rows.iter().all(|r| r.status == Status::Ok));
             if ok {
                 finished.entry(identity(source)).or_default().push(source);
             }
@@ -120,7 +121,9 @@ fn sources_of<'a>(
     unit: &[RunSpec],
     finished: &HashMap<String, Vec<&'a RunSpec>>,
 ) -> Option<Vec<&'a RunSpec>> {
-    let point = |spec: &RunSpec| spec.paired.as_ref().map(|p| p.point.clone());
+    fn point(spec: &RunSpec) -> Option<&str> {
+        spec.paired.as_ref().map(|p| p.point.as_str())
+    }
     let (first, rest) = unit.split_first()?;
     finished.get(&identity(first))?.iter().find_map(|lead| {
         let mut sources = vec![*lead];
