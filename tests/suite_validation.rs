@@ -851,6 +851,36 @@ fn recall_experiments_are_checked_before_anything_runs() {
 }
 
 #[test]
+fn reach_during_training_is_checked_before_anything_runs() {
+    let reach = |spec: &str| {
+        RECALL.replace(
+            "train: { steps: 10, lr: 1.0e-3 }",
+            &format!("train: {{ steps: 10, lr: 1.0e-3, eval_every: 5, reach: {spec} }}"),
+        )
+    };
+    let good = reach("{ at_steps: [5, 10], seq_len: [256, 1024], batches: 1 }");
+    let plan = Plan::parse(&good, CPU_ONLY).expect("valid");
+    let train = &plan.runs[0].recall.as_ref().unwrap().train;
+    assert_eq!(train.reach.as_ref().unwrap().at_steps, [5, 10]);
+    assert_eq!(train.reach.as_ref().unwrap().from_accuracy, 0.9);
+
+    let off_step = reach("{ at_steps: [5, 7], seq_len: [256], batches: 1 }");
+    assert_one(
+        &off_step,
+        11,
+        &["train.reach.at_steps[1]", "7 is not allowed", "multiple of eval_every (5)"],
+    );
+    let past_budget = reach("{ at_steps: [15], seq_len: [256], batches: 1 }");
+    assert_one(&past_budget, 11, &["at_steps[0]", "steps (10)"]);
+    let no_batches = reach("{ at_steps: [5], seq_len: [256], batches: 0 }");
+    assert_one(&no_batches, 11, &["train.reach.batches", "≥ 1"]);
+    let too_short = reach("{ at_steps: [5], seq_len: [16], batches: 1 }");
+    assert_one(&too_short, 8, &["experiments[0].task", "at length 16"]);
+    let typo = reach("{ at_step: [5], seq_len: [256], batches: 1 }");
+    assert_one(&typo, 11, &["unknown field `at_step`"]);
+}
+
+#[test]
 fn a_task_option_given_as_a_list_runs_every_value() {
     let grid = RECALL.replace(
         "num_kv_pairs: 8",

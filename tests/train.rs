@@ -11,7 +11,7 @@ use mamba_vs_transformer::tasks::{induction, mqar, Task};
 use mamba_vs_transformer::train::eval::{evaluate, EvalSet};
 use mamba_vs_transformer::train::optimizer::{Adam, Optimizer};
 use mamba_vs_transformer::train::schedule::Decay;
-use mamba_vs_transformer::train::trainer::{train, TrainConfig, Trained};
+use mamba_vs_transformer::train::trainer::{train, ReachConfig, TrainConfig, Trained};
 use tch::{nn, Device};
 
 fn model(cfg: &ModelConfig, seed: i64) -> (nn::VarStore, LanguageModel) {
@@ -49,7 +49,9 @@ fn quick(steps: usize, lr: f64) -> TrainConfig {
         eval_batches: 2,
         target_accuracy: Some(0.95),
         target_loss: None,
+        stop_at_target: true,
         checkpoint_every_s: 0.0,
+        reach: None,
         save_weights: false,
     }
 }
@@ -116,6 +118,45 @@ fn a_loss_target_trains_on_past_the_first_accurate_evaluation() {
     assert!(on.steps > reached, "trained on after step {reached}");
     assert!(on.stopped_early, "and stopped at the loss target: {last:?}");
     assert!(last.loss <= stop_loss && last.eval_accuracy >= Some(0.95));
+}
+
+#[test]
+fn reach_is_measured_at_the_steps_asked_once_the_task_is_learned() {
+    let task = Task::Mqar(mqar::Config::new(10, 2));
+    let reach = ReachConfig {
+        at_steps: vec![50, 400],
+        seq_len: vec![16, 32],
+        batches: 2,
+        from_accuracy: 0.9,
+    };
+    let cfg = TrainConfig {
+        stop_at_target: false,
+        reach: Some(reach),
+        ..quick(400, 1e-2)
+    };
+    let trained = run(&mamba_cfg(10), &task, 8, &cfg, 0);
+    assert_eq!(trained.steps, 400, "the whole budget, past the target");
+    assert!(!trained.stopped_early);
+    let reached = trained.steps_to_target.expect("the target is still marked");
+    assert!(reached < 400, "learned at {reached}");
+    for point in &trained.curve {
+        let measured: Vec<i64> = point.reach.iter().map(|r| r.seq_len).collect();
+        match point.step {
+            // Not learned yet at step 50: nothing to extrapolate, so nothing measured.
+            50 => assert!(measured.is_empty(), "{point:?}"),
+            400 => {
+                assert_eq!(measured, [16, 32], "{point:?}");
+                for r in &point.reach {
+                    // Two queries per sequence, 2 batches of 32 sequences.
+                    assert_eq!(r.scored, 2 * 2 * 32, "{r:?}");
+                    assert!(r.correct <= r.scored);
+                }
+            }
+            _ => assert!(measured.is_empty(), "not asked at {}", point.step),
+        }
+    }
+    let at_50 = &trained.curve[0];
+    assert!(at_50.eval_accuracy < Some(0.9), "not learned at 50: {at_50:?}");
 }
 
 #[test]

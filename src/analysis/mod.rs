@@ -1,6 +1,7 @@
 //! What the rows say together: the device's fitted throughput, and crossover lengths.
 
 pub mod crossover;
+pub mod reach;
 pub mod fit;
 
 use crate::results::Row;

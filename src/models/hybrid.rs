@@ -20,6 +20,7 @@ use super::layer::Layer;
 use super::residual::{PreNorm, MIXER_BLOCK};
 use super::transformer::{Attention, KvCache, Mlp};
 use super::{mamba, mamba2, transformer};
+use super::init::WeightInit;
 use crate::scan::ScanImpl;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -252,6 +253,9 @@ pub struct Config {
     /// Which selective-scan implementation the Mamba-1 layers call.
     #[serde(default)]
     pub scan: ScanImpl,
+    /// How the Mamba-1 layers' projections and convolution are drawn.
+    #[serde(default, skip_serializing_if = "WeightInit::is_torch")]
+    pub init: WeightInit,
 }
 
 impl Config {
@@ -287,6 +291,7 @@ impl Config {
             residual_in_fp32: ssm.residual_in_fp32,
             tie_embeddings: ssm.tie_embeddings,
             scan: ScanImpl::default(),
+            init: WeightInit::default(),
         }
     }
 
@@ -308,6 +313,7 @@ impl Config {
         cfg.residual_in_fp32 = self.residual_in_fp32;
         cfg.tie_embeddings = self.tie_embeddings;
         cfg.scan = self.scan;
+        cfg.init = self.init;
         cfg
     }
 

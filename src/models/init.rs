@@ -3,8 +3,30 @@
 //! (about 1 s for a Llama of 124M parameters on one core, against 0.3 s to copy its weights
 //! from the page cache), so loading builds the model with [`skipping_draws`].
 
+use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use tch::nn;
+
+/// How a Mamba-1 block's projections (`in_proj`, `x_proj`, `out_proj`) and convolution are
+/// drawn. Δ's projection, A and D are initialised as the paper says either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightInit {
+    /// PyTorch's `nn.Linear` and `nn.Conv1d` default, which mamba_ssm keeps: U(±1/√fan_in)
+    /// for weights and biases alike.
+    #[default]
+    Torch,
+    /// tch's default: Kaiming-uniform weights, U(±√(6/fan_in)), √6 times wider, which widens
+    /// Δ, B and C at the start; a zero convolution bias. This project's initialisation before
+    /// 2026-12-02, kept to compare recipes (issue #30).
+    Tch,
+}
+
+impl WeightInit {
+    pub fn is_torch(&self) -> bool {
+        *self == WeightInit::Torch
+    }
+}
 
 thread_local! {
     static SKIPPING: Cell<bool> = const { Cell::new(false) };

@@ -5,7 +5,7 @@ use super::hybrid::{self, HybridLm};
 use super::mamba::{self, MambaLm};
 use super::mamba2::{self, Mamba2Lm};
 use super::transformer::{KvCache, TransformerLm};
-use super::{Decoder, ModelConfig};
+use super::{Decoder, Family, ModelConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Tensor};
 
@@ -104,6 +104,15 @@ impl LanguageModel {
             ModelConfig::Mamba2(c) => LanguageModel::Mamba2(Mamba2Lm::new(p, c)),
             ModelConfig::Transformer(c) => LanguageModel::Transformer(TransformerLm::new(p, c)),
             ModelConfig::Hybrid(c) => LanguageModel::Hybrid(HybridLm::new(p, c)),
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        match self {
+            LanguageModel::Mamba(_) => Family::Mamba,
+            LanguageModel::Mamba2(_) => Family::Mamba2,
+            LanguageModel::Transformer(_) => Family::Transformer,
+            LanguageModel::Hybrid(_) => Family::Hybrid,
         }
     }
 

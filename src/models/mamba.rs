@@ -6,7 +6,7 @@
 //! Parameter names mirror HF transformers' `MambaForCausalLM`, so checkpoints load unrenamed.
 
 use super::backbone::{Backbone, BackboneShape, SSM_NAMES};
-use super::init::drawn;
+use super::init::{drawn, WeightInit};
 use super::layer::Layer;
 use super::residual::{PreNorm, MIXER_BLOCK};
 use crate::causal_conv;
@@ -55,6 +55,10 @@ pub struct Config {
     /// Which selective-scan implementation the mixers call.
     #[serde(default)]
     pub scan: ScanImpl,
+    /// How the projections and the convolution are drawn (left out of a spec at its default,
+    /// so run ids from before the option stay).
+    #[serde(default, skip_serializing_if = "WeightInit::is_torch")]
+    pub init: WeightInit,
 }
 
 mod defaults {
@@ -97,6 +101,7 @@ impl Config {
             residual_in_fp32: true,
             tie_embeddings: true,
             scan: ScanImpl::default(),
+            init: WeightInit::default(),
         }
     }
 
@@ -165,6 +170,57 @@ impl Clone for LayerState {
     }
 }
 
+/// The initialisers of the projections and the convolution, by [`WeightInit`].
+struct ProjectionInits(WeightInit);
+
+impl ProjectionInits {
+    fn new(cfg: &Config) -> Self {
+        Self(cfg.init)
+    }
+
+    /// PyTorch's default for nn.Linear and nn.Conv1d, which mamba_ssm keeps for in_proj,
+    /// x_proj and the convolution (and re-applies to out_proj before rescaling it):
+    /// U(±1/√fan_in) for weights and biases alike.
+    fn torch_default(fan_in: i64) -> nn::Init {
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        drawn(nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        })
+    }
+
+    fn linear(&self, fan_in: i64, bias: bool) -> nn::LinearConfig {
+        match self.0 {
+            WeightInit::Torch => nn::LinearConfig {
+                ws_init: Self::torch_default(fan_in),
+                bs_init: Some(nn::Init::Const(0.0)),
+                bias,
+            },
+            WeightInit::Tch => nn::LinearConfig {
+                ws_init: drawn(nn::LinearConfig::default().ws_init),
+                bias,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The weight and bias initialisers of the depthwise convolution (its shape is the
+    /// caller's).
+    fn conv(&self, d_conv: i64) -> nn::ConvConfig {
+        match self.0 {
+            WeightInit::Torch => nn::ConvConfig {
+                ws_init: Self::torch_default(d_conv),
+                bs_init: Self::torch_default(d_conv),
+                ..Default::default()
+            },
+            WeightInit::Tch => nn::ConvConfig {
+                ws_init: drawn(nn::ConvConfig::default().ws_init),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// The selective SSM mixer (paper Figure 3, right; `Mamba` in mamba_simple.py).
 #[derive(Debug)]
 pub struct Mixer {
@@ -184,38 +240,16 @@ pub struct Mixer {
 impl Mixer {
     pub fn new(p: nn::Path, cfg: &Config) -> Self {
         let (d, di, n, r) = (cfg.d_model, cfg.d_inner(), cfg.d_state, cfg.dt_rank());
-        // PyTorch's default for nn.Linear and nn.Conv1d, which mamba_ssm keeps for in_proj,
-        // x_proj and the convolution (and re-applies to out_proj before rescaling it):
-        // U(±1/√fan_in) for weights and biases alike. tch's own default (Kaiming with ReLU
-        // gain, U(±√(6/fan_in))) is √6 times wider, which widens Δ, B and C at the start.
-        let torch_default = |fan_in: i64| {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            drawn(nn::Init::Uniform {
-                lo: -bound,
-                up: bound,
-            })
-        };
-        let x_proj_cfg = nn::LinearConfig {
-            ws_init: torch_default(di),
-            bias: false,
-            ..Default::default()
-        };
-        let proj = |fan_in| nn::LinearConfig {
-            ws_init: torch_default(fan_in),
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: cfg.proj_bias,
-        };
-        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, proj(d));
+        let inits = ProjectionInits::new(cfg);
+        let in_proj = nn::linear(&p / "in_proj", d, 2 * di, inits.linear(d, cfg.proj_bias));
         let conv_cfg = nn::ConvConfig {
             groups: di,
             padding: cfg.d_conv - 1,
             bias: cfg.conv_bias,
-            ws_init: torch_default(cfg.d_conv),
-            bs_init: torch_default(cfg.d_conv),
-            ..Default::default()
+            ..inits.conv(cfg.d_conv)
         };
         let conv1d = nn::conv1d(&p / "conv1d", di, di, cfg.d_conv, conv_cfg);
-        let x_proj = nn::linear(&p / "x_proj", di, r + 2 * n, x_proj_cfg);
+        let x_proj = nn::linear(&p / "x_proj", di, r + 2 * n, inits.linear(di, false));
 
         // Δ's projection: weight ~ U(±r^-½); bias = softplus⁻¹(dt) with dt log-uniform in
         // [DT_MIN, DT_MAX], so that softplus(bias) starts in that range.
@@ -244,7 +278,7 @@ impl Mixer {
         let a = Tensor::arange_start(1, n + 1, (Kind::Float, p.device())).repeat([di, 1]);
         let a_log = p.var_copy("A_log", &a.log());
         let d_skip = p.var("D", &[di], nn::Init::Const(1.0));
-        let out_proj = nn::linear(&p / "out_proj", di, d, proj(di));
+        let out_proj = nn::linear(&p / "out_proj", di, d, inits.linear(di, cfg.proj_bias));
         // mamba_ssm's `rescale_prenorm_residual`: each block's output projection is scaled by
         // 1/√n_layers, so that the residual stream's variance does not grow with depth.
         tch::no_grad(|| {

@@ -6,6 +6,7 @@
 pub mod kinds;
 pub mod line;
 pub mod panels;
+pub mod reach_vs_step;
 mod style;
 
 use crate::analysis::crossover::Crossover;
@@ -68,6 +69,10 @@ pub fn render(
             draw(&stem, &kinds::latency_vs_d_state(rows, runs, experiment))
         }
         PlotKind::LearningCurve => draw(&stem, &kinds::learning_curve(rows, curves, experiment)),
+        PlotKind::ReachVsStep => draw(
+            &stem,
+            &reach_vs_step::reach_vs_step(rows, curves, plot.experiments()),
+        ),
     }
 }
 

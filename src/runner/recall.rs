@@ -5,21 +5,14 @@
 
 use super::execute::{failure_status, guarded};
 use crate::models::lm::{LanguageModel, Mode};
-use crate::models::Family;
 use crate::results::Status;
 use crate::spec::RunSpec;
-use crate::train::eval::{evaluate_within, Accuracy, Deadline, EvalError, EvalSet};
+use crate::train::eval::{evaluate_within, mode_at, Accuracy, Deadline, EvalError, EvalSet};
 use crate::train::trainer::{train, CurvePoint};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Device};
-
-/// From this length on, the SSM families and hybrids evaluate in chunked mode: a fixed-size
-/// state carried from chunk to chunk keeps memory O(1) in the length, where parallel mode
-/// would hold (batch, L, d_inner) activations (a hybrid's attention layers still keep their
-/// KV cache).
-pub const MAMBA_CHUNKED_FROM: i64 = 8192;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trained {
@@ -132,12 +125,7 @@ pub fn run(
     // The first length that ran past `eval_timeout_s`: the longer ones would only take longer.
     let mut ran_over: Option<i64> = None;
     for seq_len in lengths {
-        let mode = match spec.config.family() {
-            Family::Mamba | Family::Mamba2 | Family::Hybrid if seq_len >= MAMBA_CHUNKED_FROM => {
-                Mode::Chunked
-            }
-            _ => Mode::Parallel,
-        };
+        let mode = mode_at(spec.config.family(), seq_len);
         let start = Instant::now();
         let (status, accuracy, message) = match ran_over {
             Some(shorter) => (

@@ -265,6 +265,13 @@ model_options! {
         checkpoint_may_set: true,
         apply: |cfg, v| cfg.scan = v,
     }
+    /// How Mamba-1's projections and convolution are drawn: `torch` (mamba_ssm's, PyTorch's
+    /// U(±1/√fan_in), the default) or `tch` (Kaiming-uniform, √6 wider).
+    init: crate::models::init::WeightInit {
+        family: mamba,
+        checkpoint_may_set: false,
+        apply: |cfg, v| cfg.init = v,
+    }
     /// P, the channels of one Mamba-2 head; d_inner must be a multiple of it.
     headdim: i64 {
         family: mamba2,

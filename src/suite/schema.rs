@@ -290,6 +290,9 @@ pub enum PlotKind {
     /// Recall: held-out accuracy against the training step, one panel per model, a line per
     /// run (from `curves.csv`): when a run leaves a plateau, and whether it ever does.
     LearningCurve,
+    /// Recall: reach (the longest length cleared) against the training step, a panel per
+    /// experiment listed, a line per seed (from `curves.csv`'s reach measurements).
+    ReachVsStep,
 }
 
 impl PlotKind {
@@ -306,15 +309,17 @@ impl PlotKind {
             PlotKind::AccuracyVsWidth => "accuracy_vs_width",
             PlotKind::AccuracyVsEvalLen => "accuracy_vs_eval_len",
             PlotKind::LearningCurve => "learning_curve",
+            PlotKind::ReachVsStep => "reach_vs_step",
         }
     }
 
     /// The experiment kind a chart of this kind draws.
     pub fn experiment_kind(self) -> ExperimentKind {
         match self {
-            PlotKind::AccuracyVsWidth | PlotKind::AccuracyVsEvalLen | PlotKind::LearningCurve => {
-                ExperimentKind::Recall
-            }
+            PlotKind::AccuracyVsWidth
+            | PlotKind::AccuracyVsEvalLen
+            | PlotKind::LearningCurve
+            | PlotKind::ReachVsStep => ExperimentKind::Recall,
             _ => ExperimentKind::Speed,
         }
     }

@@ -4,9 +4,29 @@
 //! length: that is how a model trained at 256 tokens is evaluated at 2^20.
 
 use crate::models::lm::{LanguageModel, Mode, CHUNK_TOKENS};
+use crate::models::Family;
 use crate::tasks::{eval_seed, Batch, Split, Task, TaskError, IGNORE};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
+
+/// From this length on, the SSM families and hybrids evaluate in chunked mode: a fixed-size
+/// state carried from chunk to chunk keeps memory O(1) in the length, where parallel mode
+/// would hold (batch, L, d_inner) activations (a hybrid's attention layers still keep their
+/// KV cache).
+pub const CHUNKED_FROM: i64 = 8192;
+
+/// How `family` is evaluated at `seq_len`: chunked for the SSMs and hybrids from
+/// [`CHUNKED_FROM`], in parallel otherwise (the Transformer's KV cache grows with the length
+/// either way, and parallel mode is its fastest).
+pub fn mode_at(family: Family, seq_len: i64) -> Mode {
+    match family {
+        Family::Mamba | Family::Mamba2 | Family::Hybrid if seq_len >= CHUNKED_FROM => {
+            Mode::Chunked
+        }
+        _ => Mode::Parallel,
+    }
+}
 
 /// Correct predictions over scored positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,6 +61,31 @@ impl Accuracy {
         let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
         let half = Z95 / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
         ((centre - half).max(0.0), (centre + half).min(1.0))
+    }
+}
+
+/// The accuracy at one evaluation length, as `curves.csv` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LengthAccuracy {
+    pub seq_len: i64,
+    pub correct: i64,
+    pub scored: i64,
+}
+
+impl LengthAccuracy {
+    pub fn new(seq_len: i64, accuracy: Accuracy) -> Self {
+        Self {
+            seq_len,
+            correct: accuracy.correct,
+            scored: accuracy.scored,
+        }
+    }
+
+    pub fn accuracy(&self) -> Accuracy {
+        Accuracy {
+            correct: self.correct,
+            scored: self.scored,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use tch::{nn, Kind, TchError, Tensor};
 pub enum Optimizer {
     /// Decoupled weight decay: the weights shrink by `lr · weight_decay` each step.
     #[default]
+    #[serde(alias = "adamw")]
     AdamW,
     /// The decay, if any, is an L2 term added to the gradient.
     Adam,

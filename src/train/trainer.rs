@@ -4,12 +4,12 @@
 //! for a given seed: the data, the initialisation and every kernel are.
 
 use super::checkpoint::{self, CheckpointError, Standing};
-use super::eval::{evaluate, EvalSet};
+use super::eval::{evaluate, mode_at, EvalSet, LengthAccuracy};
 use super::optimizer::Adam;
 pub use super::optimizer::Optimizer;
 use super::schedule::{learning_rate, Decay};
 use crate::models::lm::{LanguageModel, Mode};
-use crate::tasks::{train_seed, Split, Task, TaskError, IGNORE};
+use crate::tasks::{train_seed, Batch, Split, Task, TaskError, IGNORE};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -41,6 +41,10 @@ pub struct TrainConfig {
     /// Stop once an evaluation reaches this accuracy (and `target_loss`, if set).
     #[serde(default)]
     pub target_accuracy: Option<f64>,
+    /// Stop once the targets are met; `false` trains the whole budget whatever the score, and
+    /// the targets only mark `steps_to_target` (a fixed budget per run, issue #30).
+    #[serde(default = "defaults::yes", skip_serializing_if = "defaults::is_yes")]
+    pub stop_at_target: bool,
     /// Stop only once the mean training loss since the previous evaluation is at most this
     /// too. Every training batch is fresh, so that mean is a held-out loss over `eval_every ×
     /// batch_size` sequences, a far finer gauge than the evaluation's accuracy: a perfect
@@ -55,13 +59,45 @@ pub struct TrainConfig {
         skip_serializing_if = "defaults::is_checkpoint_every_s"
     )]
     pub checkpoint_every_s: f64,
+    /// Extrapolation measured as training goes on, not only at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<ReachConfig>,
     /// Keep the trained weights: `mvt run` writes `weights/RUN_ID.safetensors` beside the
     /// results, with the run spec (model configuration included) as `RUN_ID.spec.json`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub save_weights: bool,
 }
 
+/// Held-out accuracy at lengths beyond the training length, measured at chosen steps, so that
+/// one run shows whether its reach grows with training (mamba issue #62 and the paper trained
+/// 40K-200K steps) instead of one run per budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReachConfig {
+    /// Steps at which to measure, each an evaluation step (a multiple of `eval_every`).
+    pub at_steps: Vec<usize>,
+    /// Lengths to measure at.
+    pub seq_len: Vec<i64>,
+    /// Batches of `batch_size` held-out sequences per length: the first batches of the final
+    /// evaluation's, so a step's score and the final one are on the same sequences.
+    pub batches: usize,
+    /// Measured only at a step whose held-out accuracy at the training length is at least
+    /// this: a model that has not learned the task has no reach, and a 2^20-token evaluation
+    /// costs about as much as 1,000 training steps.
+    #[serde(default = "defaults::reach_from_accuracy")]
+    pub from_accuracy: f64,
+}
+
 mod defaults {
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn is_yes(value: &bool) -> bool {
+        *value
+    }
+    pub fn reach_from_accuracy() -> f64 {
+        0.9
+    }
     pub fn batch_size() -> usize {
         64
     }
@@ -97,6 +133,9 @@ pub struct CurvePoint {
     pub lr: f64,
     /// Accuracy on held-out examples at the training length, when evaluated at this step.
     pub eval_accuracy: Option<f64>,
+    /// Accuracy at longer lengths, at the steps `reach` names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<LengthAccuracy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +176,52 @@ pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
             IGNORE,
             0.0,
         )
+}
+
+/// One optimisation step on `batch` (on the model's device): the forward pass, the loss at
+/// the scored positions, the backward pass and Adam's update at rate `lr`, the gradients
+/// clipped to `clip`. Returns the loss before the update.
+pub fn train_step(
+    model: &LanguageModel,
+    optimizer: &mut Adam,
+    batch: &Batch,
+    lr: f64,
+    clip: Option<f64>,
+) -> Result<f64, tch::TchError> {
+    let logits = model.logits(&batch.inputs, Mode::Parallel);
+    let loss = loss(&logits, &batch.targets);
+    optimizer.step(&loss, lr, clip)?;
+    Ok(loss.double_value(&[]))
+}
+
+/// Held-out accuracy at each of `reach.seq_len`, in the mode that keeps the model's memory
+/// bounded at that length.
+fn measure_reach(
+    model: &LanguageModel,
+    task: &Task,
+    reach: &ReachConfig,
+    batch_size: usize,
+    seed: u64,
+    device: tch::Device,
+) -> Result<Vec<LengthAccuracy>, TaskError> {
+    reach
+        .seq_len
+        .iter()
+        .map(|&seq_len| {
+            let set = EvalSet {
+                task,
+                seq_len,
+                batches: reach.batches,
+                batch_size,
+                seed,
+            };
+            let mode = mode_at(model.family(), seq_len);
+            Ok(LengthAccuracy::new(
+                seq_len,
+                evaluate(model, &set, mode, device)?,
+            ))
+        })
+        .collect()
 }
 
 /// Whether an evaluation meets every target the configuration sets (and it sets one).
@@ -192,10 +277,11 @@ pub fn train(
             cfg.batch_size,
             train_seed(seed, step as u64),
         )?;
-        let logits = model.logits(&batch.inputs.to_device(device), Mode::Parallel);
-        let loss = loss(&logits, &batch.targets.to_device(device));
-        optimizer.step(&loss, lr, cfg.grad_clip)?;
-        sum += loss.double_value(&[]);
+        let batch = Batch {
+            inputs: batch.inputs.to_device(device),
+            targets: batch.targets.to_device(device),
+        };
+        sum += train_step(model, &mut optimizer, &batch, lr, cfg.grad_clip)?;
         since += 1;
         standing.step += 1;
         let step = standing.step;
@@ -210,11 +296,18 @@ pub fn train(
             seed,
         };
         let accuracy = evaluate(model, &held_out, Mode::Parallel, device)?.value();
+        let reach = match &cfg.reach {
+            Some(reach) if reach.at_steps.contains(&step) && accuracy >= reach.from_accuracy => {
+                measure_reach(model, task, reach, cfg.batch_size, seed, device)?
+            }
+            _ => Vec::new(),
+        };
         let point = CurvePoint {
             step,
             loss: sum / since as f64,
             lr,
             eval_accuracy: Some(accuracy),
+            reach,
         };
         report(&point);
         let met = targets_met(cfg, accuracy, point.loss);
@@ -224,7 +317,7 @@ pub fn train(
         if reached && standing.steps_to_target.is_none() {
             standing.steps_to_target = Some(step);
         }
-        standing.done = met || step >= cfg.steps;
+        standing.done = (met && cfg.stop_at_target) || step >= cfg.steps;
         let due = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_every_s;
         if let Some(dir) = checkpoint.filter(|_| due || standing.done) {
             standing.wall_s = prior_wall_s + started.elapsed().as_secs_f64();

@@ -174,6 +174,7 @@ fn mamba_config(f: &mut Fields) -> Result<mamba::Config, CheckpointError> {
         residual_in_fp32: f.bool_or("residual_in_fp32", true)?,
         tie_embeddings: f.bool_or("tie_word_embeddings", true)?,
         scan: ScanImpl::Auto,
+        init: Default::default(),
     })
 }
 

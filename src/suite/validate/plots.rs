@@ -1,5 +1,5 @@
 //! Plots draw experiments that exist, of the kind the chart needs; only `accuracy_vs_width`
-//! draws several.
+//! and `reach_vs_step` draw several.
 
 use super::checker::Checker;
 use crate::suite::schema::{OneOrMany, PlotKind, Suite};
@@ -14,11 +14,12 @@ pub(super) fn check_plots(c: &mut Checker, suite: &Suite) {
         if names.is_empty() {
             c.fail(at(0), "the list is empty; name at least one experiment");
         }
-        if names.len() > 1 && plot.kind != PlotKind::AccuracyVsWidth {
+        let takes_a_list = matches!(plot.kind, PlotKind::AccuracyVsWidth | PlotKind::ReachVsStep);
+        if names.len() > 1 && !takes_a_list {
             c.fail(
                 format!("plots[{i}].experiment"),
                 format!(
-                    "a {} plot draws one experiment; only accuracy_vs_width takes a list",
+                    "a {} plot draws one experiment; only accuracy_vs_width and reach_vs_step take a list",
                     plot.kind.name()
                 ),
             );

@@ -5,7 +5,7 @@ use super::checker::Checker;
 use crate::suite::schema::{Experiment, Suite};
 use crate::suite::task_grid::TaskGrid;
 use crate::tasks::Split;
-use crate::train::trainer::TrainConfig;
+use crate::train::trainer::{ReachConfig, TrainConfig};
 
 pub(super) fn check_recall(c: &mut Checker, i: usize, exp: &Experiment, suite: &Suite) {
     check_no_speed_fields(c, i, exp);
@@ -83,6 +83,36 @@ fn check_train(c: &mut Checker, i: usize, train: &TrainConfig) {
         );
     }
     c.above_zero(t("target_loss"), train.target_loss);
+    if let Some(reach) = &train.reach {
+        check_reach(c, i, train, reach);
+    }
+}
+
+/// Reach is measured at evaluation steps within the budget, at lengths of a sweep, on at
+/// least one batch.
+fn check_reach(c: &mut Checker, i: usize, train: &TrainConfig, reach: &ReachConfig) {
+    let r = |field: &str| format!("experiments[{i}].train.reach.{field}");
+    if reach.at_steps.is_empty() {
+        c.fail(r("at_steps"), "the list is empty; give the steps at which to measure, e.g. [5000, 10000, 20000]");
+    }
+    for (j, &step) in reach.at_steps.iter().enumerate() {
+        if step == 0 || step > train.steps || step % train.eval_every.max(1) != 0 {
+            c.fail(
+                format!("{}[{j}]", r("at_steps")),
+                format!("{step} is not allowed; expected an evaluation step: a multiple of eval_every ({}) from 1 to steps ({})", train.eval_every, train.steps),
+            );
+        }
+    }
+    c.sweep(r("seq_len"), &reach.seq_len);
+    if reach.batches == 0 {
+        c.fail(r("batches"), "0 is not allowed; expected an integer ≥ 1");
+    }
+    if !(0.0..=1.0).contains(&reach.from_accuracy) {
+        c.fail(
+            r("from_accuracy"),
+            format!("{} is not allowed; expected a fraction in [0, 1]", reach.from_accuracy),
+        );
+    }
 }
 
 /// The grid's learning rates: at least one, each > 0, none twice.
@@ -122,7 +152,8 @@ fn check_seeds(c: &mut Checker, i: usize, exp: &Experiment) {
 /// length that does not is reported.
 fn check_lengths_fit(c: &mut Checker, i: usize, exp: &Experiment, tasks: &TaskGrid) {
     let train = exp.grid.seq_len.iter().map(|l| (Split::Train, *l));
-    let eval = exp.eval_seq_len.iter().flatten().map(|l| (Split::Eval, *l));
+    let reach = exp.train.iter().flat_map(|t| t.reach.iter()).flat_map(|r| &r.seq_len);
+    let eval = exp.eval_seq_len.iter().flatten().chain(reach).map(|l| (Split::Eval, *l));
     let lengths: Vec<(Split, i64)> = train.chain(eval).filter(|(_, l)| *l >= 1).collect();
     for task in tasks.variants() {
         for &(split, len) in &lengths {

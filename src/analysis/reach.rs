@@ -1,0 +1,56 @@
+//! Reach: how far beyond its training length a model still recalls. It is the longest
+//! evaluated length at which the model clears a threshold (the Wilson 95% lower bound of its
+//! accuracy at or above it) there and at every shorter length evaluated, so that one lucky
+//! length past a failing one does not count as reach.
+
+use crate::results::{Row, Status};
+use crate::train::eval::LengthAccuracy;
+
+/// The longest length of `measured` (length, the Wilson lower bound of its accuracy) that
+/// clears `threshold` together with every shorter one; `None` when the shortest fails.
+pub fn reach(measured: impl IntoIterator<Item = (i64, f64)>, threshold: f64) -> Option<i64> {
+    let mut measured: Vec<(i64, f64)> = measured.into_iter().collect();
+    measured.sort_by_key(|(len, _)| *len);
+    measured
+        .into_iter()
+        .take_while(|(_, low)| *low >= threshold)
+        .last()
+        .map(|(len, _)| len)
+}
+
+/// The lower bounds of a curve point's reach measurements.
+pub fn lower_bounds(reach: &[LengthAccuracy]) -> Vec<(i64, f64)> {
+    reach
+        .iter()
+        .map(|r| (r.seq_len, r.accuracy().wilson_interval().0))
+        .collect()
+}
+
+/// The lower bounds of a run's final evaluation, from its rows; a length whose evaluation
+/// failed (timeout, out of memory) counts as not cleared, with a lower bound of 0.
+pub fn final_lower_bounds<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<(i64, f64)> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let len = r.eval_seq_len?;
+            let low = match r.status {
+                Status::Ok => r.accuracy_ci_low.unwrap_or(0.0),
+                _ => 0.0,
+            };
+            Some((len, low))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reach;
+
+    #[test]
+    fn reach_stops_at_the_first_length_that_fails() {
+        let measured = [(4096, 0.95), (256, 0.93), (65536, 0.5), (1048576, 0.92)];
+        assert_eq!(reach(measured, 0.9), Some(4096), "2^20 past a failing 64K");
+        assert_eq!(reach([(256, 0.93), (4096, 0.91)], 0.9), Some(4096));
+        assert_eq!(reach([(256, 0.8), (4096, 0.95)], 0.9), None);
+        assert_eq!(reach([], 0.9), None);
+    }
+}

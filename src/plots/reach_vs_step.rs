@@ -1,0 +1,108 @@
+//! Reach against the training step (issue #30): does a model's reach grow as training goes
+//! on, as mamba issue #62 (40K steps) and the paper (about 200K) suggest? One panel per
+//! experiment (recipe), a line per run (seed): at each step where reach was measured, the
+//! longest length cleared (`analysis::reach`), and at the last step the final evaluation's,
+//! over the same lengths.
+
+use super::line::{Axis, Line, LineChart, Reference};
+use super::panels::Panels;
+use super::style::{family_color, shade_of};
+use crate::analysis::reach::{final_lower_bounds, lower_bounds, reach};
+use crate::results::curves::Curves;
+use crate::results::Row;
+use crate::train::trainer::CurvePoint;
+use std::collections::BTreeMap;
+
+/// The accuracy a length must clear, on its Wilson 95% lower bound: claim (b)'s threshold
+/// (experiments/claims.yaml), so that the chart and the verdict count reach alike.
+pub const REACH_THRESHOLD: f64 = 0.9;
+
+pub fn reach_vs_step(rows: &[Row], curves: &Curves, experiments: &[String]) -> Panels {
+    let panels = experiments
+        .iter()
+        .map(|experiment| panel(rows, curves, experiment))
+        .collect();
+    Panels {
+        title: format!(
+            "Reach during training: the longest length whose accuracy's 95% lower bound is ≥ {REACH_THRESHOLD}, and every shorter one's"
+        ),
+        panels,
+    }
+}
+
+fn panel(rows: &[Row], curves: &Curves, experiment: &str) -> LineChart {
+    // run id → its rows, one per evaluation length.
+    let mut runs: BTreeMap<(i64, &str), Vec<&Row>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.experiment == experiment) {
+        runs.entry((row.seed.unwrap_or_default(), row.run_id.as_str()))
+            .or_default()
+            .push(row);
+    }
+    let count = runs.len();
+    let mut train_len = None;
+    let lines = runs
+        .iter()
+        .enumerate()
+        .map(|(rank, ((seed, run_id), rows))| {
+            let first = rows[0];
+            train_len = Some(first.seq_len);
+            let curve = curves
+                .iter()
+                .find(|(id, _)| id == run_id)
+                .map_or(&[][..], |(_, points)| points.as_slice());
+            Line {
+                label: format!("seed {seed}"),
+                points: points(curve, rows, first.seq_len),
+                color: family_color(first.family),
+                shade: shade_of(rank, count),
+                ..Line::default()
+            }
+        })
+        .collect();
+    let mut references = vec![Reference::Horizontal("2^20 (the claim)".into(), 1048576.0)];
+    if let Some(len) = train_len {
+        references.push(Reference::Horizontal("training length".into(), len as f64));
+    }
+    LineChart {
+        title: experiment.to_owned(),
+        x_desc: "training step".into(),
+        y_desc: "reach (tokens, log scale)".into(),
+        x_axis: Axis::Linear(|step| format!("{:.0}K", step / 1000.0)),
+        y_axis: Axis::Log2,
+        lines,
+        failures: Vec::new(),
+        references,
+    }
+}
+
+/// (step, reach) where reach was measured, then the final evaluation's at the last step over
+/// the lengths measured during training (all of them when none were). A step whose model has
+/// learned but clears no longer length has the training length as its reach.
+fn points(curve: &[CurvePoint], rows: &[&Row], train_len: i64) -> Vec<(f64, f64)> {
+    let measured: Vec<&CurvePoint> = curve.iter().filter(|p| !p.reach.is_empty()).collect();
+    let lengths: Vec<i64> = measured
+        .iter()
+        .flat_map(|p| p.reach.iter().map(|r| r.seq_len))
+        .collect();
+    let with_training = |mut bounds: Vec<(i64, f64)>| {
+        bounds.retain(|(len, _)| *len > train_len);
+        reach(bounds, REACH_THRESHOLD).unwrap_or(train_len) as f64
+    };
+    let mut points: Vec<(f64, f64)> = measured
+        .iter()
+        .map(|p| (p.step as f64, with_training(lower_bounds(&p.reach))))
+        .collect();
+    let finals: Vec<(i64, f64)> = final_lower_bounds(rows.iter().copied())
+        .into_iter()
+        .filter(|(len, _)| lengths.is_empty() || lengths.contains(len))
+        .collect();
+    // Learned as claim (b) counts it: the point accuracy at the training length.
+    let learned = rows.iter().any(|r| {
+        r.eval_seq_len == Some(train_len) && r.accuracy.is_some_and(|a| a >= REACH_THRESHOLD)
+    });
+    if let (true, Some(steps)) = (learned, rows[0].steps) {
+        points.push((steps as f64, with_training(finals)));
+    }
+    points.dedup_by(|a, b| a.0 == b.0);
+    points
+}
