@@ -77,8 +77,11 @@ def configs():
                           n_groups=1, num_hidden_layers=2, chunk_size=8,
                           tie_word_embeddings=False)
     mamba = MambaConfig(**ids, hidden_size=16, state_size=4, num_hidden_layers=2)
+    # No pad token: transformers' Llama gives its embedding `padding_idx = pad_token_id`, and
+    # PyTorch then drops that row's gradient from the lookup; every token here is real data,
+    # and our embedding (like mamba_ssm's and HF Mamba's) has no padding row.
     llama = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32,
-                        num_hidden_layers=2, num_attention_heads=2, pad_token_id=0,
+                        num_hidden_layers=2, num_attention_heads=2, pad_token_id=None,
                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
     return mamba, mamba2, llama
 

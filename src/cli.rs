@@ -61,6 +61,11 @@ pub enum Command {
     /// Re-render every chart of a results folder from its stored table.
     #[command(after_help = "Example:\n  mvt plot results/smoke")]
     Plot { results: PathBuf },
+    /// Probe every trained Mamba of a results folder that kept its weights (induction heads):
+    /// Δ per layer on noise, at the trigger and at the answer, each channel's half-life, and
+    /// the reach each run measured, written as `mechanism.csv` in the folder.
+    #[command(after_help = "Example:\n  mvt mechanism results/amd_epyc/induction_recipe")]
+    Mechanism { results: PathBuf },
     /// Logits of a local HF checkpoint for given ids, written as a float32 NumPy file of shape
     /// (seq_len, vocab): to check a port against PyTorch.
     #[command(

@@ -69,6 +69,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plot { results } => plot(&results),
+        Command::Mechanism { results } => {
+            let folder = ResultsFolder::open(&results)?;
+            for file in runner::mechanism::write_mechanism(&folder)? {
+                println!("{}", file.display());
+            }
+            Ok(())
+        }
         Command::Logits { model, mode, out } => logits(&model, mode, &out),
         Command::Generate { model, max_new } => generate(&model, max_new),
         Command::Worker {

@@ -24,6 +24,7 @@ fn claim(kind: ClaimKind, experiments: &[&str]) -> Claim {
         family: None,
         threshold: None,
         min_length: None,
+        full_budget_steps: None,
         negligible_below: None,
         predict_at: None,
     }
@@ -319,15 +320,102 @@ fn recall_claims_need_an_evaluation_at_the_distance() {
     assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.summary);
     assert!(j.findings[0].detail.contains("did not learn the task"));
     assert!(j.findings[0].detail.contains("learned in 0 of 1 seeds"));
-    // Two Mamba models that disagree; the Transformer's rows are not this claim's evidence.
+    // Two Mamba models that disagree: "can" is existential, so the one that keeps the token
+    // supports the claim, named; the Transformer's rows are not this claim's evidence.
     let rows = [
         recall_row("m", "mamba", 1 << 20, "ok", Some((48, 48))),
         recall_row("small", "mamba", 1 << 20, "ok", Some((10, 48))),
         recall_row("t", "transformer", 1 << 20, "oom", None),
     ];
     let j = judge(&c, &rows, &[]);
-    assert_eq!(j.verdict, Verdict::Mixed, "{}", j.summary);
+    assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
+    assert!(j.summary.contains("m d=64 (1 of 1 seeds)"), "{}", j.summary);
     assert_eq!(j.findings.len(), 2);
+    assert_eq!(j.findings[1].verdict, Verdict::Refuted);
+}
+
+#[test]
+fn recall_claims_are_refuted_only_at_the_sources_whole_budget() {
+    let mut c = claim(ClaimKind::RecallAtDistance, &["r"]);
+    c.family = Some(Family::Mamba);
+    c.threshold = Some(0.9);
+    c.min_length = Some(1 << 20);
+    c.full_budget_steps = Some(204_800);
+    let forgets = |steps| {
+        let mut rows = [
+            recall_row("m", "mamba", 256, "ok", Some((48, 48))),
+            recall_row("m", "mamba", 1 << 20, "ok", Some((5, 48))),
+        ];
+        for row in &mut rows {
+            row.steps = Some(steps);
+        }
+        rows
+    };
+    let j = judge(&c, &forgets(40_000), &[]);
+    assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.summary);
+    assert!(
+        j.summary
+            .contains("40000 steps, 20% of the 204800-step budget"),
+        "{}",
+        j.summary
+    );
+    assert_eq!(
+        j.findings[0].verdict,
+        Verdict::Refuted,
+        "the recipe itself fails"
+    );
+    let j = judge(&c, &forgets(204_800), &[]);
+    assert_eq!(j.verdict, Verdict::Refuted, "{}", j.summary);
+    assert!(
+        j.summary.contains("whole budget (204800 steps)"),
+        "{}",
+        j.summary
+    );
+}
+
+#[test]
+fn a_recipe_needs_a_majority_of_its_seeds() {
+    let mut c = claim(ClaimKind::RecallAtDistance, &["r", "r2"]);
+    c.family = Some(Family::Mamba);
+    c.threshold = Some(0.9);
+    c.min_length = Some(1 << 20);
+    let run = |experiment: &str, seed, far: (i64, i64)| {
+        let mut rows = [
+            seeded_recall_row("m", "mamba", 256, "ok", Some((48, 48)), seed),
+            seeded_recall_row("m", "mamba", 1 << 20, "ok", Some(far), seed),
+        ];
+        for row in &mut rows {
+            row.experiment = experiment.to_owned();
+        }
+        rows
+    };
+    // Recipe r: 2 of 3 seeds keep the token. Recipe r2: 1 of 3.
+    let rows: Vec<Row> = [
+        run("r", 0, (48, 48)),
+        run("r", 1, (48, 48)),
+        run("r", 2, (4, 48)),
+        run("r2", 0, (48, 48)),
+        run("r2", 1, (4, 48)),
+        run("r2", 2, (4, 48)),
+    ]
+    .concat();
+    let j = judge(&c, &rows, &[]);
+    assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
+    assert!(
+        j.summary.contains("r (m d=64, lr 1e-3) (2 of 3 seeds)"),
+        "{}",
+        j.summary
+    );
+    let verdicts: Vec<Verdict> = j.findings.iter().map(|f| f.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Supported, Verdict::Refuted]);
+    assert!(
+        j.findings[1].detail.starts_with("1 of 3 seeds pass"),
+        "{}",
+        j.findings[1].detail
+    );
+    // Without recipe r, the claim has no recipe that keeps it.
+    let r2: Vec<Row> = rows.into_iter().filter(|r| r.experiment == "r2").collect();
+    assert_eq!(judge(&c, &r2, &[]).verdict, Verdict::Refuted);
 }
 
 #[test]
@@ -357,21 +445,21 @@ fn recall_claims_count_the_seeds_that_learned() {
     assert_eq!(j.verdict, Verdict::Supported, "{}", j.summary);
     let detail = &j.findings[0].detail;
     assert!(
-        detail.starts_with("learned in 2 of 3 seeds, after 7000–12000 steps; every learned seed passes up to 1048576 tokens"),
+        detail.starts_with("2 of 3 seeds pass at ≥1048576 tokens, trained 100 steps; learned in 2 of 3 seeds, after 7000–12000 steps; every learned seed passes up to 1048576 tokens"),
         "{detail}"
     );
     assert!(
         detail.contains("seed 2: did not learn the task"),
         "{detail}"
     );
-    // A learned seed that forgets makes it mixed.
+    // One seed of two is no majority: the recipe does not keep the token reliably.
     let rows: Vec<Row> = [
         run(0, (48, 48), (48, 48), Some(7000)),
         run(1, (48, 48), (5, 48), Some(9000)),
     ]
     .concat();
     let j = judge(&c, &rows, &[]);
-    assert_eq!(j.verdict, Verdict::Mixed, "{}", j.summary);
+    assert_eq!(j.verdict, Verdict::Refuted, "{}", j.summary);
 }
 
 fn speed_row(component: &str, seq_len: i64, median: f64) -> Row {

@@ -348,6 +348,7 @@ fn every_option_of_some_families_is_rejected_on_the_others() {
 fn option_value(name: &str) -> &'static str {
     match name {
         "scan" => "auto",
+        "init" => "tch",
         "dt_limit" => "[0.001, 0.1]",
         _ => "2",
     }
@@ -868,7 +869,11 @@ fn reach_during_training_is_checked_before_anything_runs() {
     assert_one(
         &off_step,
         11,
-        &["train.reach.at_steps[1]", "7 is not allowed", "multiple of eval_every (5)"],
+        &[
+            "train.reach.at_steps[1]",
+            "7 is not allowed",
+            "multiple of eval_every (5)",
+        ],
     );
     let past_budget = reach("{ at_steps: [15], seq_len: [256], batches: 1 }");
     assert_one(&past_budget, 11, &["at_steps[0]", "steps (10)"]);

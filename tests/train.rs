@@ -156,7 +156,10 @@ fn reach_is_measured_at_the_steps_asked_once_the_task_is_learned() {
         }
     }
     let at_50 = &trained.curve[0];
-    assert!(at_50.eval_accuracy < Some(0.9), "not learned at 50: {at_50:?}");
+    assert!(
+        at_50.eval_accuracy < Some(0.9),
+        "not learned at 50: {at_50:?}"
+    );
 }
 
 #[test]

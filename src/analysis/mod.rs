@@ -1,8 +1,8 @@
 //! What the rows say together: the device's fitted throughput, and crossover lengths.
 
 pub mod crossover;
-pub mod reach;
 pub mod fit;
+pub mod reach;
 
 use crate::results::Row;
 use crate::spec::RunSpec;

@@ -4,6 +4,11 @@
 //! length past a failing one does not count as reach.
 
 use crate::results::{Row, Status};
+
+/// The accuracy a length must clear, on its Wilson 95% lower bound: claim (b)'s threshold
+/// (experiments/claims.yaml), so that charts, the mechanism's table and the verdict count
+/// reach alike.
+pub const REACH_THRESHOLD: f64 = 0.9;
 use crate::train::eval::LengthAccuracy;
 
 /// The longest length of `measured` (length, the Wilson lower bound of its accuracy) that

@@ -74,6 +74,17 @@ pub struct Judgement {
     /// The verdict at each level a speed claim was measured at, the headline (most complete)
     /// level first; empty for claims without levels.
     pub levels: Vec<LevelVerdict>,
+    /// The evidence at a glance, where the claim's kind has one (claim (b): recipe × seeds →
+    /// reach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<ClaimTable>,
+}
+
+/// A small table a report prints under a claim's findings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimTable {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
 }
 
 /// A speed claim's verdict at one level of one family's models (see [`crossover_width`]).
@@ -109,7 +120,20 @@ pub fn judge(claim: &Claim, rows: &[Row], crossovers: &[Crossover]) -> Judgement
             family,
             threshold,
             min_length,
-        }) => recall_distance::judge(&rows, family, threshold, min_length),
+            full_budget_steps,
+        }) => {
+            let judged =
+                recall_distance::judge(&rows, family, threshold, min_length, full_budget_steps);
+            let mut judgement = Judgement::of(
+                claim,
+                judged.verdict,
+                judged.summary,
+                judged.findings,
+                Vec::new(),
+            );
+            judgement.table = Some(judged.table);
+            return judgement;
+        }
         Ok(Rule::AttentionShare {
             negligible_below,
             predict_at,
@@ -136,6 +160,7 @@ impl Judgement {
             summary,
             findings,
             levels,
+            table: None,
         }
     }
 }

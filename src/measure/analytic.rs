@@ -168,20 +168,28 @@ pub fn total_flops(spec: &RunSpec) -> f64 {
                     forward_flops(&spec.config, spec.component, spec.batch as f64, len as f64).0
                 })
                 .sum();
-            let reach: f64 = recall.train.reach.iter().map(|reach| {
-                let per_step: f64 = reach
-                    .seq_len
-                    .iter()
-                    .map(|&len| {
-                        forward_flops(&spec.config, spec.component, spec.batch as f64, len as f64)
+            let reach: f64 = recall
+                .train
+                .reach
+                .iter()
+                .map(|reach| {
+                    let per_step: f64 = reach
+                        .seq_len
+                        .iter()
+                        .map(|&len| {
+                            forward_flops(
+                                &spec.config,
+                                spec.component,
+                                spec.batch as f64,
+                                len as f64,
+                            )
                             .0
-                    })
-                    .sum();
-                per_step * (reach.batches * reach.at_steps.len()) as f64
-            }).sum();
-            per_call * recall.train.steps as f64
-                + eval * recall.train.eval_batches as f64
-                + reach
+                        })
+                        .sum();
+                    per_step * (reach.batches * reach.at_steps.len()) as f64
+                })
+                .sum();
+            per_call * recall.train.steps as f64 + eval * recall.train.eval_batches as f64 + reach
         }
         None => per_call * (spec.warmup + spec.repeats) as f64,
     }

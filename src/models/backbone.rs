@@ -84,6 +84,11 @@ impl<L> Backbone<L> {
         }
     }
 
+    /// The token embeddings (batch, seq_len, d_model) that enter the first layer.
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        self.embeddings.forward(ids)
+    }
+
     pub fn layers(&self) -> &[L] {
         &self.layers
     }

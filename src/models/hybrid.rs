@@ -16,11 +16,11 @@
 //! grows with the length, but only through its few attention layers.
 
 use super::backbone::{Backbone, BackboneShape, SSM_NAMES};
+use super::init::WeightInit;
 use super::layer::Layer;
 use super::residual::{PreNorm, MIXER_BLOCK};
 use super::transformer::{Attention, KvCache, Mlp};
 use super::{mamba, mamba2, transformer};
-use super::init::WeightInit;
 use crate::scan::ScanImpl;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -321,20 +321,7 @@ impl Mixer {
         keep_state: bool,
     ) -> (Tensor, Option<LayerState>) {
         let seq_len = hidden.size()[1];
-        // (batch, 2·d_inner, seq_len): the SSM branch x and the gate z, computed in that
-        // layout as mamba_ssm does (W · hiddenᵀ), because the convolution and the scan read
-        // channels-major rows: projecting to (batch, seq_len, ·) and transposing would cost a
-        // copy of each branch.
-        // (A 2-D weight times a batch would be computed transposed and come back as a view.)
-        let xz = self.in_proj.ws.unsqueeze(0).matmul(&hidden.transpose(1, 2));
-        let xz = match &self.in_proj.bs {
-            Some(bias) => xz + bias.unsqueeze(-1),
-            None => xz,
-        };
-        let (x, z) = (
-            xz.narrow(1, 0, self.d_inner),
-            xz.narrow(1, self.d_inner, self.d_inner),
-        );
+        let (x, z) = self.project_in(hidden);
         // The convolution's window reaches d_conv − 1 inputs back, into the chunk before this
         // one when there is one; the state keeps the last d_conv inputs (zeros before the
         // start of the sequence), from which step mode or the next chunk continues.
@@ -361,17 +348,7 @@ impl Mixer {
             None => causal_conv::conv_silu(&x, weight, bias),
         };
 
-        // Selection (Algorithm 2, lines 2-4): Δ, B, C are functions of the input.
-        let x_dbl = self.x_proj.forward(&x.transpose(1, 2)); // (batch, seq_len, r + 2N)
-        let dt = x_dbl.narrow(2, 0, self.dt_rank);
-        let b = x_dbl.narrow(2, self.dt_rank, self.d_state).transpose(1, 2);
-        let c = x_dbl
-            .narrow(2, self.dt_rank + self.d_state, self.d_state)
-            .transpose(1, 2);
-        // dt_proj without its bias (the scan adds it inside the softplus), straight into the
-        // scan's (batch, d_inner, seq_len) layout.
-        let delta = self.dt_proj.ws.unsqueeze(0).matmul(&dt.transpose(1, 2));
-
+        let (delta, b, c) = self.select(&x);
         let a = self.a();
         let inputs = ScanInputs {
             u: &x,
@@ -395,8 +372,59 @@ impl Mixer {
         (self.out_proj.forward(&y.transpose(1, 2)), state)
     }
 
+    /// (batch, 2·d_inner, seq_len) → the SSM branch x and the gate z, each (batch, d_inner,
+    /// seq_len), computed in that layout as mamba_ssm does (W · hiddenᵀ), because the
+    /// convolution and the scan read channels-major rows: projecting to (batch, seq_len, ·)
+    /// and transposing would cost a copy of each branch. (A 2-D weight times a batch would be
+    /// computed transposed and come back as a view.)
+    fn project_in(&self, hidden: &Tensor) -> (Tensor, Tensor) {
+        let xz = self.in_proj.ws.unsqueeze(0).matmul(&hidden.transpose(1, 2));
+        let xz = match &self.in_proj.bs {
+            Some(bias) => xz + bias.unsqueeze(-1),
+            None => xz,
+        };
+        (
+            xz.narrow(1, 0, self.d_inner),
+            xz.narrow(1, self.d_inner, self.d_inner),
+        )
+    }
+
+    /// Selection (Algorithm 2, lines 2-4): Δ, B, C are functions of the convolved input x
+    /// (batch, d_inner, seq_len). Δ comes without dt_proj's bias (the scan adds it inside the
+    /// softplus), straight in the scan's (batch, d_inner, seq_len) layout; B and C are
+    /// (batch, d_state, seq_len).
+    fn select(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let x_dbl = self.x_proj.forward(&x.transpose(1, 2)); // (batch, seq_len, r + 2N)
+        let dt = x_dbl.narrow(2, 0, self.dt_rank);
+        let b = x_dbl.narrow(2, self.dt_rank, self.d_state).transpose(1, 2);
+        let c = x_dbl
+            .narrow(2, self.dt_rank + self.d_state, self.d_state)
+            .transpose(1, 2);
+        let delta = self.dt_proj.ws.unsqueeze(0).matmul(&dt.transpose(1, 2));
+        (delta, b, c)
+    }
+
+    /// Δ = softplus(dt_proj(x) + bias) over a sequence from its start, (batch, d_inner,
+    /// seq_len) in fp32: the step sizes the scan discretises with (Eq. 4), which set how long
+    /// each channel keeps what it wrote (`train::mechanism`).
+    pub fn delta(&self, hidden: &Tensor) -> Tensor {
+        let (x, _) = self.project_in(hidden);
+        let x = causal_conv::conv_silu(&x, &self.conv1d.ws, self.conv1d.bs.as_ref());
+        let (delta, _, _) = self.select(&x);
+        let delta = match &self.dt_proj.bs {
+            Some(bias) => delta + bias.unsqueeze(-1),
+            None => delta,
+        };
+        delta.to_kind(Kind::Float).softplus()
+    }
+
+    /// The convolution's width.
+    pub fn d_conv(&self) -> i64 {
+        self.conv1d.ws.size()[2]
+    }
+
     /// A = −exp(A_log), (d_inner, d_state), kept in fp32 (S4D-real: A is negative real).
-    fn a(&self) -> Tensor {
+    pub fn a(&self) -> Tensor {
         -self.a_log.to_kind(Kind::Float).exp()
     }
 }

@@ -53,6 +53,11 @@ impl<F> PreNorm<F> {
         &self.inner
     }
 
+    /// F's input: `hidden` normalised in the compute dtype.
+    pub fn normed(&self, hidden: &Tensor) -> Tensor {
+        self.norm_and_residual(hidden).0
+    }
+
     /// F's input, normalised in the compute dtype, and the residual it is added to.
     fn norm_and_residual(&self, hidden: &Tensor) -> (Tensor, Tensor) {
         let normed = self.norm.forward(&hidden.to_kind(self.norm.kind()));

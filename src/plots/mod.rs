@@ -5,6 +5,7 @@
 
 pub mod kinds;
 pub mod line;
+pub mod mechanism;
 pub mod panels;
 pub mod reach_vs_step;
 mod style;
@@ -74,6 +75,21 @@ pub fn render(
             &reach_vs_step::reach_vs_step(rows, curves, plot.experiments()),
         ),
     }
+}
+
+/// The folder of a results folder's charts.
+pub const PLOTS_DIR: &str = "plots";
+
+/// Writes a figure of panels drawn outside a suite's plot list (`mvt mechanism`'s) as
+/// `stem.png` and `stem.svg`, creating their folder; nothing when it has no points.
+pub fn draw_panels(stem: &Path, figure: &panels::Panels) -> Result<Vec<PathBuf>, PlotError> {
+    if let Some(dir) = stem.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| PlotError::Folder {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    draw(stem, figure)
 }
 
 /// Writes `chart` as `stem.png` and `stem.svg`, or nothing when it has no points.

@@ -7,15 +7,11 @@
 use super::line::{Axis, Line, LineChart, Reference};
 use super::panels::Panels;
 use super::style::{family_color, shade_of};
-use crate::analysis::reach::{final_lower_bounds, lower_bounds, reach};
+use crate::analysis::reach::{final_lower_bounds, lower_bounds, reach, REACH_THRESHOLD};
 use crate::results::curves::Curves;
 use crate::results::Row;
 use crate::train::trainer::CurvePoint;
 use std::collections::BTreeMap;
-
-/// The accuracy a length must clear, on its Wilson 95% lower bound: claim (b)'s threshold
-/// (experiments/claims.yaml), so that the chart and the verdict count reach alike.
-pub const REACH_THRESHOLD: f64 = 0.9;
 
 pub fn reach_vs_step(rows: &[Row], curves: &Curves, experiments: &[String]) -> Panels {
     let panels = experiments
@@ -23,9 +19,7 @@ pub fn reach_vs_step(rows: &[Row], curves: &Curves, experiments: &[String]) -> P
         .map(|experiment| panel(rows, curves, experiment))
         .collect();
     Panels {
-        title: format!(
-            "Reach during training: the longest length whose accuracy's 95% lower bound is ≥ {REACH_THRESHOLD}, and every shorter one's"
-        ),
+        title: format!("Reach during training (95% lower bound ≥ {REACH_THRESHOLD} up to it)"),
         panels,
     }
 }
@@ -39,6 +33,10 @@ fn panel(rows: &[Row], curves: &Curves, experiment: &str) -> LineChart {
             .push(row);
     }
     let count = runs.len();
+    let mut models: Vec<&str> = runs.values().map(|rows| rows[0].model.as_str()).collect();
+    models.sort_unstable();
+    models.dedup();
+    let several_models = models.len() > 1;
     let mut train_len = None;
     let lines = runs
         .iter()
@@ -50,8 +48,12 @@ fn panel(rows: &[Row], curves: &Curves, experiment: &str) -> LineChart {
                 .iter()
                 .find(|(id, _)| id == run_id)
                 .map_or(&[][..], |(_, points)| points.as_slice());
+            let model = match several_models {
+                true => format!("{} ", first.model),
+                false => String::new(),
+            };
             Line {
-                label: format!("seed {seed}"),
+                label: format!("{model}seed {seed}"),
                 points: points(curve, rows, first.seq_len),
                 color: family_color(first.family),
                 shade: shade_of(rank, count),
@@ -67,11 +69,20 @@ fn panel(rows: &[Row], curves: &Curves, experiment: &str) -> LineChart {
         title: experiment.to_owned(),
         x_desc: "training step".into(),
         y_desc: "reach (tokens, log scale)".into(),
-        x_axis: Axis::Linear(|step| format!("{:.0}K", step / 1000.0)),
+        x_axis: Axis::Linear(thousands),
         y_axis: Axis::Log2,
         lines,
         failures: Vec::new(),
         references,
+    }
+}
+
+/// 40000 as "40K", 2500 as "2.5K", 250 as "250".
+fn thousands(step: f64) -> String {
+    match step {
+        s if s >= 1000.0 && (s / 1000.0).fract() == 0.0 => format!("{:.0}K", s / 1000.0),
+        s if s >= 1000.0 => format!("{:.1}K", s / 1000.0),
+        s => format!("{s:.0}"),
     }
 }
 

@@ -85,6 +85,21 @@ pub fn render(report: &Report) -> String {
                 );
             }
             let _ = write!(h, "</ul>");
+            if let Some(table) = &j.table {
+                let _ = write!(h, "<table><tr>");
+                for name in &table.header {
+                    let _ = write!(h, "<th>{}</th>", esc(name));
+                }
+                let _ = write!(h, "</tr>");
+                for row in &table.rows {
+                    let _ = write!(h, "<tr>");
+                    for value in row {
+                        let _ = write!(h, "<td>{}</td>", esc(value));
+                    }
+                    let _ = write!(h, "</tr>");
+                }
+                let _ = write!(h, "</table>");
+            }
         }
     }
     for s in &report.sections {

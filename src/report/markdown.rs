@@ -63,6 +63,14 @@ pub fn render(report: &Report, out: &Path) -> String {
                     f.detail
                 );
             }
+            if let Some(table) = &j.table {
+                let _ = writeln!(md, "\n| {} |", table.header.join(" | "));
+                let _ = writeln!(md, "|{}", " --- |".repeat(table.header.len()));
+                for row in &table.rows {
+                    let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+                    let _ = writeln!(md, "| {} |", cells.join(" | "));
+                }
+            }
         }
     }
     for s in &report.sections {

@@ -91,10 +91,21 @@ mod tests {
             reach,
         };
         let reach = vec![
-            LengthAccuracy { seq_len: 4096, correct: 40, scored: 40 },
-            LengthAccuracy { seq_len: 1048576, correct: 31, scored: 40 },
+            LengthAccuracy {
+                seq_len: 4096,
+                correct: 40,
+                scored: 40,
+            },
+            LengthAccuracy {
+                seq_len: 1048576,
+                correct: 31,
+                scored: 40,
+            },
         ];
-        let curves = vec![("run".to_owned(), vec![point(250, Vec::new()), point(500, reach)])];
+        let curves = vec![(
+            "run".to_owned(),
+            vec![point(250, Vec::new()), point(500, reach)],
+        )];
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CURVES_FILE), curves_csv(&curves)).unwrap();
         assert_eq!(read_curves(dir.path()), curves);
@@ -102,6 +113,9 @@ mod tests {
 
         let old = "run_id,step,loss,lr,eval_accuracy\nrun,250,0.5,0.001,1\n";
         std::fs::write(dir.path().join(CURVES_FILE), old).unwrap();
-        assert_eq!(read_curves(dir.path()), vec![("run".to_owned(), vec![point(250, Vec::new())])]);
+        assert_eq!(
+            read_curves(dir.path()),
+            vec![("run".to_owned(), vec![point(250, Vec::new())])]
+        );
     }
 }

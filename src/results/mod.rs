@@ -3,6 +3,7 @@
 pub mod curves;
 pub mod folder;
 pub mod manifest;
+pub mod mechanism;
 pub mod row;
 pub mod run_specs;
 pub mod store;

@@ -4,6 +4,7 @@
 
 pub mod execute;
 pub mod isolate;
+pub mod mechanism;
 pub mod merge;
 pub mod paired;
 pub mod point;
@@ -304,7 +305,7 @@ pub fn write_analysis(
     let curves = read_curves(out);
     let mut files = Vec::new();
     for plot in plots {
-        let dir = out.join("plots");
+        let dir = out.join(crate::plots::PLOTS_DIR);
         files.extend(plots::render(plot, rows, runs, &curves, &crossovers, &dir)?);
     }
     Ok(files)

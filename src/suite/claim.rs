@@ -36,6 +36,11 @@ pub struct Claim {
     pub threshold: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_length: Option<i64>,
+    /// recall_at_distance: the training steps of the source's whole budget (the Mamba paper's
+    /// 204,800 for induction heads). The claim is refuted only when a recipe trained that long
+    /// fails too; failures at smaller budgets leave it inconclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_budget_steps: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negligible_below: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +79,7 @@ impl Claim {
                     family: self.family.unwrap_or(Family::Mamba),
                     threshold: self.threshold.unwrap_or(1.0),
                     min_length: self.min_length.unwrap_or(1),
+                    full_budget_steps: self.full_budget_steps,
                 }
             }
             ClaimKind::AttentionShare => {
@@ -86,7 +92,9 @@ impl Claim {
         };
         let used: &[&str] = match self.kind {
             ClaimKind::CrossoverVsWidth => &["factor"],
-            ClaimKind::RecallAtDistance => &["family", "threshold", "min_length"],
+            ClaimKind::RecallAtDistance => {
+                &["family", "threshold", "min_length", "full_budget_steps"]
+            }
             ClaimKind::AttentionShare => &["negligible_below", "predict_at"],
         };
         let given = [
@@ -94,6 +102,7 @@ impl Claim {
             ("family", self.family.is_some()),
             ("threshold", self.threshold.is_some()),
             ("min_length", self.min_length.is_some()),
+            ("full_budget_steps", self.full_budget_steps.is_some()),
             ("negligible_below", self.negligible_below.is_some()),
             ("predict_at", self.predict_at.is_some()),
         ];
@@ -136,6 +145,7 @@ pub enum Rule {
         family: Family,
         threshold: f64,
         min_length: i64,
+        full_budget_steps: Option<i64>,
     },
     /// "Attention is a negligible share (< `negligible_below`) of a Transformer's cost": judged
     /// on measured shares and on the FLOP model at `predict_at` (see [`attention_share`]).
@@ -237,10 +247,12 @@ pub(super) fn check_claims(c: &mut Checker, suite: &Suite) {
             Rule::RecallAtDistance {
                 threshold,
                 min_length,
+                full_budget_steps,
                 ..
             } => {
                 fraction(c, "threshold", *threshold);
                 c.at_least(at("min_length"), Some(*min_length), 1);
+                c.at_least(at("full_budget_steps"), *full_budget_steps, 1);
             }
             Rule::AttentionShare {
                 negligible_below,

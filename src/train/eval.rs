@@ -21,9 +21,7 @@ pub const CHUNKED_FROM: i64 = 8192;
 /// either way, and parallel mode is its fastest).
 pub fn mode_at(family: Family, seq_len: i64) -> Mode {
     match family {
-        Family::Mamba | Family::Mamba2 | Family::Hybrid if seq_len >= CHUNKED_FROM => {
-            Mode::Chunked
-        }
+        Family::Mamba | Family::Mamba2 | Family::Hybrid if seq_len >= CHUNKED_FROM => Mode::Chunked,
         _ => Mode::Parallel,
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod eval;
+pub mod mechanism;
 pub mod optimizer;
 pub mod schedule;
 pub mod trainer;

@@ -93,7 +93,10 @@ fn check_train(c: &mut Checker, i: usize, train: &TrainConfig) {
 fn check_reach(c: &mut Checker, i: usize, train: &TrainConfig, reach: &ReachConfig) {
     let r = |field: &str| format!("experiments[{i}].train.reach.{field}");
     if reach.at_steps.is_empty() {
-        c.fail(r("at_steps"), "the list is empty; give the steps at which to measure, e.g. [5000, 10000, 20000]");
+        c.fail(
+            r("at_steps"),
+            "the list is empty; give the steps at which to measure, e.g. [5000, 10000, 20000]",
+        );
     }
     for (j, &step) in reach.at_steps.iter().enumerate() {
         if step == 0 || step > train.steps || step % train.eval_every.max(1) != 0 {
@@ -110,7 +113,10 @@ fn check_reach(c: &mut Checker, i: usize, train: &TrainConfig, reach: &ReachConf
     if !(0.0..=1.0).contains(&reach.from_accuracy) {
         c.fail(
             r("from_accuracy"),
-            format!("{} is not allowed; expected a fraction in [0, 1]", reach.from_accuracy),
+            format!(
+                "{} is not allowed; expected a fraction in [0, 1]",
+                reach.from_accuracy
+            ),
         );
     }
 }
@@ -152,8 +158,17 @@ fn check_seeds(c: &mut Checker, i: usize, exp: &Experiment) {
 /// length that does not is reported.
 fn check_lengths_fit(c: &mut Checker, i: usize, exp: &Experiment, tasks: &TaskGrid) {
     let train = exp.grid.seq_len.iter().map(|l| (Split::Train, *l));
-    let reach = exp.train.iter().flat_map(|t| t.reach.iter()).flat_map(|r| &r.seq_len);
-    let eval = exp.eval_seq_len.iter().flatten().chain(reach).map(|l| (Split::Eval, *l));
+    let reach = exp
+        .train
+        .iter()
+        .flat_map(|t| t.reach.iter())
+        .flat_map(|r| &r.seq_len);
+    let eval = exp
+        .eval_seq_len
+        .iter()
+        .flatten()
+        .chain(reach)
+        .map(|l| (Split::Eval, *l));
     let lengths: Vec<(Split, i64)> = train.chain(eval).filter(|(_, l)| *l >= 1).collect();
     for task in tasks.variants() {
         for &(split, len) in &lengths {
