@@ -3,9 +3,9 @@
 //! panel per layer, a line per experiment through its seeds, and the diagonal where the two
 //! are equal: a layer whose points follow it holds the answer as long as its Δ says.
 
-use super::line::{Axis, Line, LineChart, Reference};
+use super::line::{Axis, Line, LineChart};
 use super::panels::Panels;
-use super::style::{family_color, shade_of};
+use super::style::{family_color, shade_of, FIRST_FREE_COLOR};
 use crate::models::Family;
 use crate::results::mechanism::MechanismRow;
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ fn panel(rows: &[MechanismRow], layer: usize) -> LineChart {
     }
     let count = by_experiment.len();
     let mut extent: Vec<f64> = Vec::new();
-    let lines = by_experiment
+    let mut lines: Vec<Line> = by_experiment
         .into_iter()
         .enumerate()
         .map(|(rank, (experiment, mut points))| {
@@ -48,19 +48,23 @@ fn panel(rows: &[MechanismRow], layer: usize) -> LineChart {
             }
         })
         .collect();
+    // The diagonal is a line, not a reference, so that both axes span it: a point's distance
+    // from it is then what the eye reads.
     let (lo, hi) = extent
         .iter()
         .filter(|v| v.is_finite() && **v > 0.0)
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
-    let references = match lo < hi {
-        true => vec![Reference::Path(
-            "half-life = reach".into(),
-            vec![(lo, lo), (hi, hi)],
-        )],
-        false => Vec::new(),
-    };
+    if lo < hi {
+        lines.push(Line {
+            label: "half-life = reach".into(),
+            points: vec![(lo, lo), (hi, hi)],
+            dashed: true,
+            color: FIRST_FREE_COLOR,
+            ..Line::default()
+        });
+    }
     LineChart {
         title: format!("layer {layer}"),
         x_desc: "measured reach (tokens, log scale)".into(),
@@ -69,6 +73,58 @@ fn panel(rows: &[MechanismRow], layer: usize) -> LineChart {
         y_axis: Axis::Log2,
         lines,
         failures: Vec::new(),
-        references,
+        references: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::mechanism::{LayerMechanism, Percentiles};
+
+    fn row(experiment: &str, seed: u64, reach: Option<i64>, half_life: f64) -> MechanismRow {
+        let p = Percentiles {
+            p10: 1.0,
+            p50: 1.0,
+            p90: 1.0,
+        };
+        MechanismRow {
+            run_id: format!("{experiment}.s{seed}"),
+            experiment: experiment.into(),
+            model: "mamba".into(),
+            seed,
+            lr: 1e-3,
+            steps: 40000,
+            measured_reach: reach,
+            layer: LayerMechanism {
+                layer: 0,
+                delta_noise: p,
+                delta_trigger: p,
+                delta_answer: p,
+                half_life: p,
+                writer_half_life: half_life,
+                writer_retention_far: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn learned_runs_are_points_beside_a_diagonal_spanning_both_axes() {
+        let rows = [
+            row("paper", 0, Some(4096), 36_000.0),
+            row("paper", 1, Some(1024), 700.0),
+            row("paper", 2, None, 5.0),
+            row("lr2e-4", 0, Some(256), 300.0),
+        ];
+        let figure = half_life_vs_reach(&rows);
+        assert_eq!(figure.panels.len(), 1);
+        let lines = &figure.panels[0].lines;
+        let labels: Vec<&str> = lines.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(labels, ["lr2e-4", "paper", "half-life = reach"]);
+        // Seeds in order of reach; the run that did not learn has no reach to explain.
+        assert_eq!(lines[1].points, [(1024.0, 700.0), (4096.0, 36_000.0)]);
+        let diagonal = &lines[2];
+        assert!(diagonal.dashed);
+        assert_eq!(diagonal.points, [(256.0, 256.0), (36_000.0, 36_000.0)]);
     }
 }
