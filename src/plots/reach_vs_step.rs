@@ -65,8 +65,13 @@ fn panel(rows: &[Row], curves: &Curves, experiment: &str) -> LineChart {
     if let Some(len) = train_len {
         references.push(Reference::Horizontal("training length".into(), len as f64));
     }
+    // An experiment with nothing finished keeps its panel, saying so, rather than vanishing.
+    let title = match count {
+        0 => format!("{experiment}: no finished runs yet"),
+        _ => experiment.to_owned(),
+    };
     LineChart {
-        title: experiment.to_owned(),
+        title,
         x_desc: "training step".into(),
         y_desc: "reach (tokens, log scale)".into(),
         x_axis: Axis::Linear(thousands),
