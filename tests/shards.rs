@@ -158,6 +158,14 @@ fn merged_shards_hold_every_run_once_and_conflicts_are_reported() {
     )
     .unwrap();
 
+    // Kept weights travel too (what `mvt mechanism` reads); a run not kept leaves its own.
+    for (folder, run) in [(&a, first.as_str()), (&b, second.as_str()), (&b, "gone")] {
+        std::fs::create_dir_all(folder.join("weights")).unwrap();
+        for file in [format!("{run}.safetensors"), format!("{run}.spec.json")] {
+            std::fs::write(folder.join("weights").join(file), run).unwrap();
+        }
+    }
+
     let out = mvt(
         &[
             "merge",
@@ -183,6 +191,13 @@ fn merged_shards_hold_every_run_once_and_conflicts_are_reported() {
     let curves = std::fs::read_to_string(results.join("all/curves.csv")).unwrap();
     assert_eq!(curves.lines().count(), 3, "{curves}");
     assert!(curves.contains(&first) && curves.contains(&second) && !curves.contains("gone"));
+    let weights = results.join("all/weights");
+    for run in [&first, &second] {
+        let kept = std::fs::read_to_string(weights.join(format!("{run}.safetensors"))).unwrap();
+        assert_eq!(&kept, run);
+        assert!(weights.join(format!("{run}.spec.json")).is_file());
+    }
+    assert!(!weights.join("gone.safetensors").exists());
     assert_eq!(merged.len(), 6);
     assert!(
         merged.iter().all(|r| r["status"] == "ok"),

@@ -2,7 +2,7 @@
 //! Rows are deduplicated by run id; a run id with different results in two folders is a
 //! conflict, reported and recorded, and the successful (else the first) result is kept.
 
-use super::{write_analysis, RunError};
+use super::{write_analysis, RunError, WEIGHTS_DIR};
 use crate::results::curves::{curves_csv, read_curves, Curves, CURVES_FILE};
 use crate::results::folder::FolderError;
 use crate::results::manifest::{Manifest, MergeRecord, MergedSource};
@@ -62,6 +62,7 @@ pub fn merge(out: &Path, sources: &[PathBuf]) -> Result<MergeSummary, MergeError
     store::write_rows(out, &rows).map_err(RunError::from)?;
     write_runs(out, runs).map_err(RunError::from)?;
     write_curves(out, &kept_curves(&folders, &rows))?;
+    copy_weights(out, &folders, &rows)?;
     let manifest = merged_manifest(&folders, runs, &rows, &deduplicated.conflicts);
     manifest.write(out).map_err(RunError::from)?;
     Ok(MergeSummary {
@@ -171,6 +172,42 @@ fn in_plan_order(runs: &[RunSpec], mut kept: BTreeMap<RowKey, (Row, PathBuf)>) -
     }
     rows.extend(kept.into_values().map(|(row, _)| row));
     rows
+}
+
+/// The trained weights (and their specs) of the kept runs, each from the first folder that has
+/// them, so that the merged folder can be probed (`mvt mechanism`) like its sources.
+fn copy_weights(out: &Path, folders: &[ResultsFolder], rows: &[Row]) -> Result<(), RunError> {
+    let kept: BTreeSet<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
+    let target = out.join(WEIGHTS_DIR);
+    let copy = |from: &Path, to: &Path| {
+        std::fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|source| RunError::Folder {
+                path: to.to_owned(),
+                source,
+            })
+    };
+    for run_id in kept {
+        let files = [
+            format!("{run_id}.safetensors"),
+            format!("{run_id}.spec.json"),
+        ];
+        let Some(source) = folders
+            .iter()
+            .map(|f| f.dir.join(WEIGHTS_DIR))
+            .find(|dir| dir.join(&files[0]).is_file())
+        else {
+            continue;
+        };
+        std::fs::create_dir_all(&target).map_err(|source| RunError::Folder {
+            path: target.clone(),
+            source,
+        })?;
+        for file in files.iter().filter(|f| source.join(f).is_file()) {
+            copy(&source.join(file), &target.join(file))?;
+        }
+    }
+    Ok(())
 }
 
 /// Training curves of the kept runs, each once, in source order.
