@@ -86,19 +86,7 @@ pub fn render(report: &Report) -> String {
             }
             let _ = write!(h, "</ul>");
             if let Some(table) = &j.table {
-                let _ = write!(h, "<table><tr>");
-                for name in &table.header {
-                    let _ = write!(h, "<th>{}</th>", esc(name));
-                }
-                let _ = write!(h, "</tr>");
-                for row in &table.rows {
-                    let _ = write!(h, "<tr>");
-                    for value in row {
-                        let _ = write!(h, "<td>{}</td>", esc(value));
-                    }
-                    let _ = write!(h, "</tr>");
-                }
-                let _ = write!(h, "</table>");
+                write_table(&mut h, &table.header, &table.rows);
             }
         }
     }
@@ -116,19 +104,7 @@ pub fn render(report: &Report) -> String {
             let body = svg.find("<svg").map_or("", |i| &svg[i..]);
             let _ = write!(h, "<div>{body}</div>");
         }
-        let _ = write!(h, "<table><tr>");
-        for col in &s.header {
-            let _ = write!(h, "<th>{}</th>", esc(col));
-        }
-        let _ = write!(h, "</tr>");
-        for row in &s.rows {
-            let _ = write!(h, "<tr>");
-            for c in row {
-                let _ = write!(h, "<td>{}</td>", esc(c));
-            }
-            let _ = write!(h, "</tr>");
-        }
-        let _ = write!(h, "</table>");
+        write_table(&mut h, &s.header, &s.rows);
     }
     let _ = write!(h, "<h2>Runs that did not succeed</h2>");
     if report.failures.is_empty() {
@@ -159,4 +135,21 @@ fn esc(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// A table of text cells, escaped.
+fn write_table(h: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let _ = write!(h, "<table><tr>");
+    for name in header {
+        let _ = write!(h, "<th>{}</th>", esc(name));
+    }
+    let _ = write!(h, "</tr>");
+    for row in rows {
+        let _ = write!(h, "<tr>");
+        for value in row {
+            let _ = write!(h, "<td>{}</td>", esc(value));
+        }
+        let _ = write!(h, "</tr>");
+    }
+    let _ = write!(h, "</table>");
 }
