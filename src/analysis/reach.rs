@@ -46,6 +46,21 @@ pub fn final_lower_bounds<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<(i
         .collect()
 }
 
+/// The reach a run's final evaluation measured over the lengths `counted` keeps: the longest
+/// length beyond `train_len` cleared, the training length when the run learned (its point
+/// accuracy there at least the threshold, as claim (b) counts it) but cleared no longer one,
+/// and `None` when it did not learn.
+pub fn final_reach(rows: &[&Row], train_len: i64, counted: impl Fn(i64) -> bool) -> Option<i64> {
+    let learned = rows.iter().any(|r| {
+        r.eval_seq_len == Some(train_len) && r.accuracy.is_some_and(|a| a >= REACH_THRESHOLD)
+    });
+    let longer: Vec<(i64, f64)> = final_lower_bounds(rows.iter().copied())
+        .into_iter()
+        .filter(|&(len, _)| len > train_len && counted(len))
+        .collect();
+    learned.then(|| reach(longer, REACH_THRESHOLD).unwrap_or(train_len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::reach;

@@ -7,7 +7,7 @@
 use super::line::{Axis, Line, LineChart, Reference};
 use super::panels::Panels;
 use super::style::{family_color, shade_of};
-use crate::analysis::reach::{final_lower_bounds, lower_bounds, reach, REACH_THRESHOLD};
+use crate::analysis::reach::{final_reach, lower_bounds, reach, REACH_THRESHOLD};
 use crate::results::curves::Curves;
 use crate::results::Row;
 use crate::train::trainer::CurvePoint;
@@ -108,16 +108,9 @@ fn points(curve: &[CurvePoint], rows: &[&Row], train_len: i64) -> Vec<(f64, f64)
         .iter()
         .map(|p| (p.step as f64, with_training(lower_bounds(&p.reach))))
         .collect();
-    let finals: Vec<(i64, f64)> = final_lower_bounds(rows.iter().copied())
-        .into_iter()
-        .filter(|(len, _)| lengths.is_empty() || lengths.contains(len))
-        .collect();
-    // Learned as claim (b) counts it: the point accuracy at the training length.
-    let learned = rows.iter().any(|r| {
-        r.eval_seq_len == Some(train_len) && r.accuracy.is_some_and(|a| a >= REACH_THRESHOLD)
-    });
-    if let (true, Some(steps)) = (learned, rows[0].steps) {
-        points.push((steps as f64, with_training(finals)));
+    let counted = |len: i64| lengths.is_empty() || lengths.contains(&len);
+    if let (Some(reach), Some(steps)) = (final_reach(rows, train_len, counted), rows[0].steps) {
+        points.push((steps as f64, reach as f64));
     }
     points.dedup_by(|a, b| a.0 == b.0);
     points

@@ -4,7 +4,7 @@
 //! read side by side.
 
 use super::WEIGHTS_DIR;
-use crate::analysis::reach::{final_lower_bounds, reach, REACH_THRESHOLD};
+use crate::analysis::reach::final_reach;
 use crate::models::lm::LanguageModel;
 use crate::models::Family;
 use crate::plots::mechanism::half_life_vs_reach;
@@ -60,7 +60,7 @@ pub fn write_mechanism(folder: &ResultsFolder) -> Result<Vec<PathBuf>, Mechanism
                 seed: spec.seed,
                 lr: spec.recall.as_ref().map_or(f64::NAN, |r| r.train.lr),
                 steps: results.iter().find_map(|r| r.steps).unwrap_or_default(),
-                measured_reach: measured_reach(&results, spec.seq_len),
+                measured_reach: final_reach(&results, spec.seq_len, |_| true),
                 layer,
             });
         }
@@ -105,17 +105,4 @@ fn probe_run(spec: &RunSpec, weights: &Path) -> Result<Vec<LayerMechanism>, Mech
             source,
         }
     })
-}
-
-/// The reach the run's final evaluation measured: the longest length cleared, the training
-/// length when it learned but cleared no longer one, empty when it did not learn.
-fn measured_reach(rows: &[&Row], train_len: i64) -> Option<i64> {
-    let learned = rows.iter().any(|r| {
-        r.eval_seq_len == Some(train_len) && r.accuracy.is_some_and(|a| a >= REACH_THRESHOLD)
-    });
-    let longer: Vec<(i64, f64)> = final_lower_bounds(rows.iter().copied())
-        .into_iter()
-        .filter(|(len, _)| *len > train_len)
-        .collect();
-    learned.then(|| reach(longer, REACH_THRESHOLD).unwrap_or(train_len))
 }
